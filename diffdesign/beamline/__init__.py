@@ -1,0 +1,43 @@
+"""Differentiable beam optics with Cheetah's vocabulary and conventions.
+
+Elements (`Drift`, `Quadrupole`, `Dipole`, correctors, `Screen`, `BPM`, ...) and beams
+(`ParameterBeam`, `ParticleBeam`) are immutable PyTrees; a `Segment` tracks a beam with
+pure functions that jit, vmap over settings and differentiate w.r.t. any numeric field.
+"""
+
+from diffdesign.beamline.beams import Beam, ParameterBeam, ParticleBeam
+from diffdesign.beamline.elements import (
+    BPM,
+    Dipole,
+    Drift,
+    Element,
+    HorizontalCorrector,
+    Marker,
+    Quadrupole,
+    RBend,
+    Screen,
+    Sextupole,
+    VerticalCorrector,
+)
+from diffdesign.beamline.segment import Segment
+from diffdesign.beamline.species import ELECTRON, Species
+
+__all__ = [
+    "BPM",
+    "ELECTRON",
+    "Beam",
+    "Dipole",
+    "Drift",
+    "Element",
+    "HorizontalCorrector",
+    "Marker",
+    "ParameterBeam",
+    "ParticleBeam",
+    "Quadrupole",
+    "RBend",
+    "Screen",
+    "Segment",
+    "Sextupole",
+    "Species",
+    "VerticalCorrector",
+]

@@ -1,0 +1,132 @@
+"""First-order maps as 7x7 tables whose structural zeros and ones are known when tracing.
+
+A beamline map acts on (x, px, y, py, tau, p, 1); the seventh coordinate carries constant
+offsets (misalignments, corrector kicks). Most entries of an element's map are exactly 0
+or 1, so a map is kept as a 7x7 tuple of entries that are either Python floats (known
+constants) or JAX arrays (anything that depends on settings). Composition multiplies only
+entries that can be non-trivial, which lets XLA fuse a whole segment into a few dozen
+element-wise operations per setting instead of a chain of dense 7x7 products — the reason
+tracking 10^5 settings is fast. Entries broadcast, so a map whose settings have shape
+(...,) represents a batch of maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax.numpy as jnp
+from jaxtyping import Array
+
+Entry = float | Array
+Map = tuple[tuple[Entry, ...], ...]
+
+SIZE = 7
+
+
+def _is_zero(a: Entry) -> bool:
+    return isinstance(a, float) and a == 0.0
+
+
+def _is_one(a: Entry) -> bool:
+    return isinstance(a, float) and a == 1.0
+
+
+def _mul(a: Entry, b: Entry) -> Entry:
+    if _is_zero(a) or _is_zero(b):
+        return 0.0
+    if _is_one(a):
+        return b
+    if _is_one(b):
+        return a
+    return a * b
+
+
+def _add(a: Entry, b: Entry) -> Entry:
+    if _is_zero(a):
+        return b
+    if _is_zero(b):
+        return a
+    return a + b
+
+
+def identity() -> Map:
+    return tuple(tuple(1.0 if i == j else 0.0 for j in range(SIZE)) for i in range(SIZE))
+
+
+def from_entries(entries: Mapping[tuple[int, int], Entry]) -> Map:
+    """The identity with the given ``(row, column) -> value`` entries replaced."""
+    return tuple(
+        tuple(entries.get((i, j), 1.0 if i == j else 0.0) for j in range(SIZE))
+        for i in range(SIZE)
+    )
+
+
+def compose(second: Map, first: Map) -> Map:
+    """The map of ``first`` followed by ``second`` (the matrix product second @ first)."""
+    return tuple(
+        tuple(_sum(_mul(second[i][k], first[k][j]) for k in range(SIZE)) for j in range(SIZE))
+        for i in range(SIZE)
+    )
+
+
+def compose_all(maps: list[Map]) -> Map:
+    """The map of ``maps[0]``, then ``maps[1]``, ... in beam order."""
+    total = identity()
+    for m in maps:
+        total = compose(m, total)
+    return total
+
+
+def transpose(m: Map) -> Map:
+    return tuple(tuple(m[j][i] for j in range(SIZE)) for i in range(SIZE))
+
+
+def _as_array(entry: Entry, shape: tuple[int, ...]) -> Array:
+    return jnp.broadcast_to(jnp.asarray(entry, dtype=float), shape)
+
+
+def batch_shape(m: Map) -> tuple[int, ...]:
+    shapes = [jnp.shape(e) for row in m for e in row if not isinstance(e, float)]
+    return jnp.broadcast_shapes(*shapes) if shapes else ()
+
+
+def to_array(m: Map) -> Array:
+    """The map as an array of shape (..., 7, 7)."""
+    shape = batch_shape(m)
+    return jnp.stack([jnp.stack([_as_array(e, shape) for e in row], -1) for row in m], -2)
+
+
+def from_array(matrix: Array) -> Map:
+    """Entries of a (..., 7, 7) array (all treated as non-trivial)."""
+    return tuple(tuple(matrix[..., i, j] for j in range(SIZE)) for i in range(SIZE))
+
+
+def apply_to_vector(m: Map, vector: Array) -> Array:
+    """``m @ vector`` for a (..., 7) vector whose last entry is 1; returns (..., 7)."""
+    components = [vector[..., k] for k in range(SIZE - 1)] + [1.0]
+    rows = [_sum(_mul(m[i][k], components[k]) for k in range(SIZE)) for i in range(SIZE - 1)]
+    shape = jnp.broadcast_shapes(batch_shape(m), vector.shape[:-1])
+    return jnp.stack([_as_array(r, shape) for r in rows] + [jnp.ones(shape)], -1)
+
+
+def apply_to_covariance(m: Map, covariance: Array) -> Array:
+    """``m @ covariance @ m.T`` for a (..., 7, 7) covariance with zero seventh row/column."""
+    n = SIZE - 1  # the constant column of m does not act on a covariance
+    cov = [[covariance[..., i, j] for j in range(n)] for i in range(n)]
+    left = [
+        [_sum(_mul(m[i][k], cov[k][j]) for k in range(n)) for j in range(n)] for i in range(n)
+    ]
+    out: list[list[Entry]] = [[0.0] * SIZE for _ in range(SIZE)]
+    for i in range(n):
+        for j in range(i, n):
+            value = _sum(_mul(left[i][k], m[j][k]) for k in range(n))
+            out[i][j] = out[j][i] = value
+    shape = jnp.broadcast_shapes(batch_shape(m), covariance.shape[:-2])
+    return jnp.stack([jnp.stack([_as_array(e, shape) for e in row], -1) for row in out], -2)
+
+
+def _sum(terms) -> Entry:
+    total: Entry = 0.0
+    for t in terms:
+        total = _add(total, t)
+    return total

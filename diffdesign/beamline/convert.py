@@ -1,0 +1,204 @@
+"""Converters between diffdesign and Cheetah objects (Cheetah is imported only here).
+
+Cheetah and PyTorch are optional: these functions raise ``ImportError`` with the install
+command when they are missing. Tensors become float64 arrays and back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diffdesign.beamline.beams import Beam, ParameterBeam, ParticleBeam
+from diffdesign.beamline.elements import (
+    BPM,
+    Dipole,
+    Drift,
+    Element,
+    HorizontalCorrector,
+    Marker,
+    Quadrupole,
+    Screen,
+    Sextupole,
+    VerticalCorrector,
+)
+from diffdesign.beamline.segment import Segment
+from diffdesign.beamline.species import KNOWN_SPECIES, Species
+
+
+def _cheetah():
+    try:
+        import cheetah
+        import torch
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "Cheetah conversion needs PyTorch and Cheetah: pip install torch==2.13.0 "
+            "&& pip install 'diffdesign[peers]'"
+        ) from error
+    return cheetah, torch
+
+
+def _array(tensor) -> np.ndarray:
+    return np.asarray(tensor.detach().cpu().numpy(), dtype=float)
+
+
+def _tilt(tensor) -> np.ndarray | None:
+    """Cheetah always stores a tilt; an exactly zero one becomes None (an unrolled magnet)."""
+    tilt = _array(tensor)
+    return None if np.all(tilt == 0.0) else tilt
+
+
+def _element_from_cheetah(element, cheetah) -> list[Element]:
+    name = element.name
+    kind = type(element)
+    if isinstance(element, cheetah.Segment):
+        return [e for sub in element.elements for e in _element_from_cheetah(sub, cheetah)]
+    if kind is cheetah.Drift:
+        return [Drift(_array(element.length), name)]
+    if kind is cheetah.Quadrupole:
+        return [
+            Quadrupole(
+                _array(element.length), _array(element.k1), _array(element.misalignment),
+                _tilt(element.tilt), name,
+            )
+        ]  # fmt: skip
+    if kind is cheetah.Sextupole:
+        return [
+            Sextupole(
+                _array(element.length), _array(element.k2), _array(element.misalignment),
+                _tilt(element.tilt), name,
+            )
+        ]  # fmt: skip
+    if isinstance(element, cheetah.Dipole):  # RBend is a Dipole with shifted pole faces
+        return [
+            Dipole(
+                _array(element.length), _array(element.angle), _array(element.k1),
+                _array(element.dipole_e1), _array(element.dipole_e2), _tilt(element.tilt),
+                _array(element.gap), _array(element.fringe_integral),
+                _array(element.fringe_integral_exit), name,
+            )
+        ]  # fmt: skip
+    if kind is cheetah.HorizontalCorrector:
+        return [HorizontalCorrector(_array(element.length), _array(element.angle), name)]
+    if kind is cheetah.VerticalCorrector:
+        return [VerticalCorrector(_array(element.length), _array(element.angle), name)]
+    if kind is cheetah.Screen:
+        return [
+            Screen(
+                tuple(element.resolution), _array(element.pixel_size), element.binning,
+                _array(element.misalignment), element.is_active, name,
+            )
+        ]  # fmt: skip
+    if kind is cheetah.BPM:
+        return [BPM(_array(element.misalignment), element.is_active, name)]
+    if kind is cheetah.Marker:
+        return [Marker(name)]
+    raise ValueError(
+        f"element '{name}' of Cheetah type {kind.__name__} has no diffdesign counterpart yet; "
+        "supported: Drift, Quadrupole, Sextupole, Dipole, RBend, HorizontalCorrector, "
+        "VerticalCorrector, Screen, BPM, Marker (and nested Segments)"
+    )
+
+
+def from_cheetah(segment) -> Segment:
+    """A diffdesign :class:`Segment` from a ``cheetah.Segment`` (nested segments flattened).
+
+    Raises:
+        ValueError: naming the first element whose type has no counterpart here.
+    """
+    cheetah, _ = _cheetah()
+    if not isinstance(segment, cheetah.Segment):
+        raise TypeError(f"segment must be a cheetah.Segment; got {type(segment).__name__}")
+    return Segment(_element_from_cheetah(segment, cheetah), segment.name)
+
+
+def _species_from_cheetah(species) -> Species:
+    mass = float(species.mass_eV)
+    charge = float(species.num_elementary_charges)
+    known = KNOWN_SPECIES.get(species.name)
+    if known is not None and known.mass_eV == mass and known.num_elementary_charges == charge:
+        return known
+    return Species(species.name, mass, charge)
+
+
+def from_cheetah_beam(beam) -> Beam:
+    """A :class:`ParameterBeam` or :class:`ParticleBeam` from the Cheetah beam of that kind."""
+    cheetah, _ = _cheetah()
+    species = _species_from_cheetah(beam.species)
+    if isinstance(beam, cheetah.ParameterBeam):
+        return ParameterBeam(
+            _array(beam.mu), _array(beam.cov), _array(beam.energy), _array(beam.total_charge),
+            _array(beam.s), species,
+        )  # fmt: skip
+    if isinstance(beam, cheetah.ParticleBeam):
+        return ParticleBeam(
+            _array(beam.particles), _array(beam.energy), _array(beam.particle_charges),
+            _array(beam.survival_probabilities), _array(beam.s), species,
+        )  # fmt: skip
+    raise TypeError(f"beam must be a Cheetah ParameterBeam or ParticleBeam; got {type(beam).__name__}")
+
+
+def to_cheetah(obj):
+    """The Cheetah counterpart of a diffdesign Segment, Element, ParameterBeam or ParticleBeam."""
+    cheetah, torch = _cheetah()
+
+    def t(value):
+        return torch.tensor(np.array(value, dtype=float), dtype=torch.float64)
+
+    def tilt(value):
+        return t(0.0 if value is None else value)
+
+    def named(element):
+        # Keep our names exactly (Cheetah would otherwise warn about or rewrite them).
+        return {"name": element.name or None, "sanitize_name": False}
+
+    if isinstance(obj, Segment):
+        return cheetah.Segment([to_cheetah(e) for e in obj.elements], **named(obj))
+    if isinstance(obj, Beam):
+        if KNOWN_SPECIES.get(obj.species.name) == obj.species:
+            species = cheetah.Species(obj.species.name)
+        else:
+            species = cheetah.Species(
+                obj.species.name,
+                num_elementary_charges=t(obj.species.num_elementary_charges),
+                mass_eV=t(obj.species.mass_eV),
+            )
+        if isinstance(obj, ParameterBeam):
+            return cheetah.ParameterBeam(
+                t(obj.mu), t(obj.cov), t(obj.energy), t(obj.total_charge), t(obj.s), species
+            )
+        return cheetah.ParticleBeam(
+            t(obj.particles), t(obj.energy), t(obj.particle_charges),
+            t(obj.survival_probabilities), t(obj.s), species,
+        )  # fmt: skip
+    converters = {
+        Drift: lambda e: cheetah.Drift(t(e.length), **named(e)),
+        Quadrupole: lambda e: cheetah.Quadrupole(
+            t(e.length), t(e.k1), t(e.misalignment), tilt(e.tilt), **named(e)
+        ),
+        Sextupole: lambda e: cheetah.Sextupole(
+            t(e.length), t(e.k2), t(e.misalignment), tilt(e.tilt), **named(e)
+        ),
+        Dipole: lambda e: cheetah.Dipole(
+            t(e.length), t(e.angle), t(e.k1), t(e.e1), t(e.e2), tilt(e.tilt), t(e.gap),
+            fringe_integral=t(e.fringe_integral), fringe_integral_exit=t(e.fringe_integral_exit),
+            **named(e),
+        ),  # fmt: skip
+        HorizontalCorrector: lambda e: cheetah.HorizontalCorrector(
+            t(e.length), t(e.angle), **named(e)
+        ),
+        VerticalCorrector: lambda e: cheetah.VerticalCorrector(
+            t(e.length), t(e.angle), **named(e)
+        ),
+        Screen: lambda e: cheetah.Screen(
+            e.resolution, t(e.pixel_size), e.binning, t(e.misalignment),
+            is_active=e.is_active, **named(e),
+        ),  # fmt: skip
+        BPM: lambda e: cheetah.BPM(e.is_active, misalignment=t(e.misalignment), **named(e)),
+        Marker: lambda e: cheetah.Marker(**named(e)),
+    }
+    try:
+        return converters[type(obj)](obj)
+    except KeyError:
+        raise TypeError(
+            f"to_cheetah takes a Segment, an Element or a beam; got {type(obj).__name__}"
+        ) from None

@@ -1,0 +1,522 @@
+"""Beamline elements as immutable PyTrees, with Cheetah's names, units and conventions.
+
+Every numeric field is a float64 array and may carry leading batch axes (one value per
+setting), so ``Quadrupole(length=0.122, k1=jnp.linspace(-30, 30, 1000))`` is a batch of
+1,000 quadrupoles. Change a field with :meth:`Segment.with_settings` or ``eqx.tree_at``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import functools
+from typing import ClassVar
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from diffdesign._validation import (
+    check_finite,
+    check_positive,
+    check_range,
+    check_trailing_shape,
+)
+from diffdesign.beamline import _affine, _maps, _second_order
+from diffdesign.beamline._affine import Map
+from diffdesign.beamline.species import ELECTRON, Species
+
+
+def _scalar(value: ArrayLike, field: str, name: str) -> Array:
+    value = jnp.asarray(value, dtype=float)
+    check_finite(value, field, f"element '{name}'")
+    return value
+
+
+def _length(value: ArrayLike, name: str, *, positive: bool = False) -> Array:
+    value = jnp.asarray(value, dtype=float)
+    check = check_positive if positive else functools.partial(check_range, low=0.0)
+    check(value, "length", owner=f"element '{name}'", unit="m")
+    return value
+
+
+def _offset(value: ArrayLike | None, field: str, name: str) -> Array:
+    value = jnp.zeros(2) if value is None else jnp.asarray(value, dtype=float)
+    check_trailing_shape(value, field, (2,), f"element '{name}'")
+    check_finite(value, field, f"element '{name}'")
+    return value
+
+
+def _tilt(value: ArrayLike | None, name: str) -> Array | None:
+    return None if value is None else _scalar(value, "tilt", name)
+
+
+class Element(eqx.Module):
+    """A beamline element: a first-order (and, where defined, second-order) map.
+
+    Subclasses define ``name`` and ``length`` (m) and implement :meth:`linear_map`.
+    """
+
+    name: eqx.AbstractVar[str]
+    length: eqx.AbstractVar[Array]
+
+    #: the numeric fields that `Segment.with_settings` may set (all are differentiable).
+    settings: ClassVar[tuple[str, ...]] = ("length",)
+
+    @abc.abstractmethod
+    def linear_map(self, energy: ArrayLike, species: Species) -> Map:
+        """The first-order map as a structured 7x7 table (see ``_affine``)."""
+
+    def transfer_map(
+        self, energy: ArrayLike, species: Species = ELECTRON
+    ) -> Float[Array, "... 7 7"]:
+        """First-order transfer map at reference ``energy`` (eV) as a (..., 7, 7) array."""
+        return _affine.to_array(self.linear_map(energy, species))
+
+    def second_order_map(
+        self, energy: ArrayLike, species: Species = ELECTRON
+    ) -> Float[Array, "... 7 7 7"]:
+        """Second-order map T with out_i = sum_jk T_ijk v_j v_k, v = (x, px, y, py, tau, p, 1).
+
+        The first-order map sits in T[:, 6, :]; elements without second-order terms
+        return just that.
+        """
+        return _second_order.lift(self.transfer_map(energy, species))
+
+    def replace(self, **changes) -> Element:
+        """A copy with some fields changed, validated like a new element.
+
+        Example:
+            >>> Quadrupole(0.122, k1=10.0, name="Q1").replace(k1=-5.0).k1
+        """
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - set(fields))
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' has no field(s) {unknown}; "
+                f"settable: {list(self.settings)}"
+            )
+        return type(self)(**(fields | changes))
+
+    @property
+    def is_thick(self) -> bool:
+        return True
+
+
+class Drift(Element):
+    """Field-free drift space.
+
+    Args:
+        length: length in m, >= 0.
+        name: unique name within a segment.
+    """
+
+    length: Array
+    name: str = eqx.field(static=True)
+
+    def __init__(self, length: ArrayLike, name: str = ""):
+        self.name = name
+        self.length = _length(length, name)
+
+    def linear_map(self, energy, species):
+        return _maps.drift(self.length, energy, species.mass_eV)
+
+    def second_order_map(self, energy, species=ELECTRON):
+        return _second_order.element_tensor(
+            self.length, 0.0, 0.0, 0.0, energy, species.mass_eV, self.transfer_map(energy, species)
+        )
+
+    def split(self, n: int) -> list[Element]:
+        return [Drift(self.length / n, f"{self.name}#{i}") for i in range(n)]
+
+
+class Quadrupole(Element):
+    """Quadrupole magnet, optionally displaced and rolled.
+
+    Args:
+        length: magnetic length in m, >= 0.
+        k1: normalised gradient in 1/m^2 (> 0 focuses in x).
+        misalignment: displacement (dx, dy) of the magnet in m; a magnet displaced by
+            +dx with k1 > 0 pulls the beam centroid towards +x.
+        tilt: roll about the beam axis in rad (pi/4 for a skew quadrupole), or None
+            (the default) for an unrolled magnet; give 0.0 to differentiate w.r.t. tilt.
+        name: unique name within a segment.
+    """
+
+    length: Array
+    k1: Array
+    misalignment: Array
+    tilt: Array | None
+    name: str = eqx.field(static=True)
+    settings: ClassVar[tuple[str, ...]] = ("length", "k1", "misalignment", "tilt")
+
+    def __init__(
+        self,
+        length: ArrayLike,
+        k1: ArrayLike = 0.0,
+        misalignment: ArrayLike | None = None,
+        tilt: ArrayLike | None = None,
+        name: str = "",
+    ):
+        self.name = name
+        self.length = _length(length, name)
+        self.k1 = _scalar(k1, "k1", name)
+        self.misalignment = _offset(misalignment, "misalignment", name)
+        self.tilt = _tilt(tilt, name)
+
+    def linear_map(self, energy, species):
+        body = _maps.body(self.length, self.k1, 0.0, energy, species.mass_eV)
+        return _maps.in_magnet_frame(body, self.misalignment, self.tilt)
+
+    def second_order_map(self, energy, species=ELECTRON):
+        body = _maps.body(self.length, self.k1, 0.0, energy, species.mass_eV)
+        tensor = _second_order.element_tensor(
+            self.length, self.k1, 0.0, 0.0, energy, species.mass_eV, _affine.to_array(body)
+        )
+        entry, leave = _frame_arrays(self.misalignment, self.tilt)
+        return _second_order.sandwich(leave, tensor, entry)
+
+    def split(self, n: int) -> list[Element]:
+        return [
+            Quadrupole(self.length / n, self.k1, self.misalignment, self.tilt, f"{self.name}#{i}")
+            for i in range(n)
+        ]
+
+
+class Sextupole(Element):
+    """Sextupole magnet: a drift at first order, k2 acts at second order.
+
+    Args:
+        length: length in m, >= 0.
+        k2: normalised strength in 1/m^3.
+        misalignment: displacement (dx, dy) in m.
+        tilt: roll in rad, or None for an unrolled magnet.
+        name: unique name within a segment.
+    """
+
+    length: Array
+    k2: Array
+    misalignment: Array
+    tilt: Array | None
+    name: str = eqx.field(static=True)
+    settings: ClassVar[tuple[str, ...]] = ("length", "k2", "misalignment", "tilt")
+
+    def __init__(
+        self,
+        length: ArrayLike,
+        k2: ArrayLike = 0.0,
+        misalignment: ArrayLike | None = None,
+        tilt: ArrayLike | None = None,
+        name: str = "",
+    ):
+        self.name = name
+        self.length = _length(length, name)
+        self.k2 = _scalar(k2, "k2", name)
+        self.misalignment = _offset(misalignment, "misalignment", name)
+        self.tilt = _tilt(tilt, name)
+
+    def linear_map(self, energy, species):
+        return _maps.drift(self.length, energy, species.mass_eV)
+
+    def second_order_map(self, energy, species=ELECTRON):
+        tensor = _second_order.element_tensor(
+            self.length, 0.0, self.k2, 0.0, energy, species.mass_eV,
+            _affine.to_array(_maps.drift(self.length, energy, species.mass_eV)),
+        )  # fmt: skip
+        entry, leave = _frame_arrays(self.misalignment, self.tilt)
+        return _second_order.sandwich(leave, tensor, entry)
+
+
+class Dipole(Element):
+    """Sector bending magnet with edge focusing (MAD's SBEND), optionally rolled.
+
+    Args:
+        length: arc length in m, > 0.
+        angle: bending angle in rad.
+        k1: normalised gradient in 1/m^2 (combined-function magnet).
+        e1, e2: entrance and exit pole-face rotations in rad (Cheetah's ``dipole_e1``,
+            ``dipole_e2``).
+        tilt: roll in rad (pi/2 bends vertically), or None for a horizontal bend.
+        gap: full magnet gap in m (MAD's 2*HGAP), for the fringe-field correction.
+        fringe_integral: fringe field integral of the entrance face (MAD's FINT).
+        fringe_integral_exit: that of the exit face; defaults to ``fringe_integral``.
+        name: unique name within a segment.
+    """
+
+    length: Array
+    angle: Array
+    k1: Array
+    e1: Array
+    e2: Array
+    tilt: Array | None
+    gap: Array
+    fringe_integral: Array
+    fringe_integral_exit: Array
+    name: str = eqx.field(static=True)
+    settings: ClassVar[tuple[str, ...]] = (
+        "length", "angle", "k1", "e1", "e2", "tilt", "gap", "fringe_integral",
+        "fringe_integral_exit",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        length: ArrayLike,
+        angle: ArrayLike = 0.0,
+        k1: ArrayLike = 0.0,
+        e1: ArrayLike = 0.0,
+        e2: ArrayLike = 0.0,
+        tilt: ArrayLike | None = None,
+        gap: ArrayLike = 0.0,
+        fringe_integral: ArrayLike = 0.0,
+        fringe_integral_exit: ArrayLike | None = None,
+        name: str = "",
+    ):
+        self.name = name
+        self.length = _length(length, name, positive=True)
+        self.angle = _scalar(angle, "angle", name)
+        self.k1 = _scalar(k1, "k1", name)
+        self.e1 = _scalar(e1, "e1", name)
+        self.e2 = _scalar(e2, "e2", name)
+        self.tilt = _tilt(tilt, name)
+        self.gap = _scalar(gap, "gap", name)
+        self.fringe_integral = _scalar(fringe_integral, "fringe_integral", name)
+        self.fringe_integral_exit = (
+            self.fringe_integral
+            if fringe_integral_exit is None
+            else _scalar(fringe_integral_exit, "fringe_integral_exit", name)
+        )
+
+    @property
+    def hx(self) -> Array:
+        """Curvature of the reference orbit in 1/m."""
+        return self.angle / self.length
+
+    def _edges(self) -> tuple[Map, Map]:
+        hx = self.hx
+        entrance = _maps.dipole_edge(
+            hx, self.e1, _maps.fringe_phase(hx, self.e1, self.gap, self.fringe_integral)
+        )
+        exit_ = _maps.dipole_edge(
+            hx, self.e2, _maps.fringe_phase(hx, self.e2, self.gap, self.fringe_integral_exit)
+        )
+        return entrance, exit_
+
+    def linear_map(self, energy, species):
+        entrance, exit_ = self._edges()
+        body = _maps.body(self.length, self.k1, self.hx, energy, species.mass_eV)
+        result = _affine.compose_all([entrance, body, exit_])
+        if self.tilt is None:
+            return result
+        roll = _maps.rotation(self.tilt)
+        return _affine.compose_all([roll, result, _affine.transpose(roll)])
+
+    def second_order_map(self, energy, species=ELECTRON):
+        entrance, exit_ = self._edges()
+        body = _affine.to_array(_maps.body(self.length, self.k1, self.hx, energy, species.mass_eV))
+        tensor = _second_order.element_tensor(
+            self.length, self.k1, 0.0, self.hx, energy, species.mass_eV, body
+        )
+        tensor = _second_order.sandwich(
+            _affine.to_array(exit_), tensor, _affine.to_array(entrance)
+        )
+        if self.tilt is None:
+            return tensor
+        roll = _affine.to_array(_maps.rotation(self.tilt))
+        return _second_order.sandwich(jnp.swapaxes(roll, -1, -2), tensor, roll)
+
+
+def RBend(
+    length: ArrayLike,
+    angle: ArrayLike = 0.0,
+    k1: ArrayLike = 0.0,
+    e1: ArrayLike = 0.0,
+    e2: ArrayLike = 0.0,
+    **kwargs,
+) -> Dipole:
+    """Rectangular bend: a :class:`Dipole` whose pole faces are rotated by angle/2 more.
+
+    ``e1``/``e2`` are the pole-face rotations relative to the rectangular magnet (Cheetah's
+    ``rbend_e1``/``rbend_e2``).
+    """
+    angle = jnp.asarray(angle, dtype=float)
+    return Dipole(length, angle, k1, jnp.asarray(e1) + angle / 2, jnp.asarray(e2) + angle / 2, **kwargs)
+
+
+class _Corrector(Element):
+    length: eqx.AbstractVar[Array]
+    angle: eqx.AbstractVar[Array]
+    settings: ClassVar[tuple[str, ...]] = ("length", "angle")
+    #: index of the momentum that the kick changes (1: px, 3: py)
+    _plane: ClassVar[int]
+
+    def linear_map(self, energy, species):
+        drift = _maps.drift(self.length, energy, species.mass_eV)
+        kick = _affine.from_entries({(self._plane, 6): self.angle})
+        return _affine.compose(kick, drift)
+
+
+class HorizontalCorrector(_Corrector):
+    """Horizontal steering magnet: a drift plus a kick of ``angle`` (rad) in px.
+
+    Args:
+        length: length in m, >= 0.
+        angle: kick in rad.
+        name: unique name within a segment.
+    """
+
+    length: Array
+    angle: Array
+    name: str = eqx.field(static=True)
+    _plane: ClassVar[int] = 1
+
+    def __init__(self, length: ArrayLike = 0.0, angle: ArrayLike = 0.0, name: str = ""):
+        self.name = name
+        self.length = _length(length, name)
+        self.angle = _scalar(angle, "angle", name)
+
+
+class VerticalCorrector(_Corrector):
+    """Vertical steering magnet: a drift plus a kick of ``angle`` (rad) in py.
+
+    Args:
+        length: length in m, >= 0.
+        angle: kick in rad.
+        name: unique name within a segment.
+    """
+
+    length: Array
+    angle: Array
+    name: str = eqx.field(static=True)
+    _plane: ClassVar[int] = 3
+
+    def __init__(self, length: ArrayLike = 0.0, angle: ArrayLike = 0.0, name: str = ""):
+        self.name = name
+        self.length = _length(length, name)
+        self.angle = _scalar(angle, "angle", name)
+
+
+class _ThinDiagnostic(Element):
+    """A zero-length element that leaves the beam unchanged."""
+
+    @property
+    def length(self) -> Array:
+        return jnp.zeros(())
+
+    @property
+    def is_thick(self) -> bool:
+        return False
+
+    def linear_map(self, energy, species):
+        return _affine.identity()
+
+
+class Marker(_ThinDiagnostic):
+    """A named position along the beamline."""
+
+    name: str = eqx.field(static=True)
+    settings: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, name: str = ""):
+        self.name = name
+
+
+class BPM(_ThinDiagnostic):
+    """Beam position monitor: reads the beam centroid (x, y) in its own frame.
+
+    Args:
+        misalignment: displacement (dx, dy) of the monitor in m.
+        is_active: whether `Segment.readings` reports it.
+        name: unique name within a segment.
+    """
+
+    misalignment: Array
+    name: str = eqx.field(static=True)
+    is_active: bool = eqx.field(static=True)
+    settings: ClassVar[tuple[str, ...]] = ("misalignment",)
+
+    def __init__(self, misalignment: ArrayLike | None = None, is_active: bool = True, name: str = ""):
+        self.name = name
+        self.misalignment = _offset(misalignment, "misalignment", name)
+        self.is_active = bool(is_active)
+
+    def reading(self, beam) -> Float[Array, "... 2"]:
+        """Centroid (x, y) in m, relative to the monitor's centre."""
+        return jnp.stack([beam.mu_x, beam.mu_y], -1) - self.misalignment
+
+
+class Screen(_ThinDiagnostic):
+    """Diagnostic screen with a camera: images the transverse beam distribution.
+
+    Args:
+        resolution: camera (width, height) in pixels.
+        pixel_size: (width, height) of a pixel in m.
+        binning: camera binning factor (pixels are merged binning x binning).
+        misalignment: displacement (dx, dy) of the screen in m.
+        is_active: whether `Segment.readings` reports it.
+        name: unique name within a segment.
+    """
+
+    pixel_size: Array
+    misalignment: Array
+    name: str = eqx.field(static=True)
+    resolution: tuple[int, int] = eqx.field(static=True)
+    binning: int = eqx.field(static=True)
+    is_active: bool = eqx.field(static=True)
+    settings: ClassVar[tuple[str, ...]] = ("pixel_size", "misalignment")
+
+    def __init__(
+        self,
+        resolution: tuple[int, int] = (1024, 1024),
+        pixel_size: ArrayLike = (1e-3, 1e-3),
+        binning: int = 1,
+        misalignment: ArrayLike | None = None,
+        is_active: bool = False,
+        name: str = "",
+    ):
+        self.name = name
+        if len(resolution) != 2 or any(int(r) != r or r <= 0 for r in resolution):
+            raise ValueError(
+                f"resolution must be two positive integers (width, height); got {resolution} "
+                f"for element '{name}'"
+            )
+        if int(binning) != binning or binning < 1 or any(r % binning for r in resolution):
+            raise ValueError(
+                f"binning must be a positive integer dividing the resolution {resolution}; "
+                f"got {binning} for element '{name}'"
+            )
+        self.resolution = (int(resolution[0]), int(resolution[1]))
+        self.binning = int(binning)
+        self.pixel_size = _offset(pixel_size, "pixel_size", name)
+        check_range(self.pixel_size, "pixel_size", low=0.0, owner=f"element '{name}'", unit="m")
+        self.misalignment = _offset(misalignment, "misalignment", name)
+        self.is_active = bool(is_active)
+
+    @property
+    def effective_resolution(self) -> tuple[int, int]:
+        """(width, height) of the image after binning, in pixels."""
+        return (self.resolution[0] // self.binning, self.resolution[1] // self.binning)
+
+    def pixel_centres(self) -> tuple[Array, Array]:
+        """Centres of the (binned) pixel columns and rows in m, in the screen's frame."""
+        width, height = self.effective_resolution
+        step = self.pixel_size * self.binning
+        x = (jnp.arange(width) - (width - 1) / 2) * step[0]
+        y = (jnp.arange(height) - (height - 1) / 2) * step[1]
+        return x, y
+
+    def reading(self, beam) -> Float[Array, "... height width"]:
+        """Image of ``beam`` on the screen: charge per pixel (C), rows from -y to +y.
+
+        A :class:`ParameterBeam` is integrated as a Gaussian over each pixel; a
+        :class:`ParticleBeam` is deposited cloud-in-cell (bilinear), which is smooth in
+        the particle positions, so images are differentiable either way.
+        """
+        from diffdesign.beamline import _screen
+
+        return _screen.image(self, beam)
+
+
+def _frame_arrays(misalignment: Array, tilt: Array | None) -> tuple[Array, Array]:
+    """Entry and exit frames of a displaced, rolled magnet as (..., 7, 7) arrays."""
+    entry, leave = _maps.magnet_frames(misalignment, tilt)
+    return _affine.to_array(entry), _affine.to_array(leave)

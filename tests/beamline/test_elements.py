@@ -1,0 +1,171 @@
+"""Each element's first-order map against Cheetah's, and the laws every map obeys."""
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import diffdesign.beamline as bl
+from diffdesign.beamline.species import Species
+
+from .cheetah_helpers import N, T, assert_map_close, cheetah
+
+GAMMAS = (1.5, 210.0, 5000.0)  # energies relative to the rest energy: E = gamma m c^2
+SPECIES = ("electron", "proton")
+
+
+def _quadrupole(rng, tilted):
+    p = dict(
+        length=rng.uniform(0.05, 0.5),
+        k1=rng.uniform(-40, 40),
+        misalignment=rng.uniform(-5e-4, 5e-4, 2),
+        tilt=rng.uniform(-0.8, 0.8) if tilted else None,
+    )
+    theirs = cheetah.Quadrupole(
+        T(p["length"]), T(p["k1"]), T(p["misalignment"]), T(p["tilt"] or 0.0), name="Q"
+    )
+    return bl.Quadrupole(**p, name="Q"), theirs
+
+
+def _dipole(rng, tilted):
+    p = dict(
+        length=rng.uniform(0.2, 2.0),
+        angle=rng.uniform(-0.3, 0.3),
+        k1=rng.uniform(-2, 2),
+        e1=rng.uniform(-0.2, 0.2),
+        e2=rng.uniform(-0.2, 0.2),
+        tilt=rng.uniform(-1.6, 1.6) if tilted else None,
+        gap=rng.uniform(0.0, 0.05),
+        fringe_integral=rng.uniform(0.0, 0.6),
+        fringe_integral_exit=rng.uniform(0.0, 0.6),
+    )
+    theirs = cheetah.Dipole(
+        T(p["length"]), T(p["angle"]), T(p["k1"]), T(p["e1"]), T(p["e2"]), T(p["tilt"] or 0.0),
+        T(p["gap"]), fringe_integral=T(p["fringe_integral"]),
+        fringe_integral_exit=T(p["fringe_integral_exit"]), name="B",
+    )  # fmt: skip
+    return bl.Dipole(**p, name="B"), theirs
+
+
+#: element class -> list of builders rng -> (ours, cheetah's); the registry test below
+#: fails when an element class has no parity case.
+CASES = {
+    bl.Drift: [lambda r: (bl.Drift(l := r.uniform(0, 3)), cheetah.Drift(T(l)))],
+    bl.Quadrupole: [lambda r: _quadrupole(r, False), lambda r: _quadrupole(r, True)],
+    bl.Dipole: [lambda r: _dipole(r, False), lambda r: _dipole(r, True)],
+    bl.Sextupole: [
+        lambda r: (
+            bl.Sextupole(l := r.uniform(0.05, 0.4), k2 := r.uniform(-100, 100)),
+            cheetah.Sextupole(T(l), T(k2)),
+        )
+    ],
+    bl.HorizontalCorrector: [
+        lambda r: (
+            bl.HorizontalCorrector(l := r.uniform(0, 0.3), a := r.uniform(-5e-3, 5e-3)),
+            cheetah.HorizontalCorrector(T(l), T(a)),
+        )
+    ],
+    bl.VerticalCorrector: [
+        lambda r: (
+            bl.VerticalCorrector(l := r.uniform(0, 0.3), a := r.uniform(-5e-3, 5e-3)),
+            cheetah.VerticalCorrector(T(l), T(a)),
+        )
+    ],
+    bl.Screen: [lambda r: (bl.Screen(), cheetah.Screen())],
+    bl.BPM: [lambda r: (bl.BPM(), cheetah.BPM())],
+    bl.Marker: [lambda r: (bl.Marker(), cheetah.Marker())],
+}
+CASE_IDS = [(cls, i) for cls, makers in CASES.items() for i in range(len(makers))]
+
+
+def test_every_element_has_a_parity_case():
+    exported = {
+        obj
+        for obj in vars(bl).values()
+        if inspect.isclass(obj) and issubclass(obj, bl.Element) and not inspect.isabstract(obj)
+    }
+    exported.discard(bl.Element)
+    assert exported <= set(CASES), f"no Cheetah parity case for {exported - set(CASES)}"
+
+
+@pytest.mark.parametrize(("cls", "case"), CASE_IDS, ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize("species", SPECIES)
+def test_first_order_map_matches_cheetah(cls, case, species, rng):
+    for _ in range(5):
+        ours, theirs = CASES[cls][case](rng)
+        for gamma in GAMMAS:
+            energy = gamma * Species.from_name(species).mass_eV
+            ours_map = ours.transfer_map(energy, Species.from_name(species))
+            their_map = N(theirs.first_order_transfer_map(T(energy), cheetah.Species(species)))
+            assert_map_close(ours_map, their_map, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("cls", "case"), CASE_IDS, ids=lambda v: getattr(v, "__name__", v))
+def test_first_order_map_is_symplectic(cls, case, rng):
+    ours, _ = CASES[cls][case](rng)
+    r = np.asarray(ours.transfer_map(107.32e6))[:6, :6]
+    j = np.kron(np.eye(3), np.array([[0.0, 1.0], [-1.0, 0.0]]))
+    # Cheetah's (tau, p) pair is canonical up to the sign convention of tau.
+    j[4:, 4:] *= -1.0
+    np.testing.assert_allclose(r.T @ j @ r, j, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(r), 1.0, rtol=1e-12)
+
+
+def test_quadrupole_map_is_smooth_through_zero_strength():
+    """k1 = 0 switches between series and closed forms; value and slope must be continuous."""
+
+    def entry(k1):
+        return bl.Quadrupole(0.3, k1).transfer_map(1e8)[1, 0]
+
+    for k1 in (0.0, 1e-9, -1e-9, 1 / 0.09, -1 / 0.09):  # |k1 L^2| = 1 is the switch
+        grad = jax.grad(entry)(k1)
+        h = 1e-6
+        fd = (entry(k1 + h) - entry(k1 - h)) / (2 * h)
+        np.testing.assert_allclose(grad, fd, rtol=1e-7)
+
+
+def test_gradients_match_finite_differences(rng):
+    """d(map)/d(field) by autodiff against central differences, for every differentiable field."""
+    elements = [CASES[cls][-1](rng)[0] for cls in (bl.Quadrupole, bl.Dipole, bl.VerticalCorrector)]
+    weights = jnp.asarray(rng.normal(size=(7, 7)))
+    for element in elements:
+        for field in element.settings:
+            value = getattr(element, field)
+            if value is None:
+                continue
+
+            def f(v, element=element, field=field):
+                return jnp.sum(weights * element.replace(**{field: v}).transfer_map(3e8))
+
+            value = jnp.asarray(value)
+            direction = jnp.asarray(rng.normal(size=value.shape))
+            h = 1e-6 * max(1.0, float(jnp.max(jnp.abs(value))))
+            fd = (f(value + h * direction) - f(value - h * direction)) / (2 * h)
+            ad = jnp.vdot(jax.grad(f)(value), direction)
+            np.testing.assert_allclose(ad, fd, rtol=1e-6, atol=1e-9, err_msg=f"{element}.{field}")
+
+
+def test_displaced_quadrupole_steers_towards_its_displacement():
+    """Cheetah's convention: a magnet displaced by +dx with k1 > 0 pulls the beam to +x."""
+    quad = bl.Quadrupole(0.122, k1=20.0, misalignment=(1e-4, 0.0))
+    out = bl.Segment([quad, bl.Drift(1.0)]).track(bl.ParameterBeam.from_parameters())
+    assert out.mu_x > 0.0 and out.mu_px > 0.0
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: bl.Drift(-1.0, name="D1"), r"length must lie in \[0.0, inf\] m; got -1.0 m for element 'D1'"),
+        (lambda: bl.Quadrupole(0.1, k1=np.nan, name="Q1"), "k1 must be finite; got nan for element 'Q1'"),
+        (lambda: bl.Quadrupole(0.1, misalignment=(1.0, 2.0, 3.0)), r"misalignment must have shape \(\.\.\., 2\)"),
+        (lambda: bl.Dipole(0.0, angle=0.1, name="B"), "length must be > 0 m; got 0.0 m for element 'B'"),
+        (lambda: bl.Screen(resolution=(100, 0)), "resolution must be two positive integers"),
+        (lambda: bl.Screen(resolution=(100, 100), binning=3), "binning must be a positive integer"),
+        (lambda: bl.Quadrupole(0.1, name="Q").replace(k2=1.0), r"has no field\(s\) \['k2'\]"),
+    ],
+)  # fmt: skip
+def test_bad_element_input_is_named(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
