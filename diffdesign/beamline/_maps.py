@@ -30,9 +30,7 @@ def drift(length: Array, energy: ArrayLike, mass_eV: float) -> Map:
     )
 
 
-def body(
-    length: Array, k1: Array, hx: Array | float, energy: ArrayLike, mass_eV: float
-) -> Map:
+def body(length: Array, k1: Array, hx: Array | float, energy: ArrayLike, mass_eV: float) -> Map:
     """Sector magnet body: quadrupole strength ``k1`` (1/m^2), curvature ``hx`` (1/m).
 
     ``hx`` may be the Python float 0.0 for a straight magnet, which keeps the dispersive
@@ -62,8 +60,7 @@ def body(
             (1, 5): sx * hx / beta,
             (4, 0): sx * hx / beta,
             (4, 1): dx / beta,
-            (4, 5): hx**2 * length**3 * one_minus_sin(ux) / beta**2
-            - length * igamma2 / beta**2,
+            (4, 5): hx**2 * length**3 * one_minus_sin(ux) / beta**2 - length * igamma2 / beta**2,
         }
     return _affine.from_entries(entries)
 
@@ -73,10 +70,16 @@ def rotation(tilt: Array) -> Map:
     c, s = jnp.cos(tilt), jnp.sin(tilt)
     return _affine.from_entries(
         {
-            (0, 0): c, (0, 2): s, (1, 1): c, (1, 3): s,
-            (2, 0): -s, (2, 2): c, (3, 1): -s, (3, 3): c,
+            (0, 0): c,
+            (0, 2): s,
+            (1, 1): c,
+            (1, 3): s,
+            (2, 0): -s,
+            (2, 2): c,
+            (3, 1): -s,
+            (3, 3): c,
         }
-    )  # fmt: skip
+    )
 
 
 def shift(offset: Array) -> Map:
@@ -115,6 +118,4 @@ def dipole_edge(hx: Array, edge_angle: Array, fringe_phase: Array) -> Map:
 
 def fringe_phase(hx: Array, edge_angle: Array, gap: Array, fringe_integral: Array) -> Array:
     """The vertical edge-focusing correction of a finite fringe field (MAD's psi)."""
-    return (
-        fringe_integral * hx * gap / jnp.cos(edge_angle) * (1.0 + jnp.sin(edge_angle) ** 2)
-    )
+    return fringe_integral * hx * gap / jnp.cos(edge_angle) * (1.0 + jnp.sin(edge_angle) ** 2)

@@ -35,7 +35,13 @@ from diffdesign.beamline.elements import (
 from diffdesign.beamline.segment import Segment
 
 QUADRUPOLES = ("AREAMQZM1", "AREAMQZM2", "AREAMQZM3")
-SETTING_NAMES = ("AREAMQZM1.k1", "AREAMQZM2.k1", "AREAMCVM1.angle", "AREAMQZM3.k1", "AREAMCHM1.angle")
+SETTING_NAMES = (
+    "AREAMQZM1.k1",
+    "AREAMQZM2.k1",
+    "AREAMCVM1.angle",
+    "AREAMQZM3.k1",
+    "AREAMCHM1.angle",
+)
 SCREEN = "AREABSCR1"
 OBSERVABLES = ("mu_x", "sigma_x", "mu_y", "sigma_y")
 
@@ -49,10 +55,17 @@ ENERGY = 107.32e6  # eV
 
 #: Incoming beam at AREASOLA1 (Cheetah's ARES example beam).
 INCOMING_PARAMETERS = {
-    "mu_x": 8.2413e-7, "mu_px": 5.9885e-8, "mu_y": -1.7276e-6, "mu_py": -1.1746e-7,
-    "sigma_x": 2e-4, "sigma_px": 3.6794e-6, "sigma_y": 2e-4, "sigma_py": 3.6941e-6,
-    "sigma_tau": 8.0116e-6, "sigma_p": 2.3e-3,
-}  # fmt: skip
+    "mu_x": 8.2413e-7,
+    "mu_px": 5.9885e-8,
+    "mu_y": -1.7276e-6,
+    "mu_py": -1.1746e-7,
+    "sigma_x": 2e-4,
+    "sigma_px": 3.6794e-6,
+    "sigma_y": 2e-4,
+    "sigma_py": 3.6941e-6,
+    "sigma_tau": 8.0116e-6,
+    "sigma_p": 2.3e-3,
+}
 TOTAL_CHARGE = 5e-13  # C
 
 
@@ -112,7 +125,7 @@ def screen_beam(
     settings: Float[ArrayLike, "... 5"],
     misalignments: Float[ArrayLike, "... 3 2"] | None = None,
     incoming: ParameterBeam | None = None,
-) -> dict[str, Float[Array, "..."]]:
+) -> dict[str, Float[Array, ...]]:
     """Beam centroid and size on the screen AREABSCR1, in m.
 
     Broadcasts over the leading axes of ``settings`` and ``misalignments``; jittable and

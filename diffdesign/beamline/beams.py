@@ -30,13 +30,30 @@ _INDEX = {name: i for i, name in enumerate(COORDINATES)}
 
 # Cheetah's defaults for unspecified beam parameters.
 _DEFAULT_SIGMAS = {
-    "sigma_x": 175e-6, "sigma_px": 4e-6, "sigma_y": 175e-6, "sigma_py": 4e-6,
-    "sigma_tau": 8e-6, "sigma_p": 2e-3,
-}  # fmt: skip
+    "sigma_x": 175e-6,
+    "sigma_px": 4e-6,
+    "sigma_y": 175e-6,
+    "sigma_py": 4e-6,
+    "sigma_tau": 8e-6,
+    "sigma_p": 2e-3,
+}
 _COVARIANCE_NAMES = (
-    "cov_xpx", "cov_ypy", "cov_taup", "cov_xp", "cov_pxp", "cov_yp", "cov_pyp", "cov_xy",
-    "cov_xpy", "cov_xtau", "cov_pxy", "cov_pxpy", "cov_pxtau", "cov_ytau", "cov_pytau",
-)  # fmt: skip
+    "cov_xpx",
+    "cov_ypy",
+    "cov_taup",
+    "cov_xp",
+    "cov_pxp",
+    "cov_yp",
+    "cov_pyp",
+    "cov_xy",
+    "cov_xpy",
+    "cov_xtau",
+    "cov_pxy",
+    "cov_pxpy",
+    "cov_pxtau",
+    "cov_ytau",
+    "cov_pytau",
+)
 
 
 def _pair(name: str) -> tuple[int, int]:
@@ -124,11 +141,20 @@ def moments_from_twiss(
     sx, spx, cxpx = plane(beta_x, alpha_x, emittance_x, dispersion_x, dispersion_px)
     sy, spy, cypy = plane(beta_y, alpha_y, emittance_y, dispersion_y, dispersion_py)
     return moments_from_parameters(
-        sigma_x=sx, sigma_px=spx, sigma_y=sy, sigma_py=spy, sigma_tau=sigma_tau,
-        sigma_p=sigma_p, cov_xpx=cxpx, cov_ypy=cypy, cov_taup=cov_taup,
-        cov_xp=dispersion_x * sp2, cov_pxp=dispersion_px * sp2,
-        cov_yp=dispersion_y * sp2, cov_pyp=dispersion_py * sp2,
-    )  # fmt: skip
+        sigma_x=sx,
+        sigma_px=spx,
+        sigma_y=sy,
+        sigma_py=spy,
+        sigma_tau=sigma_tau,
+        sigma_p=sigma_p,
+        cov_xpx=cxpx,
+        cov_ypy=cypy,
+        cov_taup=cov_taup,
+        cov_xp=dispersion_x * sp2,
+        cov_pxp=dispersion_px * sp2,
+        cov_yp=dispersion_y * sp2,
+        cov_pyp=dispersion_py * sp2,
+    )
 
 
 def _check_positive_definite(cov: Array) -> None:
@@ -331,7 +357,9 @@ class Beam(eqx.Module):
 def _energy(value: ArrayLike, species: Species) -> Array:
     """Total energy in eV; it must exceed the rest energy of the species."""
     value = jnp.asarray(value, dtype=float)
-    check_positive(value - species.mass_eV, f"energy - rest energy ({species.mass_eV:.6g} eV)", "beam", "eV")
+    check_positive(
+        value - species.mass_eV, f"energy - rest energy ({species.mass_eV:.6g} eV)", "beam", "eV"
+    )
     return value
 
 
@@ -514,7 +542,7 @@ class ParticleBeam(Beam):
         cls,
         num_particles: int,
         key: PRNGKeyArray,
-        mean: Float[Array, "6"],
+        mean: Float[Array, 6],
         covariance: Float[Array, "6 6"],
         energy: ArrayLike = 1e8,
         total_charge: ArrayLike | None = None,
@@ -532,9 +560,7 @@ class ParticleBeam(Beam):
         ).T
         coordinates = jnp.asarray(mean)[None, :] + whitened @ jnp.linalg.cholesky(covariance).T
         particles = jnp.concatenate([coordinates, jnp.ones((int(num_particles), 1))], -1)
-        charge = (
-            species.charge_coulomb * num_particles if total_charge is None else total_charge
-        )
+        charge = species.charge_coulomb * num_particles if total_charge is None else total_charge
         charges = jnp.full((int(num_particles),), jnp.asarray(charge) / num_particles)
         return cls(particles, energy, charges, None, s, species)
 
@@ -564,4 +590,10 @@ class ParticleBeam(Beam):
 
     def as_parameter_beam(self) -> ParameterBeam:
         """The Gaussian beam with this beam's moments."""
-        return ParameterBeam(*_augment(self.mean, self.covariance), self.energy, self.total_charge, self.s, self.species)
+        return ParameterBeam(
+            *_augment(self.mean, self.covariance),
+            self.energy,
+            self.total_charge,
+            self.s,
+            self.species,
+        )

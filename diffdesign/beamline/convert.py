@@ -57,26 +57,38 @@ def _element_from_cheetah(element, cheetah) -> list[Element]:
     if kind is cheetah.Quadrupole:
         return [
             Quadrupole(
-                _array(element.length), _array(element.k1), _array(element.misalignment),
-                _tilt(element.tilt), name,
+                _array(element.length),
+                _array(element.k1),
+                _array(element.misalignment),
+                _tilt(element.tilt),
+                name,
             )
-        ]  # fmt: skip
+        ]
     if kind is cheetah.Sextupole:
         return [
             Sextupole(
-                _array(element.length), _array(element.k2), _array(element.misalignment),
-                _tilt(element.tilt), name,
+                _array(element.length),
+                _array(element.k2),
+                _array(element.misalignment),
+                _tilt(element.tilt),
+                name,
             )
-        ]  # fmt: skip
+        ]
     if isinstance(element, cheetah.Dipole):  # RBend is a Dipole with shifted pole faces
         return [
             Dipole(
-                _array(element.length), _array(element.angle), _array(element.k1),
-                _array(element.dipole_e1), _array(element.dipole_e2), _tilt(element.tilt),
-                _array(element.gap), _array(element.fringe_integral),
-                _array(element.fringe_integral_exit), name,
+                _array(element.length),
+                _array(element.angle),
+                _array(element.k1),
+                _array(element.dipole_e1),
+                _array(element.dipole_e2),
+                _tilt(element.tilt),
+                _array(element.gap),
+                _array(element.fringe_integral),
+                _array(element.fringe_integral_exit),
+                name,
             )
-        ]  # fmt: skip
+        ]
     if kind is cheetah.HorizontalCorrector:
         return [HorizontalCorrector(_array(element.length), _array(element.angle), name)]
     if kind is cheetah.VerticalCorrector:
@@ -84,10 +96,14 @@ def _element_from_cheetah(element, cheetah) -> list[Element]:
     if kind is cheetah.Screen:
         return [
             Screen(
-                tuple(element.resolution), _array(element.pixel_size), element.binning,
-                _array(element.misalignment), element.is_active, name,
+                tuple(element.resolution),
+                _array(element.pixel_size),
+                element.binning,
+                _array(element.misalignment),
+                element.is_active,
+                name,
             )
-        ]  # fmt: skip
+        ]
     if kind is cheetah.BPM:
         return [BPM(_array(element.misalignment), element.is_active, name)]
     if kind is cheetah.Marker:
@@ -126,15 +142,25 @@ def from_cheetah_beam(beam) -> Beam:
     species = _species_from_cheetah(beam.species)
     if isinstance(beam, cheetah.ParameterBeam):
         return ParameterBeam(
-            _array(beam.mu), _array(beam.cov), _array(beam.energy), _array(beam.total_charge),
-            _array(beam.s), species,
-        )  # fmt: skip
+            _array(beam.mu),
+            _array(beam.cov),
+            _array(beam.energy),
+            _array(beam.total_charge),
+            _array(beam.s),
+            species,
+        )
     if isinstance(beam, cheetah.ParticleBeam):
         return ParticleBeam(
-            _array(beam.particles), _array(beam.energy), _array(beam.particle_charges),
-            _array(beam.survival_probabilities), _array(beam.s), species,
-        )  # fmt: skip
-    raise TypeError(f"beam must be a Cheetah ParameterBeam or ParticleBeam; got {type(beam).__name__}")
+            _array(beam.particles),
+            _array(beam.energy),
+            _array(beam.particle_charges),
+            _array(beam.survival_probabilities),
+            _array(beam.s),
+            species,
+        )
+    raise TypeError(
+        f"beam must be a Cheetah ParameterBeam or ParticleBeam; got {type(beam).__name__}"
+    )
 
 
 def to_cheetah(obj):
@@ -167,9 +193,13 @@ def to_cheetah(obj):
                 t(obj.mu), t(obj.cov), t(obj.energy), t(obj.total_charge), t(obj.s), species
             )
         return cheetah.ParticleBeam(
-            t(obj.particles), t(obj.energy), t(obj.particle_charges),
-            t(obj.survival_probabilities), t(obj.s), species,
-        )  # fmt: skip
+            t(obj.particles),
+            t(obj.energy),
+            t(obj.particle_charges),
+            t(obj.survival_probabilities),
+            t(obj.s),
+            species,
+        )
     converters = {
         Drift: lambda e: cheetah.Drift(t(e.length), **named(e)),
         Quadrupole: lambda e: cheetah.Quadrupole(
@@ -179,20 +209,29 @@ def to_cheetah(obj):
             t(e.length), t(e.k2), t(e.misalignment), tilt(e.tilt), **named(e)
         ),
         Dipole: lambda e: cheetah.Dipole(
-            t(e.length), t(e.angle), t(e.k1), t(e.e1), t(e.e2), tilt(e.tilt), t(e.gap),
-            fringe_integral=t(e.fringe_integral), fringe_integral_exit=t(e.fringe_integral_exit),
+            t(e.length),
+            t(e.angle),
+            t(e.k1),
+            t(e.e1),
+            t(e.e2),
+            tilt(e.tilt),
+            t(e.gap),
+            fringe_integral=t(e.fringe_integral),
+            fringe_integral_exit=t(e.fringe_integral_exit),
             **named(e),
-        ),  # fmt: skip
+        ),
         HorizontalCorrector: lambda e: cheetah.HorizontalCorrector(
             t(e.length), t(e.angle), **named(e)
         ),
-        VerticalCorrector: lambda e: cheetah.VerticalCorrector(
-            t(e.length), t(e.angle), **named(e)
-        ),
+        VerticalCorrector: lambda e: cheetah.VerticalCorrector(t(e.length), t(e.angle), **named(e)),
         Screen: lambda e: cheetah.Screen(
-            e.resolution, t(e.pixel_size), e.binning, t(e.misalignment),
-            is_active=e.is_active, **named(e),
-        ),  # fmt: skip
+            e.resolution,
+            t(e.pixel_size),
+            e.binning,
+            t(e.misalignment),
+            is_active=e.is_active,
+            **named(e),
+        ),
         BPM: lambda e: cheetah.BPM(e.is_active, misalignment=t(e.misalignment), **named(e)),
         Marker: lambda e: cheetah.Marker(**named(e)),
     }

@@ -220,9 +220,14 @@ class Sextupole(Element):
 
     def second_order_map(self, energy, species=ELECTRON):
         tensor = _second_order.element_tensor(
-            self.length, 0.0, self.k2, 0.0, energy, species.mass_eV,
+            self.length,
+            0.0,
+            self.k2,
+            0.0,
+            energy,
+            species.mass_eV,
             _affine.to_array(_maps.drift(self.length, energy, species.mass_eV)),
-        )  # fmt: skip
+        )
         entry, leave = _frame_arrays(self.misalignment, self.tilt)
         return _second_order.sandwich(leave, tensor, entry)
 
@@ -254,9 +259,16 @@ class Dipole(Element):
     fringe_integral_exit: Array
     name: str = eqx.field(static=True)
     settings: ClassVar[tuple[str, ...]] = (
-        "length", "angle", "k1", "e1", "e2", "tilt", "gap", "fringe_integral",
+        "length",
+        "angle",
+        "k1",
+        "e1",
+        "e2",
+        "tilt",
+        "gap",
+        "fringe_integral",
         "fringe_integral_exit",
-    )  # fmt: skip
+    )
 
     def __init__(
         self,
@@ -316,9 +328,7 @@ class Dipole(Element):
         tensor = _second_order.element_tensor(
             self.length, self.k1, 0.0, self.hx, energy, species.mass_eV, body
         )
-        tensor = _second_order.sandwich(
-            _affine.to_array(exit_), tensor, _affine.to_array(entrance)
-        )
+        tensor = _second_order.sandwich(_affine.to_array(exit_), tensor, _affine.to_array(entrance))
         if self.tilt is None:
             return tensor
         roll = _affine.to_array(_maps.rotation(self.tilt))
@@ -339,7 +349,9 @@ def RBend(
     ``rbend_e1``/``rbend_e2``).
     """
     angle = jnp.asarray(angle, dtype=float)
-    return Dipole(length, angle, k1, jnp.asarray(e1) + angle / 2, jnp.asarray(e2) + angle / 2, **kwargs)
+    return Dipole(
+        length, angle, k1, jnp.asarray(e1) + angle / 2, jnp.asarray(e2) + angle / 2, **kwargs
+    )
 
 
 class _Corrector(Element):
@@ -434,7 +446,9 @@ class BPM(_ThinDiagnostic):
     is_active: bool = eqx.field(static=True)
     settings: ClassVar[tuple[str, ...]] = ("misalignment",)
 
-    def __init__(self, misalignment: ArrayLike | None = None, is_active: bool = True, name: str = ""):
+    def __init__(
+        self, misalignment: ArrayLike | None = None, is_active: bool = True, name: str = ""
+    ):
         self.name = name
         self.misalignment = _offset(misalignment, "misalignment", name)
         self.is_active = bool(is_active)

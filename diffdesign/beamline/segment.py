@@ -39,9 +39,8 @@ class Segment(eqx.Module):
         elements = tuple(elements)
         for i, element in enumerate(elements):
             if not isinstance(element, Element):
-                raise TypeError(
-                    f"elements[{i}] must be a diffdesign.beamline Element; got {type(element).__name__}"
-                )
+                kind = type(element).__name__
+                raise TypeError(f"elements[{i}] must be a diffdesign.beamline Element; got {kind}")
         names = [e.name for e in elements if e.name]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -189,4 +188,6 @@ def _apply(linear_map: Map, incoming: Beam, length: Array) -> Beam:
         matrix = _affine.to_array(linear_map)
         particles = incoming.particles @ jnp.swapaxes(matrix, -1, -2)
         return eqx.tree_at(lambda b: (b.particles, b.s), incoming, (particles, s))
-    raise TypeError(f"incoming must be a ParameterBeam or ParticleBeam; got {type(incoming).__name__}")
+    raise TypeError(
+        f"incoming must be a ParameterBeam or ParticleBeam; got {type(incoming).__name__}"
+    )

@@ -33,10 +33,19 @@ def cheetah_ares(settings, misalignments):
 
 def cheetah_beam(sigma_y=2e-4):
     return cheetah.ParameterBeam.from_parameters(
-        mu_x=T(8.2413e-07), mu_px=T(5.9885e-08), mu_y=T(-1.7276e-06), mu_py=T(-1.1746e-07),
-        sigma_x=T(2e-4), sigma_px=T(3.6794e-06), sigma_y=T(sigma_y), sigma_py=T(3.6941e-06),
-        sigma_tau=T(8.0116e-06), sigma_p=T(0.0023), energy=T(1.0732e08), total_charge=T(5e-13),
-    )  # fmt: skip
+        mu_x=T(8.2413e-07),
+        mu_px=T(5.9885e-08),
+        mu_y=T(-1.7276e-06),
+        mu_py=T(-1.1746e-07),
+        sigma_x=T(2e-4),
+        sigma_px=T(3.6794e-06),
+        sigma_y=T(sigma_y),
+        sigma_py=T(3.6941e-06),
+        sigma_tau=T(8.0116e-06),
+        sigma_p=T(0.0023),
+        energy=T(1.0732e08),
+        total_charge=T(5e-13),
+    )
 
 
 def random_settings(rng, shape):
@@ -52,7 +61,9 @@ def test_screen_beam_matches_cheetah_for_random_settings(sigma_y, rng):
     for name in ares.OBSERVABLES:
         reference = N(getattr(theirs, name))
         scale = np.abs(reference).max()
-        np.testing.assert_allclose(ours[name], reference, rtol=1e-10, atol=1e-10 * scale, err_msg=name)
+        np.testing.assert_allclose(
+            ours[name], reference, rtol=1e-10, atol=1e-10 * scale, err_msg=name
+        )
 
 
 def test_screen_beam_broadcasts_settings_against_misalignments(rng):
@@ -94,14 +105,18 @@ def test_settings_gradient_matches_finite_differences(rng):
     for i in range(5):
         h = 1e-6 * (abs(float(settings[i])) + 1e-3)
         e = jnp.zeros(5).at[i].set(h)
-        fd = (ares.mae(ares.screen_beam(settings + e)) - ares.mae(ares.screen_beam(settings - e))) / (2 * h)
+        fd = (
+            ares.mae(ares.screen_beam(settings + e)) - ares.mae(ares.screen_beam(settings - e))
+        ) / (2 * h)
         np.testing.assert_allclose(grad[i], fd, rtol=1e-6)
 
 
 def test_mae_and_target():
     beam = {"mu_x": 1e-4, "sigma_x": 2e-4, "mu_y": -3e-4, "sigma_y": 4e-4}
     np.testing.assert_allclose(ares.mae(beam), 2.5e-4)
-    np.testing.assert_allclose(ares.mae(beam, {"mu_x": 1e-4, "sigma_x": 1e-4}), (1e-4 + 3e-4 + 4e-4) / 4)
+    np.testing.assert_allclose(
+        ares.mae(beam, {"mu_x": 1e-4, "sigma_x": 1e-4}), (1e-4 + 3e-4 + 4e-4) / 4
+    )
     with pytest.raises(ValueError, match=r"target keys must be among .*got \['size'\]"):
         ares.mae(beam, {"size": 1.0})
 
@@ -109,7 +124,13 @@ def test_mae_and_target():
 def test_segment_has_the_issue_lengths():
     segment = ares.segment()
     np.testing.assert_allclose(segment.length, 2.04604, rtol=1e-14)
-    assert segment.names[1::2][:5] == ["AREAMQZM1", "AREAMQZM2", "AREAMCVM1", "AREAMQZM3", "AREAMCHM1"]
+    assert segment.names[1::2][:5] == [
+        "AREAMQZM1",
+        "AREAMQZM2",
+        "AREAMCVM1",
+        "AREAMQZM3",
+        "AREAMCHM1",
+    ]
     assert segment.names[-1] == "AREABSCR1"
 
 
@@ -119,9 +140,13 @@ def test_segment_has_the_issue_lengths():
         (np.zeros(4), None, r"settings must have shape \(\.\.\., 5\); got \(4,\)"),
         (np.zeros(5), np.zeros((3, 3)), r"misalignments must have shape \(\.\.\., 3, 2\)"),
         (np.full(5, np.nan), None, "settings must be finite; got nan"),
-        (np.zeros((4, 5)), np.zeros((3, 3, 2)), "leading .* shapes do not broadcast: settings \\(4,\\), misalignments \\(3,\\)"),
+        (
+            np.zeros((4, 5)),
+            np.zeros((3, 3, 2)),
+            "leading .* shapes do not broadcast: settings \\(4,\\), misalignments \\(3,\\)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_named(settings, misalignments, match):
     with pytest.raises(ValueError, match=match):
         ares.screen_beam(settings, misalignments)

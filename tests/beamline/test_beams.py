@@ -12,17 +12,60 @@ from diffdesign.beamline.species import Species
 from .cheetah_helpers import N, T, assert_covariance_close, cheetah
 
 PARAMETERS = dict(
-    mu_x=1e-4, mu_px=-2e-5, mu_y=3e-5, mu_py=1e-6, mu_tau=2e-6, mu_p=1e-3,
-    sigma_x=2e-4, sigma_px=3e-5, sigma_y=1e-4, sigma_py=2e-5, sigma_tau=1e-5, sigma_p=2e-3,
-    cov_xpx=-2e-9, cov_ypy=1e-9, cov_taup=1e-9, cov_xp=1e-7, cov_pxp=1e-8, cov_xy=1e-9,
-)  # fmt: skip
+    mu_x=1e-4,
+    mu_px=-2e-5,
+    mu_y=3e-5,
+    mu_py=1e-6,
+    mu_tau=2e-6,
+    mu_p=1e-3,
+    sigma_x=2e-4,
+    sigma_px=3e-5,
+    sigma_y=1e-4,
+    sigma_py=2e-5,
+    sigma_tau=1e-5,
+    sigma_p=2e-3,
+    cov_xpx=-2e-9,
+    cov_ypy=1e-9,
+    cov_taup=1e-9,
+    cov_xp=1e-7,
+    cov_pxp=1e-8,
+    cov_xy=1e-9,
+)
 DERIVED = (
-    "mu_x", "mu_px", "mu_y", "mu_py", "mu_tau", "mu_p", "sigma_x", "sigma_px", "sigma_y",
-    "sigma_py", "sigma_tau", "sigma_p", "cov_xpx", "cov_ypy", "cov_taup", "cov_xp", "cov_pxp",
-    "cov_yp", "cov_pyp", "cov_xy", "emittance_x", "emittance_y", "projected_emittance_x",
-    "normalized_emittance_x", "beta_x", "beta_y", "alpha_x", "alpha_y", "dispersion_x",
-    "dispersion_px", "relativistic_gamma", "relativistic_beta", "p0c",
-)  # fmt: skip
+    "mu_x",
+    "mu_px",
+    "mu_y",
+    "mu_py",
+    "mu_tau",
+    "mu_p",
+    "sigma_x",
+    "sigma_px",
+    "sigma_y",
+    "sigma_py",
+    "sigma_tau",
+    "sigma_p",
+    "cov_xpx",
+    "cov_ypy",
+    "cov_taup",
+    "cov_xp",
+    "cov_pxp",
+    "cov_yp",
+    "cov_pyp",
+    "cov_xy",
+    "emittance_x",
+    "emittance_y",
+    "projected_emittance_x",
+    "normalized_emittance_x",
+    "beta_x",
+    "beta_y",
+    "alpha_x",
+    "alpha_y",
+    "dispersion_x",
+    "dispersion_px",
+    "relativistic_gamma",
+    "relativistic_beta",
+    "p0c",
+)
 
 
 def test_parameter_beam_matches_cheetah():
@@ -33,7 +76,9 @@ def test_parameter_beam_matches_cheetah():
     np.testing.assert_array_equal(ours.mu, N(theirs.mu))
     np.testing.assert_array_equal(ours.cov, N(theirs.cov))
     for name in DERIVED:
-        np.testing.assert_allclose(getattr(ours, name), N(getattr(theirs, name)), rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(
+            getattr(ours, name), N(getattr(theirs, name)), rtol=1e-12, err_msg=name
+        )
 
 
 def test_from_twiss_matches_cheetah():
@@ -43,7 +88,9 @@ def test_from_twiss_matches_cheetah():
     theirs = cheetah.ParameterBeam.from_twiss(energy=T(3e9), **{k: T(v) for k, v in twiss.items()})
     assert_covariance_close(ours.cov, N(theirs.cov), rtol=1e-13)
     for name in ("beta_x", "alpha_x", "emittance_x", "beta_y", "alpha_y", "dispersion_x"):
-        np.testing.assert_allclose(getattr(ours, name), twiss.get(name, N(getattr(theirs, name))), rtol=1e-10)
+        np.testing.assert_allclose(
+            getattr(ours, name), twiss.get(name, N(getattr(theirs, name))), rtol=1e-10
+        )
 
 
 def test_particle_beam_sample_has_the_requested_moments():
@@ -65,7 +112,9 @@ def test_particle_statistics_match_cheetah_with_losses(rng):
     ours = bl.ParticleBeam(particles, 1e9, survival_probabilities=survival)
     theirs = cheetah.ParticleBeam(T(particles), T(1e9), survival_probabilities=T(survival))
     for name in ("mu_x", "sigma_x", "sigma_py", "cov_xpx", "emittance_x", "beta_y", "total_charge"):
-        np.testing.assert_allclose(getattr(ours, name), N(getattr(theirs, name)), rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(
+            getattr(ours, name), N(getattr(theirs, name)), rtol=1e-12, err_msg=name
+        )
 
 
 @settings(max_examples=25, deadline=None)
@@ -78,7 +127,10 @@ def test_twiss_round_trip(beta, alpha, emittance):
     """Twiss in, Twiss out, for any physical (beta > 0, emittance > 0) plane."""
     beam = bl.ParameterBeam.from_twiss(beta_x=beta, alpha_x=alpha, emittance_x=emittance)
     np.testing.assert_allclose(
-        [beam.beta_x, beam.alpha_x, beam.emittance_x], [beta, alpha, emittance], rtol=1e-9, atol=1e-12
+        [beam.beta_x, beam.alpha_x, beam.emittance_x],
+        [beta, alpha, emittance],
+        rtol=1e-9,
+        atol=1e-12,
     )
 
 
@@ -93,19 +145,47 @@ def test_other_species():
 @pytest.mark.parametrize(
     ("build", "error", "match"),
     [
-        (lambda: bl.ParameterBeam.from_parameters(sigma_x=np.nan), ValueError, "sigma_x must be finite; got nan for beam"),
-        (lambda: bl.ParameterBeam.from_parameters(sigma_y=-1e-3), ValueError, r"sigma_y must lie in \[0.0, inf\]"),
-        (lambda: bl.ParameterBeam.from_parameters(sigma_x=1e-4, sigma_px=1e-5, cov_xpx=1e-8), ValueError, "positive definite"),
-        (lambda: bl.ParameterBeam.from_parameters(sigma_q=1.0), TypeError, r"unknown beam parameter\(s\) \['sigma_q'\]"),
+        (
+            lambda: bl.ParameterBeam.from_parameters(sigma_x=np.nan),
+            ValueError,
+            "sigma_x must be finite; got nan for beam",
+        ),
+        (
+            lambda: bl.ParameterBeam.from_parameters(sigma_y=-1e-3),
+            ValueError,
+            r"sigma_y must lie in \[0.0, inf\]",
+        ),
+        (
+            lambda: bl.ParameterBeam.from_parameters(sigma_x=1e-4, sigma_px=1e-5, cov_xpx=1e-8),
+            ValueError,
+            "positive definite",
+        ),
+        (
+            lambda: bl.ParameterBeam.from_parameters(sigma_q=1.0),
+            TypeError,
+            r"unknown beam parameter\(s\) \['sigma_q'\]",
+        ),
         (lambda: bl.ParameterBeam.from_parameters(energy=1e5), ValueError, "energy - rest energy"),
         (lambda: bl.ParameterBeam.from_twiss(beta_x=0.0), ValueError, "beta_x must be > 0 m"),
-        (lambda: bl.ParameterBeam(np.zeros(6), np.zeros((7, 7)), 1e9), ValueError, r"mu must have shape \(\.\.\., 7\)"),
+        (
+            lambda: bl.ParameterBeam(np.zeros(6), np.zeros((7, 7)), 1e9),
+            ValueError,
+            r"mu must have shape \(\.\.\., 7\)",
+        ),
         (lambda: bl.ParticleBeam(np.zeros((1, 7)), 1e9), ValueError, "n >= 2"),
-        (lambda: bl.ParticleBeam.from_parameters(3, jax.random.key(0)), ValueError, "num_particles must be an integer >= 7"),
-        (lambda: Species("x", mass_eV=0.0, num_elementary_charges=1), ValueError, "mass_eV must be > 0 eV"),
+        (
+            lambda: bl.ParticleBeam.from_parameters(3, jax.random.key(0)),
+            ValueError,
+            "num_particles must be an integer >= 7",
+        ),
+        (
+            lambda: Species("x", mass_eV=0.0, num_elementary_charges=1),
+            ValueError,
+            "mass_eV must be > 0 eV",
+        ),
         (lambda: Species.from_name("muon"), ValueError, "unknown species 'muon'"),
     ],
-)  # fmt: skip
+)
 def test_bad_beam_input_is_named(build, error, match):
     with pytest.raises(error, match=match):
         build()

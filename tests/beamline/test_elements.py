@@ -42,35 +42,42 @@ def _dipole(rng, tilted):
         fringe_integral_exit=rng.uniform(0.0, 0.6),
     )
     theirs = cheetah.Dipole(
-        T(p["length"]), T(p["angle"]), T(p["k1"]), T(p["e1"]), T(p["e2"]), T(p["tilt"] or 0.0),
-        T(p["gap"]), fringe_integral=T(p["fringe_integral"]),
-        fringe_integral_exit=T(p["fringe_integral_exit"]), name="B",
-    )  # fmt: skip
+        T(p["length"]),
+        T(p["angle"]),
+        T(p["k1"]),
+        T(p["e1"]),
+        T(p["e2"]),
+        T(p["tilt"] or 0.0),
+        T(p["gap"]),
+        fringe_integral=T(p["fringe_integral"]),
+        fringe_integral_exit=T(p["fringe_integral_exit"]),
+        name="B",
+    )
     return bl.Dipole(**p, name="B"), theirs
 
 
 #: element class -> list of builders rng -> (ours, cheetah's); the registry test below
 #: fails when an element class has no parity case.
 CASES = {
-    bl.Drift: [lambda r: (bl.Drift(l := r.uniform(0, 3)), cheetah.Drift(T(l)))],
+    bl.Drift: [lambda r: (bl.Drift(length := r.uniform(0, 3)), cheetah.Drift(T(length)))],
     bl.Quadrupole: [lambda r: _quadrupole(r, False), lambda r: _quadrupole(r, True)],
     bl.Dipole: [lambda r: _dipole(r, False), lambda r: _dipole(r, True)],
     bl.Sextupole: [
         lambda r: (
-            bl.Sextupole(l := r.uniform(0.05, 0.4), k2 := r.uniform(-100, 100)),
-            cheetah.Sextupole(T(l), T(k2)),
+            bl.Sextupole(length := r.uniform(0.05, 0.4), k2 := r.uniform(-100, 100)),
+            cheetah.Sextupole(T(length), T(k2)),
         )
     ],
     bl.HorizontalCorrector: [
         lambda r: (
-            bl.HorizontalCorrector(l := r.uniform(0, 0.3), a := r.uniform(-5e-3, 5e-3)),
-            cheetah.HorizontalCorrector(T(l), T(a)),
+            bl.HorizontalCorrector(length := r.uniform(0, 0.3), a := r.uniform(-5e-3, 5e-3)),
+            cheetah.HorizontalCorrector(T(length), T(a)),
         )
     ],
     bl.VerticalCorrector: [
         lambda r: (
-            bl.VerticalCorrector(l := r.uniform(0, 0.3), a := r.uniform(-5e-3, 5e-3)),
-            cheetah.VerticalCorrector(T(l), T(a)),
+            bl.VerticalCorrector(length := r.uniform(0, 0.3), a := r.uniform(-5e-3, 5e-3)),
+            cheetah.VerticalCorrector(T(length), T(a)),
         )
     ],
     bl.Screen: [lambda r: (bl.Screen(), cheetah.Screen())],
@@ -157,15 +164,27 @@ def test_displaced_quadrupole_steers_towards_its_displacement():
 @pytest.mark.parametrize(
     ("build", "match"),
     [
-        (lambda: bl.Drift(-1.0, name="D1"), r"length must lie in \[0.0, inf\] m; got -1.0 m for element 'D1'"),
-        (lambda: bl.Quadrupole(0.1, k1=np.nan, name="Q1"), "k1 must be finite; got nan for element 'Q1'"),
-        (lambda: bl.Quadrupole(0.1, misalignment=(1.0, 2.0, 3.0)), r"misalignment must have shape \(\.\.\., 2\)"),
-        (lambda: bl.Dipole(0.0, angle=0.1, name="B"), "length must be > 0 m; got 0.0 m for element 'B'"),
+        (
+            lambda: bl.Drift(-1.0, name="D1"),
+            r"length must lie in \[0.0, inf\] m; got -1.0 m for element 'D1'",
+        ),
+        (
+            lambda: bl.Quadrupole(0.1, k1=np.nan, name="Q1"),
+            "k1 must be finite; got nan for element 'Q1'",
+        ),
+        (
+            lambda: bl.Quadrupole(0.1, misalignment=(1.0, 2.0, 3.0)),
+            r"misalignment must have shape \(\.\.\., 2\)",
+        ),
+        (
+            lambda: bl.Dipole(0.0, angle=0.1, name="B"),
+            "length must be > 0 m; got 0.0 m for element 'B'",
+        ),
         (lambda: bl.Screen(resolution=(100, 0)), "resolution must be two positive integers"),
         (lambda: bl.Screen(resolution=(100, 100), binning=3), "binning must be a positive integer"),
         (lambda: bl.Quadrupole(0.1, name="Q").replace(k2=1.0), r"has no field\(s\) \['k2'\]"),
     ],
-)  # fmt: skip
+)
 def test_bad_element_input_is_named(build, match):
     with pytest.raises(ValueError, match=match):
         build()

@@ -20,8 +20,15 @@ def random_cheetah_segment(rng):
         cheetah.Quadrupole(T(0.2), T(u(-20, 20)), T(u(-3e-4, 3e-4, 2)), T(u(-0.3, 0.3)), name="Q0"),
         cheetah.Drift(T(u(0.1, 1.0)), name="D1"),
         cheetah.Dipole(
-            T(1.0), T(u(0.05, 0.2)), T(u(-0.5, 0.5)), T(u(0, 0.1)), T(u(0, 0.1)), T(0.0),
-            T(0.03), fringe_integral=T(0.5), name="B0",
+            T(1.0),
+            T(u(0.05, 0.2)),
+            T(u(-0.5, 0.5)),
+            T(u(0, 0.1)),
+            T(u(0, 0.1)),
+            T(0.0),
+            T(0.03),
+            fringe_integral=T(0.5),
+            name="B0",
         ),
         cheetah.Quadrupole(T(0.2), T(u(-20, 20)), T(u(-3e-4, 3e-4, 2)), name="Q1"),
         cheetah.HorizontalCorrector(T(0.05), T(u(-1e-3, 1e-3)), name="HC"),
@@ -32,18 +39,29 @@ def random_cheetah_segment(rng):
         cheetah.Marker(name="M0"),
         cheetah.Drift(T(u(0.1, 1.0)), name="D2"),
         cheetah.Screen(name="SCR", is_active=False),
-    ]  # fmt: skip
+    ]
     return cheetah.Segment(elements)
 
 
 def cheetah_parameter_beam(rng, species="electron", energy=1.5e9):
     return cheetah.ParameterBeam.from_parameters(
-        mu_x=T(rng.normal(0, 1e-4)), mu_px=T(rng.normal(0, 1e-5)), mu_y=T(rng.normal(0, 1e-4)),
-        mu_py=T(rng.normal(0, 1e-5)), mu_p=T(1e-3), sigma_x=T(1e-4), sigma_px=T(2e-5),
-        sigma_y=T(2e-4), sigma_py=T(1e-5), sigma_tau=T(1e-5), sigma_p=T(1e-3),
-        cov_xpx=T(-1e-9), cov_ypy=T(5e-10), energy=T(energy), total_charge=T(1e-10),
+        mu_x=T(rng.normal(0, 1e-4)),
+        mu_px=T(rng.normal(0, 1e-5)),
+        mu_y=T(rng.normal(0, 1e-4)),
+        mu_py=T(rng.normal(0, 1e-5)),
+        mu_p=T(1e-3),
+        sigma_x=T(1e-4),
+        sigma_px=T(2e-5),
+        sigma_y=T(2e-4),
+        sigma_py=T(1e-5),
+        sigma_tau=T(1e-5),
+        sigma_p=T(1e-3),
+        cov_xpx=T(-1e-9),
+        cov_ypy=T(5e-10),
+        energy=T(energy),
+        total_charge=T(1e-10),
         species=cheetah.Species(species),
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("species,energy", [("electron", 1.5e9), ("proton", 2e9)])
@@ -89,11 +107,18 @@ def test_second_order_tracking_matches_cheetah(element, rng):
             T(0.2), T(u(-80, 80)), T(u(-1e-3, 1e-3, 2)), T(0.1), tracking_method="second_order"
         ),
     }[element]  # fmt: skip
-    theirs_segment = cheetah.Segment([build(), cheetah.Drift(T(0.5), tracking_method="second_order")])
+    theirs_segment = cheetah.Segment(
+        [build(), cheetah.Drift(T(0.5), tracking_method="second_order")]
+    )
     theirs_beam = cheetah.ParticleBeam.from_parameters(
-        num_particles=2000, sigma_x=T(1e-3), sigma_px=T(1e-3), sigma_y=T(1e-3), sigma_py=T(1e-3),
-        sigma_p=T(1e-2), energy=T(5e8),
-    )  # fmt: skip
+        num_particles=2000,
+        sigma_x=T(1e-3),
+        sigma_px=T(1e-3),
+        sigma_y=T(1e-3),
+        sigma_py=T(1e-3),
+        sigma_p=T(1e-2),
+        energy=T(5e8),
+    )
     theirs = theirs_segment.track(theirs_beam)
     ours = from_cheetah(theirs_segment).track_second_order(from_cheetah_beam(theirs_beam))
     assert_vector_close(ours.particles, N(theirs.particles))
@@ -108,11 +133,15 @@ def test_batched_settings_match_cheetah_vectorised(rng):
     misalignment = rng.uniform(-1e-4, 1e-4, (n, 2))
     beam = cheetah_parameter_beam(rng)
     theirs = cheetah.Segment(
-        [cheetah.Drift(T(0.3)), cheetah.Quadrupole(T(0.2), T(k1), T(misalignment)), cheetah.Drift(T(1.0))]
+        [
+            cheetah.Drift(T(0.3)),
+            cheetah.Quadrupole(T(0.2), T(k1), T(misalignment)),
+            cheetah.Drift(T(1.0)),
+        ]
     ).track(beam)
-    ours = bl.Segment(
-        [bl.Drift(0.3), bl.Quadrupole(0.2, k1, misalignment), bl.Drift(1.0)]
-    ).track(from_cheetah_beam(beam))
+    ours = bl.Segment([bl.Drift(0.3), bl.Quadrupole(0.2, k1, misalignment), bl.Drift(1.0)]).track(
+        from_cheetah_beam(beam)
+    )
     assert ours.mu.shape == (n, 7) and ours.cov.shape == (n, 7, 7)
     assert_vector_close(ours.mu, N(theirs.mu))
     assert_covariance_close(ours.cov, N(theirs.cov))
@@ -164,17 +193,26 @@ def test_gradients_through_tracking_match_finite_differences(rng):
 
     def observable(params):
         seg = segment.with_settings(
-            {"Q1.k1": params["k1"], "Q1.misalignment": params["dq"], "B1.angle": params["angle"],
-             "D2.length": params["length"], "HC.angle": params["kick"]}
-        )  # fmt: skip
+            {
+                "Q1.k1": params["k1"],
+                "Q1.misalignment": params["dq"],
+                "B1.angle": params["angle"],
+                "D2.length": params["length"],
+                "HC.angle": params["kick"],
+            }
+        )
         incoming = eqx.tree_at(lambda b: b.mu, beam, beam.mu.at[0].set(params["mu_x0"]))
         out = seg.track(incoming)
         return out.sigma_x * 1e3 + out.mu_x * 1e3 + out.sigma_y * 1e3
 
     params = {
-        "k1": jnp.asarray(5.0), "dq": jnp.array([1e-4, -2e-4]), "angle": jnp.asarray(0.1),
-        "length": jnp.asarray(0.5), "kick": jnp.asarray(1e-3), "mu_x0": jnp.asarray(2e-5),
-    }  # fmt: skip
+        "k1": jnp.asarray(5.0),
+        "dq": jnp.array([1e-4, -2e-4]),
+        "angle": jnp.asarray(0.1),
+        "length": jnp.asarray(0.5),
+        "kick": jnp.asarray(1e-3),
+        "mu_x0": jnp.asarray(2e-5),
+    }
     grads = jax.grad(observable)(params)
     for key, value in params.items():
         step = 1e-6 * max(1e-3, float(jnp.max(jnp.abs(value))))
@@ -196,7 +234,7 @@ def test_readings_of_screen_and_bpm():
     assert image.shape == (48, 64)
     assert np.all(image >= 0)
     # The image's centroid is the beam centroid (the Gaussian lies well inside the screen).
-    x, y = segment["SCR"].pixel_centres()
+    x, _ = segment["SCR"].pixel_centres()
     np.testing.assert_allclose(float((image.sum(0) * x).sum() / image.sum()), out.mu_x, atol=2e-6)
 
 
@@ -227,7 +265,9 @@ def test_converters_round_trip(rng):
 
 
 def test_unsupported_cheetah_element_is_named():
-    segment = cheetah.Segment([cheetah.Drift(T(1.0)), cheetah.Solenoid(T(0.5), T(1.0), name="SOL1")])
+    segment = cheetah.Segment(
+        [cheetah.Drift(T(1.0)), cheetah.Solenoid(T(0.5), T(1.0), name="SOL1")]
+    )
     with pytest.raises(ValueError, match="element 'SOL1' of Cheetah type Solenoid"):
         from_cheetah(segment)
 
@@ -239,10 +279,14 @@ def test_unsupported_cheetah_element_is_named():
         ({"Q1.angle": 1.0}, ValueError, r"element 'Q1' \(Quadrupole\) has no setting 'angle'"),
         ({"Q1.k1": np.nan}, ValueError, "k1 must be finite; got nan for element 'Q1'"),
         ({"D1.length": -0.1}, ValueError, "length must lie in"),
-        ({"Q1.misalignment": np.zeros(3)}, ValueError, r"misalignment must have shape \(\.\.\., 2\)"),
+        (
+            {"Q1.misalignment": np.zeros(3)},
+            ValueError,
+            r"misalignment must have shape \(\.\.\., 2\)",
+        ),
         ({"k1": 1.0}, ValueError, "setting keys look like 'ELEMENT.field'"),
     ],
-)  # fmt: skip
+)
 def test_bad_settings_are_named(settings, error, match):
     with pytest.raises(error, match=match):
         _beamline().with_settings(settings)

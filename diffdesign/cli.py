@@ -1,0 +1,116 @@
+"""The ``diffdesign`` command: one subcommand group per domain.
+
+diffdesign ares track [--q1 K1 ...] [--misalignments DX1 DY1 DX2 DY2 DX3 DY3] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+import diffdesign  # noqa: F401  (float64 on)
+
+
+def _ares_track(args: argparse.Namespace) -> int:
+    from diffdesign._validation import check_range
+    from diffdesign.beamline import ares
+    from diffdesign.beamline.plot import plot_envelope
+
+    settings = np.array([args.q1, args.q2, args.cv, args.q3, args.ch], dtype=float)
+    labels = ("--q1 (1/m^2)", "--q2 (1/m^2)", "--cv (rad)", "--q3 (1/m^2)", "--ch (rad)")
+    for value, label, low, high in zip(
+        settings, labels, ares.SETTING_LOWER, ares.SETTING_UPPER, strict=True
+    ):
+        check_range(value, label, low=float(low), high=float(high), owner="ARES")
+    misalignments = np.array(args.misalignments, dtype=float).reshape(3, 2)
+    check_range(misalignments, "--misalignments (m)", low=-2e-3, high=2e-3, owner="ARES")
+    incoming = ares.incoming_beam(sigma_y=args.sigma_y)
+    beam = {k: float(v) for k, v in ares.screen_beam(settings, misalignments, incoming).items()}
+    objective = float(ares.mae(beam))
+
+    print(f"ARES experimental area, screen {ares.SCREEN}")
+    print("settings   q1 {:+.4g} 1/m^2, q2 {:+.4g} 1/m^2, cv {:+.4g} rad, q3 {:+.4g} 1/m^2, "
+          "ch {:+.4g} rad".format(*settings))  # fmt: skip
+    for name in ares.OBSERVABLES:
+        print(f"  {name:8s} {beam[name] * 1e3:+.6f} mm")
+    print(f"  MAE      {objective * 1e3:.6f} mm")
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {
+        "settings": dict(zip(ares.SETTING_NAMES, settings.tolist(), strict=True)),
+        "misalignments_m": dict(zip(ares.QUADRUPOLES, misalignments.tolist(), strict=True)),
+        "incoming_sigma_y_m": args.sigma_y,
+        "screen_beam_m": beam,
+        "mae_m": objective,
+    }
+    (out / "screen_beam.json").write_text(json.dumps(result, indent=2))
+    plot = plot_envelope(
+        ares.segment(settings, misalignments),
+        incoming,
+        out / "envelope.png",
+        title="ARES experimental area: beam envelope",
+    )
+    print(f"wrote {out / 'screen_beam.json'} and {plot}")
+    return 0
+
+
+# argparse takes "-2e-3" for an option unless it looks like a negative number; teach it
+# scientific notation so that `--ch -2e-3` works as a physicist would type it.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _accept_negative_numbers(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser._negative_number_matcher = _NEGATIVE_NUMBER
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffdesign", description=__doc__.splitlines()[0])
+    domains = parser.add_subparsers(dest="domain", required=True)
+    ares = domains.add_parser("ares", help="the ARES experimental area at DESY")
+    commands = ares.add_subparsers(dest="command", required=True)
+    track = commands.add_parser(
+        "track",
+        help="track the default beam to the screen AREABSCR1 and plot the envelope",
+        description="Track the default ARES beam through the experimental area. Quadrupole "
+        "strengths in [-30, 30] 1/m^2, corrector kicks in [-6e-3, 6e-3] rad.",
+    )
+    _accept_negative_numbers(track)
+    track.add_argument("--q1", type=float, default=10.0, help="AREAMQZM1 k1 in 1/m^2")
+    track.add_argument("--q2", type=float, default=-10.0, help="AREAMQZM2 k1 in 1/m^2")
+    track.add_argument("--cv", type=float, default=0.0, help="AREAMCVM1 kick in rad")
+    track.add_argument("--q3", type=float, default=10.0, help="AREAMQZM3 k1 in 1/m^2")
+    track.add_argument("--ch", type=float, default=0.0, help="AREAMCHM1 kick in rad")
+    track.add_argument(
+        "--misalignments",
+        type=float,
+        nargs=6,
+        default=[0.0] * 6,
+        metavar=("DX1", "DY1", "DX2", "DY2", "DX3", "DY3"),
+        help="quadrupole displacements in m (Cheetah's convention), within +-2e-3",
+    )
+    track.add_argument("--sigma-y", type=float, default=2e-4, help="incoming sigma_y in m")
+    track.add_argument("--out", default="results/ares_track", help="output folder")
+    track.set_defaults(run=_ares_track)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except ValueError as error:
+        print(f"diffdesign: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
