@@ -56,8 +56,7 @@ def identity() -> Map:
 def from_entries(entries: Mapping[tuple[int, int], Entry]) -> Map:
     """The identity with the given ``(row, column) -> value`` entries replaced."""
     return tuple(
-        tuple(entries.get((i, j), 1.0 if i == j else 0.0) for j in range(SIZE))
-        for i in range(SIZE)
+        tuple(entries.get((i, j), 1.0 if i == j else 0.0) for j in range(SIZE)) for i in range(SIZE)
     )
 
 
@@ -113,9 +112,7 @@ def apply_to_covariance(m: Map, covariance: Array) -> Array:
     """``m @ covariance @ m.T`` for a (..., 7, 7) covariance with zero seventh row/column."""
     n = SIZE - 1  # the constant column of m does not act on a covariance
     cov = [[covariance[..., i, j] for j in range(n)] for i in range(n)]
-    left = [
-        [_sum(_mul(m[i][k], cov[k][j]) for k in range(n)) for j in range(n)] for i in range(n)
-    ]
+    left = [[_sum(_mul(m[i][k], cov[k][j]) for k in range(n)) for j in range(n)] for i in range(n)]
     out: list[list[Entry]] = [[0.0] * SIZE for _ in range(SIZE)]
     for i in range(n):
         for j in range(i, n):

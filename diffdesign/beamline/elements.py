@@ -74,13 +74,17 @@ class Element(eqx.Module):
         return _affine.to_array(self.linear_map(energy, species))
 
     def second_order_map(
-        self, energy: ArrayLike, species: Species = ELECTRON
+        self, energy: ArrayLike, species: Species = ELECTRON, *, reproduce_cheetah: bool = False
     ) -> Float[Array, "... 7 7 7"]:
         """Second-order map T with out_i = sum_jk T_ijk v_j v_k, v = (x, px, y, py, tau, p, 1).
 
         The first-order map sits in T[:, 6, :]; elements without second-order terms
-        return just that.
+        return just that. Magnet bodies follow MAD8's TMSECT; ``reproduce_cheetah=True``
+        reproduces Cheetah 0.8.4's second-order integrals instead, which differ from MAD8
+        (and fail T(L) = T(L/2) o T(L/2)) for sextupoles and combined-function bends;
+        see `_second_order.element_tensor`.
         """
+        del reproduce_cheetah
         return _second_order.lift(self.transfer_map(energy, species))
 
     def replace(self, **changes) -> Element:
@@ -121,10 +125,11 @@ class Drift(Element):
     def linear_map(self, energy, species):
         return _maps.drift(self.length, energy, species.mass_eV)
 
-    def second_order_map(self, energy, species=ELECTRON):
+    def second_order_map(self, energy, species=ELECTRON, *, reproduce_cheetah=False):
         return _second_order.element_tensor(
-            self.length, 0.0, 0.0, 0.0, energy, species.mass_eV, self.transfer_map(energy, species)
-        )
+            self.length, 0.0, 0.0, 0.0, energy, species.mass_eV,
+            self.transfer_map(energy, species), reproduce_cheetah=reproduce_cheetah,
+        )  # fmt: skip
 
     def split(self, n: int) -> list[Element]:
         return [Drift(self.length / n, f"{self.name}#{i}") for i in range(n)]
@@ -168,11 +173,12 @@ class Quadrupole(Element):
         body = _maps.body(self.length, self.k1, 0.0, energy, species.mass_eV)
         return _maps.in_magnet_frame(body, self.misalignment, self.tilt)
 
-    def second_order_map(self, energy, species=ELECTRON):
+    def second_order_map(self, energy, species=ELECTRON, *, reproduce_cheetah=False):
         body = _maps.body(self.length, self.k1, 0.0, energy, species.mass_eV)
         tensor = _second_order.element_tensor(
-            self.length, self.k1, 0.0, 0.0, energy, species.mass_eV, _affine.to_array(body)
-        )
+            self.length, self.k1, 0.0, 0.0, energy, species.mass_eV, _affine.to_array(body),
+            reproduce_cheetah=reproduce_cheetah,
+        )  # fmt: skip
         entry, leave = _frame_arrays(self.misalignment, self.tilt)
         return _second_order.sandwich(leave, tensor, entry)
 
@@ -218,7 +224,7 @@ class Sextupole(Element):
     def linear_map(self, energy, species):
         return _maps.drift(self.length, energy, species.mass_eV)
 
-    def second_order_map(self, energy, species=ELECTRON):
+    def second_order_map(self, energy, species=ELECTRON, *, reproduce_cheetah=False):
         tensor = _second_order.element_tensor(
             self.length,
             0.0,
@@ -227,6 +233,7 @@ class Sextupole(Element):
             energy,
             species.mass_eV,
             _affine.to_array(_maps.drift(self.length, energy, species.mass_eV)),
+            reproduce_cheetah=reproduce_cheetah,
         )
         entry, leave = _frame_arrays(self.misalignment, self.tilt)
         return _second_order.sandwich(leave, tensor, entry)
@@ -322,12 +329,13 @@ class Dipole(Element):
         roll = _maps.rotation(self.tilt)
         return _affine.compose_all([roll, result, _affine.transpose(roll)])
 
-    def second_order_map(self, energy, species=ELECTRON):
+    def second_order_map(self, energy, species=ELECTRON, *, reproduce_cheetah=False):
         entrance, exit_ = self._edges()
         body = _affine.to_array(_maps.body(self.length, self.k1, self.hx, energy, species.mass_eV))
         tensor = _second_order.element_tensor(
-            self.length, self.k1, 0.0, self.hx, energy, species.mass_eV, body
-        )
+            self.length, self.k1, 0.0, self.hx, energy, species.mass_eV, body,
+            reproduce_cheetah=reproduce_cheetah,
+        )  # fmt: skip
         tensor = _second_order.sandwich(_affine.to_array(exit_), tensor, _affine.to_array(entrance))
         if self.tilt is None:
             return tensor

@@ -122,15 +122,24 @@ class Segment(eqx.Module):
         """
         return _apply(self.linear_map(incoming.energy, incoming.species), incoming, self.length)
 
-    def track_second_order(self, incoming: ParticleBeam) -> ParticleBeam:
-        """Track a ParticleBeam element by element with the second-order maps."""
+    def track_second_order(
+        self, incoming: ParticleBeam, *, reproduce_cheetah: bool = False
+    ) -> ParticleBeam:
+        """Track a ParticleBeam element by element with the second-order maps.
+
+        ``reproduce_cheetah=True`` uses Cheetah 0.8.4's second-order integrals, which
+        differ from MAD8's for sextupoles and combined-function bends (see
+        `Element.second_order_map`); the default is MAD8's.
+        """
         if not isinstance(incoming, ParticleBeam):
             raise TypeError(
                 f"second-order tracking needs a ParticleBeam; got {type(incoming).__name__}"
             )
         particles = incoming.particles
         for element in self.elements:
-            tensor = element.second_order_map(incoming.energy, incoming.species)
+            tensor = element.second_order_map(
+                incoming.energy, incoming.species, reproduce_cheetah=reproduce_cheetah
+            )
             particles = _second_order.apply(tensor, particles)
         return eqx.tree_at(
             lambda b: (b.particles, b.s), incoming, (particles, incoming.s + self.length)
@@ -186,7 +195,7 @@ def _apply(linear_map: Map, incoming: Beam, length: Array) -> Beam:
         return eqx.tree_at(lambda b: (b.mu, b.cov, b.s), incoming, (mu, cov, s))
     if isinstance(incoming, ParticleBeam):
         matrix = _affine.to_array(linear_map)
-        particles = incoming.particles @ jnp.swapaxes(matrix, -1, -2)
+        particles = jnp.einsum("...ij,...nj->...ni", matrix, incoming.particles)
         return eqx.tree_at(lambda b: (b.particles, b.s), incoming, (particles, s))
     raise TypeError(
         f"incoming must be a ParameterBeam or ParticleBeam; got {type(incoming).__name__}"

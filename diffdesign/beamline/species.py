@@ -36,7 +36,9 @@ class Species:
 
     def __post_init__(self) -> None:
         if not (self.mass_eV > 0.0):
-            raise ValueError(f"mass_eV must be > 0 eV; got {self.mass_eV} for species '{self.name}'")
+            raise ValueError(
+                f"mass_eV must be > 0 eV; got {self.mass_eV} for species '{self.name}'"
+            )
 
     @property
     def charge_coulomb(self) -> float:
