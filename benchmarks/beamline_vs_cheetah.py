@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -27,30 +26,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from _timing import timed  # benchmarks/_timing.py (scripts run from their folder)
 
 import diffdesign
 from diffdesign.beamline import ares
 from diffdesign.beamline.convert import from_cheetah_beam, to_cheetah
 
 torch.set_default_dtype(torch.float64)
-
-
-def timed(fn, reps: int, warmup: int = 5) -> dict[str, float]:
-    """First call (s), then ``warmup`` unrecorded calls (PyTorch's allocator and caches
-    settle over the first few calls), then the median and min (s) of ``reps`` calls."""
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    median = statistics.median(samples)
-    return {"first_call_s": first, "median_s": median, "min_s": min(samples),
-            "compile_s": max(first - median, 0.0), "reps": reps}  # fmt: skip
 
 
 def ready(fn):

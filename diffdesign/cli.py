@@ -71,6 +71,88 @@ def _accept_negative_numbers(parser: argparse.ArgumentParser) -> argparse.Argume
     return parser
 
 
+SMOKE_STUDY = {
+    "budget": 8, "n_initial": 4, "design_sizes": [3, 5], "design_draws": 3, "n_calibration": 8,
+}  # fmt: skip
+
+
+def _ares_study(args: argparse.Namespace) -> int:
+    from diffdesign.beamline.ares.study import StudyConfig, run_study
+
+    config = StudyConfig.from_toml(args.config) if args.config else StudyConfig()
+    if args.smoke:
+        config = StudyConfig.from_mapping(
+            {k: v for k, v in _config_mapping(config).items()} | SMOKE_STUDY, "--smoke"
+        )
+    results = run_study(config, args.out)
+    print(_study_summary(results))
+    return 0
+
+
+def _config_mapping(config) -> dict:
+    import dataclasses
+
+    mapping = dataclasses.asdict(config)
+    mapping["target"] = dict(config.target)
+    return mapping
+
+
+def _study_summary(results: dict) -> str:
+    calibration = results["calibration"]
+    lines = [
+        "",
+        f"calibration: mean |offset error| {calibration['mean_absolute_error_um']:.3g} um "
+        f"(mean 1-sigma {np.mean(calibration['std_m']) * 1e6:.3g} um) from "
+        f"{calibration['machine_evaluations']} settings in {calibration['wall_time_s']:.3f} s",
+        f"{'tuning method':24s} {'evaluations':>11s} {'best measured':>14s} {'noise-free':>11s}",
+    ]
+    for name, entry in results["tuning"].items():
+        lines.append(
+            f"{name:24s} {entry['machine_evaluations']:11d} "
+            f"{entry['machine_mae_m'] * 1e3:11.4f} mm {entry['true_mae_m'] * 1e3:8.4f} mm"
+        )
+    return "\n".join(lines)
+
+
+def _ares_tune(args: argparse.Namespace) -> int:
+    import jax
+
+    from diffdesign.beamline import ares
+    from diffdesign.beamline.ares.calibration import load_offsets
+    from diffdesign.beamline.ares.tuning import tune_with_gradients
+
+    offsets, _ = load_offsets(args.offsets)
+    target = {
+        name: value
+        for name, value in (("mu_x", args.mu_x), ("sigma_x", args.sigma_x),
+                            ("mu_y", args.mu_y), ("sigma_y", args.sigma_y))
+        if value is not None
+    }  # fmt: skip
+    incoming = ares.incoming_beam(sigma_y=args.sigma_y_in)
+    result = tune_with_gradients(
+        offsets, jax.random.key(args.seed), target=target, incoming=incoming
+    )
+    settings = np.asarray(result.settings)
+    beam = {k: float(v) for k, v in ares.screen_beam(settings, offsets, incoming).items()}
+    print(f"settings tuned through the model with offsets from {args.offsets}:")
+    for name, value in zip(ares.SETTING_NAMES, settings, strict=True):
+        print(f"  {name:16s} {value:+.6g}")
+    for name in ares.OBSERVABLES:
+        print(f"  predicted {name:8s} {beam[name] * 1e3:+.6f} mm")
+    print(f"  predicted objective {float(result.predicted) * 1e3:.6f} mm")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tuned_settings.json").write_text(json.dumps({
+        "offsets_file": str(args.offsets),
+        "target_m": target,
+        "settings": dict(zip(ares.SETTING_NAMES, settings.tolist(), strict=True)),
+        "predicted_screen_beam_m": beam,
+        "predicted_objective_m": float(result.predicted),
+    }, indent=2))  # fmt: skip
+    print(f"wrote {out / 'tuned_settings.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffdesign", description=__doc__.splitlines()[0])
     domains = parser.add_subparsers(dest="domain", required=True)
@@ -99,6 +181,35 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--sigma-y", type=float, default=2e-4, help="incoming sigma_y in m")
     track.add_argument("--out", default="results/ares_track", help="output folder")
     track.set_defaults(run=_ares_track)
+
+    study = commands.add_parser(
+        "study",
+        help="calibrate the quadrupole offsets, then tune the magnets (the two-phase study)",
+        description="Run the ARES two-phase study on a simulated machine: calibration, "
+        "experiment design, gradient tuning, Bayesian optimisation with a physics prior and "
+        "its baselines. Every key of the TOML config is optional (see StudyConfig).",
+    )
+    study.add_argument("config", nargs="?", help="TOML config (defaults: the seed's scenario)")
+    study.add_argument("--out", default="results/ares_study", help="output folder")
+    study.add_argument("--smoke", action="store_true", help="tiny budgets, to check it runs")
+    study.set_defaults(run=_ares_study)
+
+    tune = commands.add_parser(
+        "tune",
+        help="tune the magnets through the model with calibrated offsets",
+        description="Gradient-based tuning through the model with offsets read from a JSON "
+        "file (e.g. the study's offsets.json); the target beam defaults to a centred, "
+        "smallest beam.",
+    )
+    _accept_negative_numbers(tune)
+    tune.add_argument("--offsets", required=True, help="offsets JSON (offsets_m: 3 x 2, m)")
+    for name in ("mu_x", "sigma_x", "mu_y", "sigma_y"):
+        tune.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float,
+                          help=f"target {name} in m (default 0)")  # fmt: skip
+    tune.add_argument("--sigma-y-in", type=float, default=100e-6, help="incoming sigma_y in m")
+    tune.add_argument("--seed", type=int, default=0, help="seed of the random starts")
+    tune.add_argument("--out", default="results/ares_tune", help="output folder")
+    tune.set_defaults(run=_ares_tune)
     return parser
 
 

@@ -1,9 +1,4 @@
-"""The ARES experimental area (DESY): quadrupole triplet, two steerers and a screen.
-
-Settings are ordered (q1, q2, cv, q3, ch): the strengths k1 of AREAMQZM1, AREAMQZM2 and
-AREAMQZM3 in 1/m^2 and the kicks of AREAMCVM1 (vertical) and AREAMCHM1 (horizontal) in
-rad. Misalignments are the quadrupoles' displacements (dx, dy) in m, shape (3, 2), in
-the convention of Cheetah's ``Quadrupole.misalignment``.
+"""The ARES experimental-area lattice: quadrupole triplet, two steerers and a screen.
 
 Example:
     >>> from diffdesign.beamline import ares

@@ -1,0 +1,346 @@
+"""Calibrate the quadrupole misalignments of the ARES experimental area from screen data.
+
+A misalignment and a magnet strength can make the same beam at one setting; measurements
+at several settings separate them. All estimates come from one likelihood: the whitened
+residuals r = (model(settings, offsets) - measured) / noise of the four screen observables,
+used by bounded least squares (Levenberg-Marquardt with exact Jacobians), by the Fisher
+information J^T J (uncertainties, identifiability, experiment design) and by NUTS.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from diffdesign._validation import check_finite, check_positive, check_range
+from diffdesign.beamline.ares._lattice import (
+    OBSERVABLES,
+    QUADRUPOLES,
+    SETTING_LOWER,
+    SETTING_NAMES,
+    SETTING_UPPER,
+    incoming_beam,
+    screen_beam,
+)
+from diffdesign.beamline.beams import ParameterBeam
+from diffdesign.inference.identifiability import Identifiability
+from diffdesign.inference.least_squares import bounded_least_squares, least_squares_path
+
+#: Default screen noise per observable (m): about one binned camera pixel of AREABSCR1.
+DEFAULT_NOISE = {name: 1e-5 for name in OBSERVABLES}
+DEFAULT_BOUND = 500e-6  # m
+
+
+class CalibrationResult(NamedTuple):
+    """Fitted quadrupole offsets with their uncertainties.
+
+    Attributes:
+        offsets: (3, 2) displacements (dx, dy) of AREAMQZM1..3 in m (Cheetah's convention).
+        std: (3, 2) one-sigma uncertainties in m.
+        covariance: (6, 6) covariance of the flattened offsets (m^2), order
+            (q1 dx, q1 dy, q2 dx, q2 dy, q3 dx, q3 dy).
+        residuals: per observable, arrays ``measured``, ``model`` (m) and ``normalised``
+            ((model - measured) / noise) over the measurements.
+        chi2: sum of squared normalised residuals; ``dof`` its degrees of freedom.
+        identifiability: singular values, condition number and correlations of the
+            sensitivity of the whitened data to the offsets.
+        at_bound: (3, 2) True where an offset sits on the bound (its std is then not a
+            valid uncertainty: widen the bound or add data).
+        converged: whether the solver met its tolerances.
+        method: "least_squares" or "nuts".
+        posterior: ArviZ InferenceData for method "nuts", else None.
+        num_steps: Levenberg-Marquardt steps (least squares; 0 for NUTS).
+    """
+
+    offsets: Array
+    std: Array
+    covariance: Array
+    residuals: dict[str, dict[str, Array]]
+    chi2: float
+    dof: int
+    identifiability: Identifiability
+    at_bound: Array
+    converged: bool
+    method: str
+    posterior: Any = None
+    num_steps: int = 0
+
+    def to_json(self) -> dict:
+        """A JSON-ready summary (offsets and std in m)."""
+        ident = self.identifiability
+        return {
+            "method": self.method,
+            "quadrupoles": list(QUADRUPOLES),
+            "offsets_m": np.asarray(self.offsets).tolist(),
+            "std_m": np.asarray(self.std).tolist(),
+            "covariance_m2": np.asarray(self.covariance).tolist(),
+            "chi2": float(self.chi2),
+            "dof": int(self.dof),
+            "converged": bool(self.converged),
+            "num_steps": int(self.num_steps),
+            "at_bound": np.asarray(self.at_bound).tolist(),
+            "identifiability": {
+                "singular_values": np.asarray(ident.singular_values).tolist(),
+                "condition_number": float(ident.condition_number),
+                "correlation": np.asarray(ident.correlation).tolist(),
+                "rank": int(ident.rank),
+            },
+            "residuals": {
+                k: {field: np.asarray(v).tolist() for field, v in table.items()}
+                for k, table in self.residuals.items()
+            },
+        }
+
+
+def _validate_settings(settings: ArrayLike, field: str = "settings") -> Array:
+    settings = np.asarray(settings, dtype=float)
+    if settings.ndim != 2 or settings.shape[1] != 5 or settings.shape[0] < 1:
+        raise ValueError(f"{field} must have shape (n, 5) with n >= 1; got {settings.shape}")
+    check_finite(settings, field, "ARES calibration")
+    for i, name in enumerate(SETTING_NAMES):
+        check_range(
+            settings[:, i], f"{field}[:, {i}] ({name})",
+            low=float(SETTING_LOWER[i]), high=float(SETTING_UPPER[i]), owner="ARES calibration",
+        )  # fmt: skip
+    return jnp.asarray(settings)
+
+
+def _validate_measurements(measurements: Mapping[str, ArrayLike], n: int) -> dict[str, Array]:
+    missing = [k for k in OBSERVABLES if k not in measurements]
+    if missing:
+        raise ValueError(f"measurements lack {missing}; need {list(OBSERVABLES)} (m)")
+    out = {}
+    for k in OBSERVABLES:
+        value = np.asarray(measurements[k], dtype=float)
+        if value.shape != (n,):
+            raise ValueError(f"measurements['{k}'] must have shape ({n},); got {value.shape}")
+        check_finite(value, f"measurements['{k}']", "ARES calibration")
+        out[k] = jnp.asarray(value)
+    return out
+
+
+def _validate_noise(noise: Mapping[str, ArrayLike] | None, n: int) -> dict[str, Array]:
+    noise = dict(DEFAULT_NOISE) | dict(noise or {})
+    unknown = sorted(set(noise) - set(OBSERVABLES))
+    if unknown:
+        raise ValueError(f"noise keys must be among {list(OBSERVABLES)}; got {unknown}")
+    out = {}
+    for k in OBSERVABLES:
+        value = np.asarray(noise[k], dtype=float)
+        if value.shape not in ((), (n,)):
+            raise ValueError(
+                f"noise['{k}'] must be a scalar or have shape ({n},); got {value.shape}"
+            )
+        check_positive(value, f"noise['{k}']", "ARES calibration", "m")
+        out[k] = jnp.broadcast_to(jnp.asarray(value), (n,))
+    return out
+
+
+def whitened_residuals(
+    offsets: Float[Array, "3 2"],
+    settings: Float[Array, "n 5"],
+    measurements: Mapping[str, Array],
+    noise: Mapping[str, Array],
+    incoming: ParameterBeam,
+) -> Float[Array, " 4n"]:
+    """(model - measured) / noise for the four observables, stacked observable-major.
+
+    This is the calibration's one likelihood: least squares minimises its square norm,
+    NUTS samples exp(-|r|^2 / 2) and the Fisher information is J^T J of it.
+    """
+    model = screen_beam(settings, jnp.broadcast_to(offsets, (settings.shape[0], 3, 2)), incoming)
+    return jnp.concatenate([(model[k] - measurements[k]) / noise[k] for k in OBSERVABLES])
+
+
+def calibrate_offsets(
+    settings: Float[ArrayLike, "n 5"],
+    measurements: Mapping[str, ArrayLike],
+    *,
+    noise: Mapping[str, ArrayLike] | None = None,
+    incoming_beam: ParameterBeam | None = None,
+    bound: float = DEFAULT_BOUND,
+    initial_offsets: ArrayLike | None = None,
+    method: str = "least_squares",
+    num_warmup: int = 500,
+    num_samples: int = 1000,
+    num_chains: int = 2,
+    fit_incoming_centroid: bool = False,
+    centroid_prior_std: ArrayLike = (50e-6, 5e-6, 50e-6, 5e-6),
+    key: jax.Array | None = None,
+) -> CalibrationResult:
+    """Fit the three quadrupoles' displacements to screen measurements.
+
+    Args:
+        settings: (n, 5) magnet settings (q1, q2, cv, q3, ch) in 1/m^2 and rad, within
+            the magnet ranges ``SETTING_LOWER``/``SETTING_UPPER``.
+        measurements: arrays ``mu_x, mu_y, sigma_x, sigma_y`` of shape (n,) in m, from a
+            real machine, Cheetah or our own model.
+        noise: standard deviation (m) per observable, scalar or (n,); missing ones default
+            to ``DEFAULT_NOISE`` (10 um, about one binned camera pixel).
+        incoming_beam: the beam entering the segment; ``ares.incoming_beam()`` if None.
+        bound: hard bound (m) on each offset: |offset| <= bound.
+        initial_offsets: (3, 2) starting point for least squares; zeros if None.
+        method: "least_squares" (Levenberg-Marquardt, Gaussian errors from the exact
+            Fisher information) or "nuts" (NumPyro posterior with uniform priors on
+            [-bound, bound], returned as ArviZ InferenceData in ``posterior``).
+        num_warmup, num_samples, num_chains: NUTS settings.
+        fit_incoming_centroid: NUTS only: also sample the incoming centroid (mu_x, mu_px,
+            mu_y, mu_py) with Normal priors around the nominal beam of widths
+            ``centroid_prior_std`` (m, rad, m, rad).
+        key: PRNG key for NUTS.
+
+    Raises:
+        ValueError: for wrong shapes, NaNs, settings outside the magnet ranges,
+            non-positive noise or bound, or an unknown method.
+
+    Example:
+        >>> result = calibrate_offsets(settings, ares.screen_beam(settings, true_offsets))
+        >>> result.offsets, result.std
+    """
+    if method not in ("least_squares", "nuts"):
+        raise ValueError(f"method must be 'least_squares' or 'nuts'; got '{method}'")
+    if fit_incoming_centroid and method != "nuts":
+        raise ValueError("fit_incoming_centroid=True needs method='nuts'")
+    settings = _validate_settings(settings)
+    n = settings.shape[0]
+    measured = _validate_measurements(measurements, n)
+    sigmas = _validate_noise(noise, n)
+    check_positive(bound, "bound", "ARES calibration", "m")
+    incoming = incoming_beam if incoming_beam is not None else _default_beam()
+    x0 = jnp.zeros(6) if initial_offsets is None else jnp.asarray(initial_offsets, float).reshape(6)
+    check_range(x0, "initial_offsets", low=-bound, high=bound, owner="ARES calibration", unit="m")
+
+    if method == "nuts":
+        from diffdesign.beamline.ares._posterior import sample_offsets
+
+        return sample_offsets(
+            settings, measured, sigmas, incoming, bound, num_warmup, num_samples,
+            num_chains, fit_incoming_centroid, jnp.asarray(centroid_prior_std, float),
+            jax.random.key(0) if key is None else key,
+        )  # fmt: skip
+
+    fit, table = _fit_and_table(settings, measured, sigmas, incoming, x0, bound)
+    offsets = fit.x.reshape(3, 2)
+    return CalibrationResult(
+        offsets=offsets,
+        std=fit.std.reshape(3, 2),
+        covariance=fit.covariance,
+        residuals=table,
+        chi2=float(fit.chi2),
+        dof=4 * n - 6,
+        identifiability=fit.identifiability,
+        at_bound=fit.at_bound.reshape(3, 2),
+        converged=bool(fit.converged),
+        method="least_squares",
+        num_steps=int(fit.num_steps),
+    )
+
+
+def _default_beam() -> ParameterBeam:
+    return incoming_beam()
+
+
+#: Solver tolerances on the unconstrained variables z (offset = bound * tanh z): a change
+#: below 1e-9 in z is below 1e-12 m in the offsets.
+_TOLERANCE = 1e-9
+
+
+@jax.jit
+def _least_squares(settings, measured, sigmas, incoming, x0, bound):
+    def residuals(x):
+        return whitened_residuals(x.reshape(3, 2), settings, measured, sigmas, incoming)
+
+    return bounded_least_squares(
+        residuals, x0, -bound * jnp.ones(6), bound * jnp.ones(6), rtol=_TOLERANCE, atol=_TOLERANCE
+    )
+
+
+@jax.jit
+def _fit_and_table(settings, measured, sigmas, incoming, x0, bound):
+    """The fit and its residual table in one compiled call."""
+    fit = _least_squares(settings, measured, sigmas, incoming, x0, bound)
+    return fit, residual_table(fit.x.reshape(3, 2), settings, measured, sigmas, incoming)
+
+
+@functools.partial(jax.jit, static_argnames="num_steps")
+def _least_squares_path(settings, measured, sigmas, incoming, x0, bound, num_steps):
+    def residuals(x):
+        return whitened_residuals(x.reshape(3, 2), settings, measured, sigmas, incoming)
+
+    return least_squares_path(
+        residuals, x0, -bound * jnp.ones(6), bound * jnp.ones(6), num_steps,
+        rtol=_TOLERANCE, atol=_TOLERANCE,
+    )  # fmt: skip
+
+
+def calibration_history(
+    settings: Float[ArrayLike, "n 5"],
+    measurements: Mapping[str, ArrayLike],
+    *,
+    noise: Mapping[str, ArrayLike] | None = None,
+    incoming_beam: ParameterBeam | None = None,
+    bound: float = DEFAULT_BOUND,
+    num_steps: int = 12,
+) -> Float[Array, " num_steps+1"]:
+    """chi2 (sum of squared normalised residuals) at zero offsets and after each solver
+    step of the least-squares calibration: its loss history. Arguments as for
+    `calibrate_offsets`."""
+    settings = _validate_settings(settings)
+    n = settings.shape[0]
+    incoming = incoming_beam if incoming_beam is not None else _default_beam()
+    return _least_squares_path(
+        settings, _validate_measurements(measurements, n), _validate_noise(noise, n), incoming,
+        jnp.zeros(6), bound, num_steps,
+    )  # fmt: skip
+
+
+def residual_table(offsets, settings, measured, sigmas, incoming) -> dict[str, dict[str, Array]]:
+    """Measured, modelled and normalised residual per observable and measurement."""
+    model = screen_beam(settings, jnp.broadcast_to(offsets, (settings.shape[0], 3, 2)), incoming)
+    return {
+        k: {
+            "measured": measured[k],
+            "model": model[k],
+            "normalised": (model[k] - measured[k]) / sigmas[k],
+        }
+        for k in OBSERVABLES
+    }
+
+
+def save_offsets(result: CalibrationResult, path: str | Path) -> Path:
+    """Write fitted offsets (and their uncertainties) to a JSON file `load_offsets` reads."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_json(), indent=2))
+    return path
+
+
+def load_offsets(path: str | Path) -> tuple[Array, Array | None]:
+    """Read (offsets (3, 2) in m, std (3, 2) or None) from a JSON file.
+
+    Raises:
+        ValueError: naming the problem if the file is not JSON, lacks ``offsets_m``, has the
+            wrong shape or non-finite values, or offsets beyond 5 mm (not a misalignment).
+    """
+    path = Path(path)
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read offsets from {path}: {error}") from None
+    if not isinstance(content, dict) or "offsets_m" not in content:
+        raise ValueError(f"{path} has no 'offsets_m' entry (a (3, 2) list of displacements in m)")
+    offsets = np.asarray(content["offsets_m"], dtype=float)
+    if offsets.shape != (3, 2):
+        raise ValueError(f"'offsets_m' in {path} must have shape (3, 2); got {offsets.shape}")
+    check_range(offsets, f"'offsets_m' in {path}", low=-5e-3, high=5e-3, unit="m")
+    std = content.get("std_m")
+    std = None if std is None else jnp.asarray(np.asarray(std, dtype=float).reshape(3, 2))
+    return jnp.asarray(offsets), std

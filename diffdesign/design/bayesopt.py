@@ -1,0 +1,889 @@
+"""Sequential black-box minimisation over a box: Bayesian optimisation and random search.
+
+The objective is any Python callable ``objective(x) -> float`` (``x`` a ``(d,)`` NumPy array
+in the caller's units), typically an expensive measurement that cannot be jitted. Each
+search is an immutable configuration (:class:`BayesianOptimisation`, :class:`RandomSearch`)
+with ``init``/``step``/``run`` over an explicit :class:`SearchState`, so a run can be
+inspected, checkpointed to JSON after every evaluation and resumed exactly.
+
+Inside, the box ``[lower, upper]`` is mapped to the unit cube, so the GP lengthscales are
+fractions of each input's range however different the input scales (quadrupole strengths in
+1/m², corrector angles in rad). A physics model enters as the GP prior mean
+``mean_fn(mean_params, X)``, with ``X`` an ``(n, d)`` array in the caller's units.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, PyTree
+
+from diffdesign.inference.gp import (
+    DEFAULT_PRIOR,
+    GPHyperparameters,
+    GPPosterior,
+    HyperparameterPrior,
+    LogExpectedImprovement,
+    MeanFn,
+    UpperConfidenceBound,
+    check_mean_params_bounds,
+    default_hyperparameters,
+    fit_hyperparameters,
+    matern52,
+    maximize_acquisition,
+    posterior,
+    rbf,
+)
+
+Objective = Callable[[np.ndarray], float]
+
+_FORMAT = "diffdesign.design.search-checkpoint"
+_VERSION = 1
+_KERNELS = {"matern52": matern52, "rbf": rbf}
+
+
+class StepRecord(NamedTuple):
+    """What chose one evaluated point (all ``None`` for initial-design and random points).
+
+    Attributes:
+        hyperparameters: GP hyperparameters fitted before choosing the point (y units;
+            lengthscales as fractions of the box width), including the fitted
+            ``mean_params`` when they are fitted.
+        marginal_log_likelihood: their exact log marginal likelihood (nats).
+        acquisition_value: the maximised acquisition (log EI, or the negated LCB in y units).
+    """
+
+    hyperparameters: GPHyperparameters | None = None
+    marginal_log_likelihood: float | None = None
+    acquisition_value: float | None = None
+
+
+class SearchState(NamedTuple):
+    """State of a sequential search; every array in the caller's units.
+
+    Attributes:
+        initial_design: ``(n_initial, d)`` points evaluated first, in order.
+        X: ``(n, d)`` points evaluated so far.
+        y: ``(n,)`` objective values at them.
+        key: PRNG key for the next step.
+        history: one :class:`StepRecord` per evaluated point.
+    """
+
+    initial_design: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    key: PRNGKeyArray
+    history: tuple[StepRecord, ...]
+
+    @property
+    def iteration(self) -> int:
+        """Number of evaluations done."""
+        return len(self.y)
+
+    @property
+    def best_x(self) -> np.ndarray:
+        """The evaluated point with the lowest objective value, ``(d,)``."""
+        return self.X[int(np.argmin(self.y))]
+
+    @property
+    def best_y(self) -> float:
+        """The lowest objective value so far."""
+        return float(np.min(self.y))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _latin_hypercube(key: PRNGKeyArray, n: int, d: int) -> Float[Array, "n d"]:
+    permutation_key, offset_key = jax.random.split(key)
+    permutations = jax.vmap(lambda k: jax.random.permutation(k, n))(
+        jax.random.split(permutation_key, d)
+    )
+    return (permutations.T + jax.random.uniform(offset_key, (n, d))) / n
+
+
+def latin_hypercube(key: PRNGKeyArray, n: int, d: int) -> np.ndarray:
+    """``n`` points in ``[0, 1)^d`` with exactly one point in each of ``n`` slices per axis.
+
+    Args:
+        key: PRNG key.
+        n: number of points (>= 1).
+        d: dimension (>= 1).
+
+    Returns:
+        ``(n, d)`` NumPy array.
+    """
+    if n < 1 or d < 1:
+        raise ValueError(f"latin_hypercube needs n >= 1 and d >= 1; got n={n}, d={d}")
+    return np.asarray(_latin_hypercube(key, n, d))
+
+
+def _as_typed_key(key: ArrayLike) -> PRNGKeyArray:
+    if jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(jnp.asarray(key, dtype=jnp.uint32))
+
+
+def _as_bound(value: ArrayLike) -> np.ndarray:
+    return np.array(value, dtype=float, ndmin=1)
+
+
+def _evaluate(objective: Objective, x: np.ndarray) -> float:
+    value = objective(x.copy())
+    array = np.asarray(value, dtype=float)
+    if array.size != 1:
+        raise ValueError(
+            f"objective must return a scalar; got shape {array.shape} at x={x.tolist()}"
+        )
+    value = float(array.reshape(()))
+    if not math.isfinite(value):
+        raise ValueError(
+            f"objective returned {value} at x={x.tolist()}; only finite values can be modelled"
+        )
+    return value
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _leaves_to_json(tree: PyTree) -> list:
+    return [np.asarray(leaf, dtype=float).tolist() for leaf in jax.tree_util.tree_leaves(tree)]
+
+
+class _SequentialSearch(eqx.Module):
+    """Shared loop: ``init``/``step``/``run`` and JSON checkpoints; subclasses propose points.
+
+    Attributes:
+        lower, upper: ``(d,)`` box bounds in the caller's units, ``lower < upper``.
+    """
+
+    lower: np.ndarray = eqx.field(converter=_as_bound)
+    upper: np.ndarray = eqx.field(converter=_as_bound)
+
+    _label: ClassVar[str] = "search"
+    _minimum_initial: ClassVar[int] = 0
+
+    def __check_init__(self):
+        if self.lower.ndim != 1 or self.lower.shape != self.upper.shape:
+            raise ValueError(
+                f"lower and upper must be (d,) arrays of one shape; got {self.lower.shape} "
+                f"and {self.upper.shape}"
+            )
+        if not (np.all(np.isfinite(self.lower)) and np.all(np.isfinite(self.upper))):
+            raise ValueError(
+                f"lower and upper must be finite; got {self.lower.tolist()}, {self.upper.tolist()}"
+            )
+        if not np.all(self.lower < self.upper):
+            i = int(np.argmin(self.lower < self.upper))
+            raise ValueError(
+                f"lower must be < upper in every dimension; got lower[{i}]={self.lower[i]}, "
+                f"upper[{i}]={self.upper[i]}"
+            )
+
+    @property
+    def dimension(self) -> int:
+        return self.lower.shape[0]
+
+    @abc.abstractmethod
+    def _propose(self, state: SearchState, key: PRNGKeyArray) -> tuple[np.ndarray, StepRecord]:
+        """Next point in the unit cube ``(d,)`` and the record of how it was chosen."""
+
+    def _settings(self) -> dict[str, Any]:
+        """JSON-able options that must match when a checkpoint is resumed."""
+        return {}
+
+    def _describe(self, record: StepRecord) -> str:
+        """Extra text for the progress line of a proposed point."""
+        del record
+        return ""
+
+    # ------------------------------------------------------------------ init / step / run
+
+    def init(
+        self,
+        key: PRNGKeyArray,
+        *,
+        n_initial: int | None = None,
+        initial_points: Float[ArrayLike, "n_initial d"] | None = None,
+        design: str = "lhs",
+    ) -> SearchState:
+        """A state with no evaluations and the initial design to evaluate first.
+
+        Args:
+            key: PRNG key (typed or raw ``uint32``); all later randomness derives from it.
+            n_initial: number of initial points (default ``d + 1``).
+            initial_points: ``(n_initial, d)`` points in the box, caller's units, to use
+                instead of a random design.
+            design: ``"lhs"`` (Latin hypercube, default) or ``"uniform"``.
+
+        Raises:
+            ValueError: on a bad shape, a point outside the box or too few points.
+        """
+        key = _as_typed_key(key)
+        d = self.dimension
+        if initial_points is not None:
+            points = np.array(initial_points, dtype=float, ndmin=2)
+            if points.ndim != 2 or points.shape[1] != d:
+                raise ValueError(f"initial_points must have shape (n, {d}); got {points.shape}")
+            if n_initial is not None and n_initial != points.shape[0]:
+                raise ValueError(
+                    f"n_initial={n_initial} but initial_points has {points.shape[0]} rows"
+                )
+            self._check_in_box(points, "initial_points")
+        else:
+            n_initial = d + 1 if n_initial is None else n_initial
+            if n_initial < 0:
+                raise ValueError(f"n_initial must be >= 0; got {n_initial}")
+            if design not in ("lhs", "uniform"):
+                raise ValueError(f"design must be 'lhs' or 'uniform'; got {design!r}")
+            key, design_key = jax.random.split(key)
+            if n_initial == 0:
+                unit = np.zeros((0, d))
+            elif design == "lhs":
+                unit = latin_hypercube(design_key, n_initial, d)
+            else:
+                unit = np.asarray(jax.random.uniform(design_key, (n_initial, d)))
+            points = self._from_unit(unit)
+        if points.shape[0] < self._minimum_initial:
+            raise ValueError(
+                f"{type(self).__name__} needs at least {self._minimum_initial} initial points; "
+                f"got {points.shape[0]}"
+            )
+        return SearchState(
+            initial_design=points,
+            X=np.zeros((0, d)),
+            y=np.zeros(0),
+            key=key,
+            history=(),
+        )
+
+    def step(self, state: SearchState, objective: Objective) -> SearchState:
+        """Choose one point (the next initial point, else a proposal), evaluate it, append.
+
+        Args:
+            state: current state.
+            objective: ``objective(x) -> float`` with ``x`` a ``(d,)`` NumPy array in the
+                caller's units; called exactly once.
+
+        Raises:
+            ValueError: if the objective returns a non-scalar or non-finite value (the
+                message names the point), or the state does not fit this problem.
+        """
+        d = self.dimension
+        if state.X.shape != (len(state.y), d) or len(state.history) != len(state.y):
+            raise ValueError(
+                f"state does not fit a {d}-dimensional problem: X {state.X.shape}, "
+                f"y {state.y.shape}, {len(state.history)} history records"
+            )
+        key, step_key = jax.random.split(state.key)
+        n = len(state.y)
+        if n < len(state.initial_design):
+            x, record = state.initial_design[n], StepRecord()
+        else:
+            unit, record = self._propose(state, step_key)
+            x = self._from_unit(unit[None, :])[0]
+        value = _evaluate(objective, x)
+        return SearchState(
+            initial_design=state.initial_design,
+            X=np.concatenate([state.X, x[None, :]]),
+            y=np.append(state.y, value),
+            key=key,
+            history=(*state.history, record),
+        )
+
+    def run(
+        self,
+        objective: Objective,
+        key: PRNGKeyArray,
+        n_evaluations: int,
+        *,
+        checkpoint: str | os.PathLike | None = None,
+        progress: Callable[[str], None] | None = print,
+        n_initial: int | None = None,
+        initial_points: Float[ArrayLike, "n_initial d"] | None = None,
+        design: str = "lhs",
+    ) -> SearchState:
+        """Evaluate ``objective`` until ``n_evaluations`` (initial design included) are done.
+
+        With ``checkpoint``, the state is written there (JSON, atomically) after every
+        evaluation, and a run finding the file resumes from it: the key, initial design and
+        fitted history come from the file, so the continued run repeats exactly what an
+        uninterrupted one would have done. Stop a run at any time (e.g. Ctrl-C); at most the
+        evaluation in progress is lost.
+
+        Args:
+            objective: ``objective(x) -> float``, ``x`` a ``(d,)`` NumPy array (caller's units).
+            key: PRNG key for a fresh start (ignored when resuming).
+            n_evaluations: total evaluation budget.
+            checkpoint: JSON file to write and resume from.
+            progress: called with one short line per evaluation (``None`` for silence).
+            n_initial, initial_points, design: as for :meth:`init` (checked against the
+                file when resuming).
+
+        Returns:
+            The final state.
+
+        Raises:
+            ValueError: on a malformed checkpoint or one from a different problem, and as
+                :meth:`init` and :meth:`step`.
+
+        Example:
+            >>> search = BayesianOptimisation(lower, upper, mean_fn=model, mean_params=p0)
+            >>> state = search.run(measure, jax.random.key(0), 50, checkpoint="bo.json")
+        """
+        if isinstance(n_evaluations, bool) or not isinstance(n_evaluations, int | np.integer):
+            raise TypeError(f"n_evaluations must be an int; got {n_evaluations!r}")
+        if checkpoint is not None and Path(checkpoint).exists():
+            state = self.load_checkpoint(checkpoint)
+            k = len(state.initial_design)
+            if n_initial is not None and n_initial != k:
+                raise ValueError(
+                    f"checkpoint {checkpoint} has {k} initial points; n_initial={n_initial}"
+                )
+            if initial_points is not None and not np.array_equal(
+                np.array(initial_points, dtype=float, ndmin=2), state.initial_design
+            ):
+                raise ValueError(f"checkpoint {checkpoint} has different initial_points")
+            if progress is not None:
+                progress(f"resumed {checkpoint}: {state.iteration}/{n_evaluations} evaluations")
+        else:
+            state = self.init(
+                key, n_initial=n_initial, initial_points=initial_points, design=design
+            )
+        while state.iteration < n_evaluations:
+            state = self.step(state, objective)
+            if checkpoint is not None:
+                self.save_checkpoint(state, checkpoint)
+            if progress is not None:
+                progress(self._progress_line(state, n_evaluations))
+        return state
+
+    def _progress_line(self, state: SearchState, n_evaluations: int) -> str:
+        record = state.history[-1]
+        line = (
+            f"{self._label} {state.iteration}/{n_evaluations} y={state.y[-1]:.4g} "
+            f"best={state.best_y:.4g}"
+        )
+        if state.iteration <= len(state.initial_design):
+            return line + " (initial design)"
+        extra = self._describe(record)
+        return f"{line} {extra}" if extra else line
+
+    # ------------------------------------------------------------------------- geometry
+
+    def _from_unit(self, unit: np.ndarray) -> np.ndarray:
+        """Unit cube -> box; the clip only removes round-off at the faces."""
+        points = self.lower[None, :] + unit * (self.upper - self.lower)[None, :]
+        return np.clip(points, self.lower[None, :], self.upper[None, :])
+
+    def _to_unit(self, points: np.ndarray) -> np.ndarray:
+        return (points - self.lower[None, :]) / (self.upper - self.lower)[None, :]
+
+    def _check_in_box(self, points: np.ndarray, field: str) -> None:
+        if not np.all(np.isfinite(points)):
+            raise ValueError(f"{field} must be finite; got {points.tolist()}")
+        outside = (points < self.lower[None, :]) | (points > self.upper[None, :])
+        if np.any(outside):
+            row, column = np.argwhere(outside)[0]
+            raise ValueError(
+                f"{field}[{row}, {column}] = {points[row, column]} lies outside "
+                f"[{self.lower[column]}, {self.upper[column]}]"
+            )
+
+    # ---------------------------------------------------------------------- checkpoints
+
+    def _record_to_json(self, record: StepRecord) -> dict[str, Any]:
+        hyper = record.hyperparameters
+        return {
+            "hyperparameters": None
+            if hyper is None
+            else {
+                "log_lengthscales": np.asarray(hyper.log_lengthscales).tolist(),
+                "log_signal_variance": float(hyper.log_signal_variance),
+                "log_noise_variance": float(hyper.log_noise_variance),
+                "mean_offset": float(hyper.mean_offset),
+                "mean_params": _leaves_to_json(hyper.mean_params),
+            },
+            "marginal_log_likelihood": _finite_or_none(record.marginal_log_likelihood),
+            "acquisition_value": _finite_or_none(record.acquisition_value),
+        }
+
+    def _mean_params_template(self) -> PyTree:
+        return None
+
+    def save_checkpoint(self, state: SearchState, path: str | os.PathLike) -> None:
+        """Write ``state`` to a JSON file (via a temporary file and an atomic rename)."""
+        data = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "method": type(self).__name__,
+            "lower": self.lower.tolist(),
+            "upper": self.upper.tolist(),
+            "settings": self._settings(),
+            "initial_design": state.initial_design.tolist(),
+            "X": state.X.tolist(),
+            "y": state.y.tolist(),
+            "key": np.asarray(jax.random.key_data(state.key)).tolist(),
+            "key_impl": str(jax.random.key_impl(state.key)),
+            "history": [self._record_to_json(record) for record in state.history],
+        }
+        path = Path(path)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps(data, indent=1, allow_nan=False))
+        os.replace(temporary, path)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> SearchState:
+        """Read and validate a checkpoint written by :meth:`save_checkpoint` for this problem.
+
+        Raises:
+            ValueError: if the file is not valid JSON, not a checkpoint, malformed (the
+                message names the field), or belongs to a different problem or settings
+                (method, dimension, bounds, options).
+        """
+        where = f"checkpoint {path}"
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{where} is not valid JSON ({error})") from None
+        if not isinstance(data, dict) or data.get("format") != _FORMAT:
+            raise ValueError(f"{where} is not a diffdesign search checkpoint (format {_FORMAT!r})")
+        if data.get("version") != _VERSION:
+            raise ValueError(f"{where} has version {data.get('version')!r}; expected {_VERSION}")
+        method = type(self).__name__
+        if data.get("method") != method:
+            raise ValueError(f"{where} was written by {data.get('method')!r}, not {method!r}")
+        reader = _Reader(data, where)
+        d = self.dimension
+        for name, here in (("lower", self.lower), ("upper", self.upper)):
+            there = reader.array(name, ndim=1)
+            if there.shape != here.shape:
+                raise ValueError(
+                    f"{where} belongs to a different problem: dimension {there.size} in the "
+                    f"file, {here.size} here"
+                )
+            if not np.array_equal(there, here):
+                raise ValueError(
+                    f"{where} belongs to a different problem: {name} is {there.tolist()} in "
+                    f"the file, {here.tolist()} here"
+                )
+        settings = json.loads(json.dumps(self._settings()))
+        stored = reader.get("settings", dict)
+        different = sorted(
+            k for k in settings.keys() | stored.keys() if settings.get(k) != stored.get(k)
+        )
+        if different:
+            listed = "; ".join(
+                f"{k}: {stored.get(k)!r} in the file, {settings.get(k)!r} here" for k in different
+            )
+            raise ValueError(f"{where} was written with different settings ({listed})")
+        initial_design = reader.array("initial_design", ndim=2, columns=d)
+        self._check_in_box(initial_design, f"{where}: initial_design")
+        X = reader.array("X", ndim=2, columns=d)
+        y = reader.array("y", ndim=1)
+        if len(y) != len(X):
+            raise ValueError(f"{where}: 'X' has {len(X)} rows but 'y' has {len(y)} values")
+        self._check_in_box(X, f"{where}: X")
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"{where}: 'y' must be finite; got {y.tolist()}")
+        key_data = reader.array("key", ndim=1, dtype=np.uint32)
+        impl = reader.get("key_impl", str)
+        try:
+            key = jax.random.wrap_key_data(key_data, impl=impl)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"{where}: 'key' {key_data.tolist()} with 'key_impl' {impl!r} is not a PRNG key"
+            ) from None
+        records = reader.get("history", list)
+        if len(records) != len(y):
+            raise ValueError(
+                f"{where}: 'history' has {len(records)} records for {len(y)} evaluations"
+            )
+        history = tuple(
+            self._record_from_json(record, f"{where}: history[{i}]")
+            for i, record in enumerate(records)
+        )
+        return SearchState(initial_design, X, y, key, history)
+
+    def _record_from_json(self, data: Any, where: str) -> StepRecord:
+        if not isinstance(data, dict):
+            raise ValueError(f"{where} must be an object; got {type(data).__name__}")
+        reader = _Reader(data, where)
+        values = [
+            reader.get(name, float | int | None)
+            for name in ("marginal_log_likelihood", "acquisition_value")
+        ]
+        values = [None if v is None else float(v) for v in values]
+        hyper_data = reader.get("hyperparameters", dict | None)
+        if hyper_data is None:
+            return StepRecord(None, *values)
+        hyper_reader = _Reader(hyper_data, f"{where}.hyperparameters")
+        template = self._mean_params_template()
+        leaves, treedef = jax.tree_util.tree_flatten(template)
+        stored = hyper_reader.get("mean_params", list)
+        if len(stored) != len(leaves):
+            raise ValueError(
+                f"{where}.hyperparameters: 'mean_params' has {len(stored)} leaves; "
+                f"mean_params here has {len(leaves)}"
+            )
+        mean_leaves = []
+        for i, (value, leaf) in enumerate(zip(stored, leaves, strict=True)):
+            array = np.asarray(value, dtype=float) if _is_numeric(value) else None
+            if array is None or array.shape != np.shape(leaf):
+                raise ValueError(
+                    f"{where}.hyperparameters: mean_params leaf {i} must have shape "
+                    f"{np.shape(leaf)}; got {value!r}"
+                )
+            mean_leaves.append(array)
+        hyper = GPHyperparameters(
+            log_lengthscales=hyper_reader.array("log_lengthscales", ndim=1, size=self.dimension),
+            log_signal_variance=hyper_reader.array("log_signal_variance", ndim=0),
+            log_noise_variance=hyper_reader.array("log_noise_variance", ndim=0),
+            mean_offset=hyper_reader.array("mean_offset", ndim=0),
+            mean_params=treedef.unflatten(mean_leaves),
+        )
+        return StepRecord(hyper, *values)
+
+
+def _is_numeric(value: Any) -> bool:
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    return bool(np.all(np.isfinite(array)))
+
+
+class _Reader:
+    """Field access with errors that name the file and the field."""
+
+    def __init__(self, data: dict[str, Any], where: str):
+        self.data, self.where = data, where
+
+    def get(self, name: str, kind: Any) -> Any:
+        if name not in self.data:
+            raise ValueError(f"{self.where} is missing field {name!r}")
+        value = self.data[name]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(f"{self.where}: field {name!r} has the wrong type ({value!r})")
+        return value
+
+    def array(
+        self,
+        name: str,
+        *,
+        ndim: int,
+        columns: int | None = None,
+        size: int | None = None,
+        dtype: Any = float,
+    ) -> np.ndarray:
+        if name not in self.data:
+            raise ValueError(f"{self.where} is missing field {name!r}")
+        value = self.data[name]
+        try:
+            array = np.asarray(value, dtype=dtype)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(
+                f"{self.where}: field {name!r} must be numbers in a regular array; got {value!r}"
+            ) from None
+        if ndim == 2 and array.size == 0:
+            array = array.reshape(0, columns or 0)
+        if array.ndim != ndim or (columns is not None and array.shape[1] != columns):
+            expected = {0: "a number", 1: "a list of numbers", 2: f"rows of {columns} numbers"}
+            raise ValueError(
+                f"{self.where}: field {name!r} must be {expected[ndim]}; got shape {array.shape}"
+            )
+        if size is not None and array.size != size:
+            raise ValueError(
+                f"{self.where}: field {name!r} must have {size} entries; got {array.size}"
+            )
+        if dtype is float and not np.all(np.isfinite(array)):
+            raise ValueError(f"{self.where}: field {name!r} must be finite; got {value!r}")
+        return array
+
+
+# -------------------------------------------------------------------------------- methods
+
+
+class RandomSearch(_SequentialSearch):
+    """Uniform random search over the box (after the initial design): the baseline.
+
+    Same state, ``run`` and checkpoint format as :class:`BayesianOptimisation`.
+
+    Attributes:
+        lower, upper: ``(d,)`` box bounds in the caller's units.
+
+    Example:
+        >>> state = RandomSearch(lower, upper).run(measure, jax.random.key(0), 50)
+    """
+
+    _label: ClassVar[str] = "random"
+
+    def _propose(self, state: SearchState, key: PRNGKeyArray) -> tuple[np.ndarray, StepRecord]:
+        return np.asarray(jax.random.uniform(key, (self.dimension,))), StepRecord()
+
+
+class _BoxMean(eqx.Module):
+    """A caller's mean function of box coordinates, seen from the unit cube."""
+
+    mean_fn: MeanFn
+    lower: Float[Array, " d"]
+    upper: Float[Array, " d"]
+
+    def __call__(self, mean_params: PyTree, unit: Float[Array, "n d"]) -> Float[Array, " n"]:
+        return self.mean_fn(
+            mean_params, self.lower[None, :] + unit * (self.upper - self.lower)[None, :]
+        )
+
+
+def _log_expected_improvement(posterior: GPPosterior, best: Array, beta: Array):
+    del beta
+    return LogExpectedImprovement(posterior, best)
+
+
+def _upper_confidence_bound(posterior: GPPosterior, best: Array, beta: Array):
+    del best
+    return UpperConfidenceBound(posterior, beta)
+
+
+_ACQUISITIONS = {"ei": _log_expected_improvement, "ucb": _upper_confidence_bound}
+
+
+def _padded_size(n: int) -> int:
+    """Data are padded to a power of two (>= 16), so a run compiles only a few times."""
+    return max(16, 1 << (n - 1).bit_length())
+
+
+@eqx.filter_jit
+def _propose_gp(
+    unit: Float[Array, "n d"],
+    y: Float[Array, " n"],
+    mask: Bool[Array, " n"],
+    key: PRNGKeyArray,
+    init: GPHyperparameters,
+    mean_params_bounds: tuple[PyTree, PyTree] | None,
+    beta: Float[Array, ""],
+    *,
+    mean_fn: MeanFn | None,
+    kernel: Callable,
+    prior: HyperparameterPrior,
+    make_acquisition: Callable,
+    n_restarts: int,
+    n_fit_steps: int,
+    n_starts: int,
+    n_raw_samples: int,
+    n_acquisition_steps: int,
+) -> tuple[Array, GPHyperparameters, Array, Array]:
+    fit_key, acquisition_key = jax.random.split(key)
+    fit = fit_hyperparameters(
+        unit,
+        y,
+        fit_key,
+        mean_fn=mean_fn,
+        mean_params_bounds=mean_params_bounds,
+        init=init,
+        kernel=kernel,
+        prior=prior,
+        mask=mask,
+        n_restarts=n_restarts,
+        n_steps=n_fit_steps,
+    )
+    post = posterior(fit.hyperparameters, mean_fn, unit, y, kernel=kernel, mask=mask)
+    masked_y = jnp.where(mask, y, jnp.inf)
+    best = jnp.argmin(masked_y)
+    x, value = maximize_acquisition(
+        make_acquisition(post, masked_y[best], beta),
+        acquisition_key,
+        unit.shape[1],
+        initial_points=unit[best][None, :],
+        n_starts=n_starts,
+        n_raw_samples=n_raw_samples,
+        n_steps=n_acquisition_steps,
+    )
+    return x, fit.hyperparameters, fit.marginal_log_likelihood, value
+
+
+_initial_hyperparameters = eqx.filter_jit(default_hyperparameters)
+
+
+class BayesianOptimisation(_SequentialSearch):
+    """Bayesian optimisation (minimisation) with a GP whose prior mean may be a physics model.
+
+    Each step fits the GP hyperparameters to all evaluations (warm-started from the last
+    fit, plus random restarts), maximises the acquisition over the box and evaluates the
+    objective once there. The GP sees inputs mapped to the unit cube and a prior mean
+    ``mean_offset + mean_fn(mean_params, X)``, ``X`` in the caller's units.
+
+    Attributes:
+        lower, upper: ``(d,)`` box bounds in the caller's units, ``lower < upper``.
+        mean_fn: jittable ``mean_fn(mean_params, X (n, d)) -> (n,)`` in the objective's
+            units, or ``None`` for a constant mean.
+        mean_params: PyTree of the mean function's parameters (fixed values, or the start
+            of their fit).
+        mean_params_bounds: ``(low, high)`` PyTrees (leaves broadcast to ``mean_params``'
+            leaves), required when ``fit_mean_params``.
+        fit_mean_params: fit ``mean_params`` by maximum marginal likelihood at every step,
+            inside their bounds, jointly with the kernel hyperparameters (recorded in
+            ``SearchState.history``).
+        acquisition: ``"ei"`` (expected improvement, maximised as log EI) or ``"ucb"``
+            (confidence bound ``-mean + √(beta var)``).
+        beta: exploration weight of ``"ucb"`` (dimensionless).
+        kernel: ``"matern52"`` or ``"rbf"``.
+        prior: hyperparameter bounds and priors (see ``HyperparameterPrior``).
+        n_restarts, n_fit_steps: hyperparameter fit: starts and Adam steps per start.
+        n_starts, n_raw_samples, n_acquisition_steps: acquisition maximisation, see
+            ``maximize_acquisition``.
+
+    Example:
+        >>> bo = BayesianOptimisation(lower, upper, mean_fn=model, mean_params=offsets,
+        ...                           mean_params_bounds=(-2e-3, 2e-3), fit_mean_params=True)
+        >>> state = bo.run(measure, jax.random.key(0), 50, checkpoint="bo.json")
+        >>> [r.hyperparameters.mean_params for r in state.history if r.hyperparameters]
+    """
+
+    mean_fn: MeanFn | None = None
+    mean_params: PyTree = None
+    mean_params_bounds: tuple[PyTree, PyTree] | None = None
+    fit_mean_params: bool = False
+    acquisition: str = "ei"
+    beta: float = 2.0
+    kernel: str = "matern52"
+    prior: HyperparameterPrior = DEFAULT_PRIOR
+    n_restarts: int = 4
+    n_fit_steps: int = 200
+    n_starts: int = 16
+    n_raw_samples: int = 512
+    n_acquisition_steps: int = 100
+
+    _label: ClassVar[str] = "bayesopt"
+    _minimum_initial: ClassVar[int] = 2
+
+    def __check_init__(self):
+        if self.acquisition not in _ACQUISITIONS:
+            raise ValueError(
+                f"acquisition must be one of {sorted(_ACQUISITIONS)}; got {self.acquisition!r}"
+            )
+        if self.kernel not in _KERNELS:
+            raise ValueError(f"kernel must be one of {sorted(_KERNELS)}; got {self.kernel!r}")
+        if not (math.isfinite(self.beta) and self.beta >= 0.0):
+            raise ValueError(f"beta must be finite and >= 0; got {self.beta}")
+        for name in (
+            "n_restarts",
+            "n_fit_steps",
+            "n_starts",
+            "n_raw_samples",
+            "n_acquisition_steps",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.n_starts > self.n_raw_samples:
+            raise ValueError(
+                f"n_starts ({self.n_starts}) must be <= n_raw_samples ({self.n_raw_samples})"
+            )
+        for i, leaf in enumerate(jax.tree_util.tree_leaves(self.mean_params)):
+            if not _is_numeric(leaf):
+                raise ValueError(f"mean_params leaf {i} must be finite numbers; got {leaf!r}")
+        if self.fit_mean_params:
+            if self.mean_fn is None:
+                raise ValueError("fit_mean_params=True needs a mean_fn")
+            if self.mean_params_bounds is None:
+                raise ValueError("fit_mean_params=True needs mean_params_bounds=(low, high)")
+        if self.mean_params_bounds is not None:
+            check_mean_params_bounds(self.mean_params, self.mean_params_bounds)
+
+    def _mean_params_template(self) -> PyTree:
+        return self.mean_params
+
+    def _settings(self) -> dict[str, Any]:
+        bounds = self.mean_params_bounds
+        if bounds is not None:
+            bounds = [
+                _leaves_to_json(b) for b in check_mean_params_bounds(self.mean_params, bounds)
+            ]
+        return {
+            "mean_fn": None
+            if self.mean_fn is None
+            else getattr(self.mean_fn, "__qualname__", type(self.mean_fn).__name__),
+            "mean_params": _leaves_to_json(self.mean_params),
+            "mean_params_bounds": bounds,
+            "fit_mean_params": self.fit_mean_params,
+            "acquisition": self.acquisition,
+            "beta": self.beta,
+            "kernel": self.kernel,
+            "prior": {k: None if v is None else list(v) for k, v in self.prior._asdict().items()},
+            "n_restarts": self.n_restarts,
+            "n_fit_steps": self.n_fit_steps,
+            "n_starts": self.n_starts,
+            "n_raw_samples": self.n_raw_samples,
+            "n_acquisition_steps": self.n_acquisition_steps,
+        }
+
+    def _propose(self, state: SearchState, key: PRNGKeyArray) -> tuple[np.ndarray, StepRecord]:
+        n, d = state.X.shape
+        size = _padded_size(n)
+        unit = np.full((size, d), 0.5)
+        unit[:n] = self._to_unit(state.X)
+        y = np.zeros(size)
+        y[:n] = state.y
+        mask = np.arange(size) < n
+        mean_fn = (
+            None
+            if self.mean_fn is None
+            else _BoxMean(self.mean_fn, jnp.asarray(self.lower), jnp.asarray(self.upper))
+        )
+        mean_params = jax.tree_util.tree_map(
+            lambda leaf: jnp.asarray(np.asarray(leaf, dtype=float)), self.mean_params
+        )
+        fitted = [r.hyperparameters for r in state.history if r.hyperparameters is not None]
+        if fitted:
+            init = fitted[-1]
+        else:
+            init = _initial_hyperparameters(
+                unit, y, mean_fn=mean_fn, mean_params=mean_params, mask=mask
+            )
+        # Strongly typed float64 leaves, whether the start is fresh or read back from JSON.
+        init = jax.tree_util.tree_map(lambda leaf: jnp.asarray(np.asarray(leaf, dtype=float)), init)
+        bounds = (
+            check_mean_params_bounds(self.mean_params, self.mean_params_bounds)
+            if self.fit_mean_params
+            else None
+        )
+        x, hyper, mll, value = _propose_gp(
+            jnp.asarray(unit),
+            jnp.asarray(y),
+            jnp.asarray(mask),
+            key,
+            init,
+            bounds,
+            jnp.asarray(self.beta),
+            mean_fn=mean_fn,
+            kernel=_KERNELS[self.kernel],
+            prior=self.prior,
+            make_acquisition=_ACQUISITIONS[self.acquisition],
+            n_restarts=self.n_restarts,
+            n_fit_steps=self.n_fit_steps,
+            n_starts=self.n_starts,
+            n_raw_samples=self.n_raw_samples,
+            n_acquisition_steps=self.n_acquisition_steps,
+        )
+        hyper = jax.tree_util.tree_map(np.asarray, hyper)
+        return np.asarray(x), StepRecord(hyper, float(mll), float(value))
+
+    def _describe(self, record: StepRecord) -> str:
+        hyper = record.hyperparameters
+        lengthscales = np.array2string(np.asarray(hyper.lengthscales), precision=2, separator=",")
+        line = f"mll={record.marginal_log_likelihood:.4g} ls={lengthscales}"
+        if self.fit_mean_params:
+            leaves = [np.ravel(leaf) for leaf in jax.tree_util.tree_leaves(hyper.mean_params)]
+            values = np.concatenate(leaves) if leaves else np.zeros(0)
+            if values.size <= 8:
+                line += " mean_params=" + np.array2string(values, precision=3, separator=",")
+        return line
