@@ -8,6 +8,8 @@ pure functions that jit, vmap over settings and differentiate w.r.t. any numeric
 from diffdesign.beamline.beams import Beam, ParameterBeam, ParticleBeam
 from diffdesign.beamline.elements import (
     BPM,
+    CombinedCorrector,
+    CustomTransferMap,
     Dipole,
     Drift,
     Element,
@@ -17,6 +19,7 @@ from diffdesign.beamline.elements import (
     RBend,
     Screen,
     Sextupole,
+    Solenoid,
     VerticalCorrector,
 )
 from diffdesign.beamline.segment import Segment
@@ -26,6 +29,8 @@ __all__ = [
     "BPM",
     "ELECTRON",
     "Beam",
+    "CombinedCorrector",
+    "CustomTransferMap",
     "Dipole",
     "Drift",
     "Element",
@@ -38,6 +43,7 @@ __all__ = [
     "Screen",
     "Segment",
     "Sextupole",
+    "Solenoid",
     "Species",
     "VerticalCorrector",
 ]

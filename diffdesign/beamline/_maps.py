@@ -65,6 +65,25 @@ def body(length: Array, k1: Array, hx: Array | float, energy: ArrayLike, mass_eV
     return _affine.from_entries(entries)
 
 
+def solenoid(length: Array, k: Array, energy: ArrayLike, mass_eV: float) -> Map:
+    """Solenoid body of ``length`` (m) and strength ``k`` = B_s / (2 B rho) (1/m).
+
+    The transverse motion rotates by kL while it focuses in both planes; k = 0 is a drift.
+    """
+    _, igamma2, beta = relativistic_factors(energy, mass_eV)
+    c, s = jnp.cos(k * length), jnp.sin(k * length)
+    s_over_k = length * sin_like((k * length) ** 2)  # sin(kL) / k, smooth through k = 0
+    return _affine.from_entries(
+        {
+            (0, 0): c**2, (0, 1): c * s_over_k, (0, 2): s * c, (0, 3): s * s_over_k,
+            (1, 0): -k * s * c, (1, 1): c**2, (1, 2): -k * s**2, (1, 3): s * c,
+            (2, 0): -s * c, (2, 1): -s * s_over_k, (2, 2): c**2, (2, 3): c * s_over_k,
+            (3, 0): k * s**2, (3, 1): -s * c, (3, 2): -k * s * c, (3, 3): c**2,
+            (4, 5): -length * igamma2 / beta**2,
+        }
+    )  # fmt: skip
+
+
 def rotation(tilt: Array) -> Map:
     """Rotation of the transverse frame by ``tilt`` (rad) about the reference orbit."""
     c, s = jnp.cos(tilt), jnp.sin(tilt)

@@ -11,6 +11,8 @@ import numpy as np
 from diffdesign.beamline.beams import Beam, ParameterBeam, ParticleBeam
 from diffdesign.beamline.elements import (
     BPM,
+    CombinedCorrector,
+    CustomTransferMap,
     Dipole,
     Drift,
     Element,
@@ -19,6 +21,7 @@ from diffdesign.beamline.elements import (
     Quadrupole,
     Screen,
     Sextupole,
+    Solenoid,
     VerticalCorrector,
 )
 from diffdesign.beamline.segment import Segment
@@ -89,6 +92,21 @@ def _element_from_cheetah(element, cheetah) -> list[Element]:
                 name,
             )
         ]
+    if kind is cheetah.Solenoid:
+        return [
+            Solenoid(_array(element.length), _array(element.k), _array(element.misalignment), name)
+        ]
+    if kind is cheetah.CombinedCorrector:
+        return [
+            CombinedCorrector(
+                _array(element.length), _array(element.horizontal_angle),
+                _array(element.vertical_angle), name,
+            )
+        ]  # fmt: skip
+    if kind is cheetah.CustomTransferMap:
+        return [
+            CustomTransferMap(_array(element.predefined_transfer_map), _array(element.length), name)
+        ]
     if kind is cheetah.HorizontalCorrector:
         return [HorizontalCorrector(_array(element.length), _array(element.angle), name)]
     if kind is cheetah.VerticalCorrector:
@@ -110,8 +128,9 @@ def _element_from_cheetah(element, cheetah) -> list[Element]:
         return [Marker(name)]
     raise ValueError(
         f"element '{name}' of Cheetah type {kind.__name__} has no diffdesign counterpart yet; "
-        "supported: Drift, Quadrupole, Sextupole, Dipole, RBend, HorizontalCorrector, "
-        "VerticalCorrector, Screen, BPM, Marker (and nested Segments)"
+        "supported: Drift, Quadrupole, Sextupole, Dipole, RBend, Solenoid, HorizontalCorrector, "
+        "VerticalCorrector, CombinedCorrector, CustomTransferMap, Screen, BPM, Marker (and "
+        "nested Segments)"
     )
 
 
@@ -234,6 +253,13 @@ def to_cheetah(obj):
         ),
         BPM: lambda e: cheetah.BPM(e.is_active, misalignment=t(e.misalignment), **named(e)),
         Marker: lambda e: cheetah.Marker(**named(e)),
+        Solenoid: lambda e: cheetah.Solenoid(t(e.length), t(e.k), t(e.misalignment), **named(e)),
+        CombinedCorrector: lambda e: cheetah.CombinedCorrector(
+            t(e.length), t(e.horizontal_angle), t(e.vertical_angle), **named(e)
+        ),
+        CustomTransferMap: lambda e: cheetah.CustomTransferMap(
+            t(e.transfer_map_array), t(e.length), **named(e)
+        ),
     }
     try:
         return converters[type(obj)](obj)

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from diffdesign._validation import (
@@ -21,6 +22,7 @@ from diffdesign._validation import (
     check_positive,
     check_range,
     check_trailing_shape,
+    is_concrete,
 )
 from diffdesign.beamline import _affine, _maps, _second_order
 from diffdesign.beamline._affine import Map
@@ -413,6 +415,108 @@ class VerticalCorrector(_Corrector):
         self.name = name
         self.length = _length(length, name)
         self.angle = _scalar(angle, "angle", name)
+
+
+class CombinedCorrector(Element):
+    """Steering magnet kicking in both planes: a drift plus kicks in px and py.
+
+    Args:
+        length: length in m, >= 0.
+        horizontal_angle: kick in px, rad.
+        vertical_angle: kick in py, rad.
+        name: unique name within a segment.
+    """
+
+    length: Array
+    horizontal_angle: Array
+    vertical_angle: Array
+    name: str = eqx.field(static=True)
+    settings: ClassVar[tuple[str, ...]] = ("length", "horizontal_angle", "vertical_angle")
+
+    def __init__(
+        self,
+        length: ArrayLike = 0.0,
+        horizontal_angle: ArrayLike = 0.0,
+        vertical_angle: ArrayLike = 0.0,
+        name: str = "",
+    ):
+        self.name = name
+        self.length = _length(length, name)
+        self.horizontal_angle = _scalar(horizontal_angle, "horizontal_angle", name)
+        self.vertical_angle = _scalar(vertical_angle, "vertical_angle", name)
+
+    def linear_map(self, energy, species):
+        drift = _maps.drift(self.length, energy, species.mass_eV)
+        kick = _affine.from_entries({(1, 6): self.horizontal_angle, (3, 6): self.vertical_angle})
+        return _affine.compose(kick, drift)
+
+
+class Solenoid(Element):
+    """Solenoid: couples x and y, focusing in both planes.
+
+    Args:
+        length: length in m, >= 0.
+        k: strength B_s / (2 B rho) in 1/m.
+        misalignment: displacement (dx, dy) of the magnet in m.
+        name: unique name within a segment.
+    """
+
+    length: Array
+    k: Array
+    misalignment: Array
+    name: str = eqx.field(static=True)
+    settings: ClassVar[tuple[str, ...]] = ("length", "k", "misalignment")
+
+    def __init__(
+        self,
+        length: ArrayLike,
+        k: ArrayLike = 0.0,
+        misalignment: ArrayLike | None = None,
+        name: str = "",
+    ):
+        self.name = name
+        self.length = _length(length, name)
+        self.k = _scalar(k, "k", name)
+        self.misalignment = _offset(misalignment, "misalignment", name)
+
+    def linear_map(self, energy, species):
+        body = _maps.solenoid(self.length, self.k, energy, species.mass_eV)
+        return _maps.in_magnet_frame(body, self.misalignment, None)
+
+
+class CustomTransferMap(Element):
+    """An element given by its first-order map.
+
+    Args:
+        transfer_map: (..., 7, 7) map acting on (x, px, y, py, tau, p, 1); its last row
+            must be (0, ..., 0, 1).
+        length: length in m, >= 0 (only moves the beam's s).
+        name: unique name within a segment.
+    """
+
+    transfer_map_array: Float[Array, "... 7 7"]
+    length: Array
+    name: str = eqx.field(static=True)
+    settings: ClassVar[tuple[str, ...]] = ("transfer_map_array", "length")
+
+    def __init__(self, transfer_map_array: ArrayLike, length: ArrayLike = 0.0, name: str = ""):
+        self.name = name
+        matrix = jnp.asarray(transfer_map_array, dtype=float)
+        owner = f"element '{name}'"
+        check_trailing_shape(matrix, "transfer_map_array", (7, 7), owner)
+        check_finite(matrix, "transfer_map_array", owner)
+        if is_concrete(matrix) and not (
+            np.all(np.asarray(matrix)[..., 6, :6] == 0.0)
+            and np.all(np.asarray(matrix)[..., 6, 6] == 1.0)
+        ):
+            raise ValueError(
+                f"transfer_map_array must have last row (0, 0, 0, 0, 0, 0, 1) for {owner}"
+            )
+        self.transfer_map_array = matrix
+        self.length = _length(length, name)
+
+    def linear_map(self, energy, species):
+        return _affine.from_array(self.transfer_map_array)
 
 
 class _ThinDiagnostic(Element):

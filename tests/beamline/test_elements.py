@@ -80,6 +80,35 @@ CASES = {
             cheetah.VerticalCorrector(T(length), T(a)),
         )
     ],
+    bl.CombinedCorrector: [
+        lambda r: (
+            bl.CombinedCorrector(
+                length := r.uniform(0, 0.3),
+                h := r.uniform(-5e-3, 5e-3),
+                v := r.uniform(-5e-3, 5e-3),
+            ),
+            cheetah.CombinedCorrector(T(length), T(h), T(v)),
+        )
+    ],
+    bl.Solenoid: [
+        lambda r: (
+            bl.Solenoid(
+                length := r.uniform(0.05, 1.0),
+                k := r.uniform(-3, 3),
+                m := r.uniform(-1e-3, 1e-3, 2),
+            ),
+            cheetah.Solenoid(T(length), T(k), T(m)),
+        )
+    ],
+    bl.CustomTransferMap: [
+        lambda r: (
+            bl.CustomTransferMap(
+                matrix := np.vstack([r.normal(size=(6, 7)), [0, 0, 0, 0, 0, 0, 1.0]]),
+                length := r.uniform(0, 2),
+            ),
+            cheetah.CustomTransferMap(T(matrix), T(length)),
+        )
+    ],
     bl.Screen: [lambda r: (bl.Screen(), cheetah.Screen())],
     bl.BPM: [lambda r: (bl.BPM(), cheetah.BPM())],
     bl.Marker: [lambda r: (bl.Marker(), cheetah.Marker())],
@@ -111,6 +140,8 @@ def test_first_order_map_matches_cheetah(cls, case, species, rng):
 
 @pytest.mark.parametrize(("cls", "case"), CASE_IDS, ids=lambda v: getattr(v, "__name__", v))
 def test_first_order_map_is_symplectic(cls, case, rng):
+    if cls is bl.CustomTransferMap:
+        pytest.skip("a user's map need not be symplectic")
     ours, _ = CASES[cls][case](rng)
     r = np.asarray(ours.transfer_map(107.32e6))[:6, :6]
     j = np.kron(np.eye(3), np.array([[0.0, 1.0], [-1.0, 0.0]]))
@@ -135,7 +166,8 @@ def test_quadrupole_map_is_smooth_through_zero_strength():
 
 def test_gradients_match_finite_differences(rng):
     """d(map)/d(field) by autodiff against central differences, for every differentiable field."""
-    elements = [CASES[cls][-1](rng)[0] for cls in (bl.Quadrupole, bl.Dipole, bl.VerticalCorrector)]
+    kinds = (bl.Quadrupole, bl.Dipole, bl.VerticalCorrector, bl.Solenoid, bl.CombinedCorrector)
+    elements = [CASES[cls][-1](rng)[0] for cls in kinds]
     weights = jnp.asarray(rng.normal(size=(7, 7)))
     for element in elements:
         for field in element.settings:
@@ -183,6 +215,14 @@ def test_displaced_quadrupole_steers_towards_its_displacement():
         (lambda: bl.Screen(resolution=(100, 0)), "resolution must be two positive integers"),
         (lambda: bl.Screen(resolution=(100, 100), binning=3), "binning must be a positive integer"),
         (lambda: bl.Quadrupole(0.1, name="Q").replace(k2=1.0), r"has no field\(s\) \['k2'\]"),
+        (
+            lambda: bl.CustomTransferMap(np.eye(7) * 2, name="M"),
+            r"last row \(0, 0, 0, 0, 0, 0, 1\) for element 'M'",
+        ),
+        (
+            lambda: bl.CustomTransferMap(np.eye(6)),
+            r"transfer_map_array must have shape \(\.\.\., 7, 7\)",
+        ),
     ],
 )
 def test_bad_element_input_is_named(build, match):

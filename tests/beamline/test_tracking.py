@@ -35,6 +35,8 @@ def random_cheetah_segment(rng):
         cheetah.VerticalCorrector(T(0.05), T(u(-1e-3, 1e-3)), name="VC"),
         cheetah.Dipole(T(0.5), T(u(-0.1, 0.1)), tilt=T(np.pi / 2), name="B1"),
         cheetah.Sextupole(T(0.1), T(u(-50, 50)), tracking_method="linear", name="S0"),
+        cheetah.Solenoid(T(0.3), T(u(-2, 2)), T(u(-1e-4, 1e-4, 2)), name="SOL"),
+        cheetah.CombinedCorrector(T(0.05), T(u(-1e-3, 1e-3)), T(u(-1e-3, 1e-3)), name="CC"),
         cheetah.BPM(name="BPM0"),
         cheetah.Marker(name="M0"),
         cheetah.Drift(T(u(0.1, 1.0)), name="D2"),
@@ -283,9 +285,9 @@ def test_converters_round_trip(rng):
 
 def test_unsupported_cheetah_element_is_named():
     segment = cheetah.Segment(
-        [cheetah.Drift(T(1.0)), cheetah.Solenoid(T(0.5), T(1.0), name="SOL1")]
+        [cheetah.Drift(T(1.0)), cheetah.Cavity(T(0.5), T(1e6), name="CAV1")]
     )
-    with pytest.raises(ValueError, match="element 'SOL1' of Cheetah type Solenoid"):
+    with pytest.raises(ValueError, match="element 'CAV1' of Cheetah type Cavity"):
         from_cheetah(segment)
 
 
