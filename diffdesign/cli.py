@@ -111,6 +111,17 @@ def _study_summary(results: dict) -> str:
             f"{name:24s} {entry['machine_evaluations']:11d} "
             f"{entry['machine_mae_m'] * 1e3:11.4f} mm {entry['true_mae_m'] * 1e3:8.4f} mm"
         )
+    table = results["tuning"].get("bo_fitted_offsets", {}).get("table")
+    if table:
+        lines.append("")
+        lines.append(f"{'offset (um)':16s} {'true':>8s} {'calibrated':>16s} {'MLL (final)':>12s} "
+                     f"{'MLL worst |error|':>18s}")  # fmt: skip
+        for row in table:
+            lines.append(
+                f"{row['offset']:16s} {row['true_um']:8.1f} {row['calibrated_um']:9.2f} "
+                f"± {row['calibrated_std_um']:4.2f} {row['mll_final_um']:12.1f} "
+                f"{row['mll_worst_error_um']:18.1f}"
+            )
     return "\n".join(lines)
 
 

@@ -303,6 +303,10 @@ def run_study(
                 for r in state.history
             ]  # fmt: skip
 
+    if "bo_fitted_offsets" in tuning:
+        tuning["bo_fitted_offsets"]["table"] = _failure_mode_table(
+            truth, calibration, tuning["bo_fitted_offsets"]["fitted_offsets_m"]
+        )
     results = {
         "config": dataclasses.asdict(config),
         "true_offsets_m": np.asarray(truth).tolist(),
@@ -342,6 +346,26 @@ def _summarise_search(state: SearchState, true_objective) -> dict[str, Any]:
         "best_so_far_m": best.tolist(),
         "incumbent_true_mae_m": true_values[incumbent].tolist(),
     }
+
+
+def _failure_mode_table(truth, calibration: CalibrationResult, fitted: list) -> list[dict]:
+    """Per offset: truth, calibration +- std, and the MLL fit as GP-mean hyperparameters
+    (after the last evaluation, and its worst error over the run), all in um."""
+    steps = np.array([f for f in fitted if f is not None]).reshape(-1, 6) * 1e6
+    truth = np.ravel(truth) * 1e6
+    if not len(steps):
+        return []
+    rows = []
+    for j, name in enumerate(f"{q}.{a}" for q in QUADRUPOLES for a in ("dx", "dy")):
+        rows.append({
+            "offset": name,
+            "true_um": float(truth[j]),
+            "calibrated_um": float(np.ravel(calibration.offsets)[j] * 1e6),
+            "calibrated_std_um": float(np.ravel(calibration.std)[j] * 1e6),
+            "mll_final_um": float(steps[-1, j]),
+            "mll_worst_error_um": float(np.max(np.abs(steps[:, j] - truth[j]))),
+        })  # fmt: skip
+    return rows
 
 
 def _design_comparison(config: StudyConfig, incoming, noise: float, key) -> dict[str, Any]:

@@ -117,7 +117,7 @@ def plot_failure_mode(results: dict[str, Any], path: Path) -> Path | None:
     ax.axhline(-bound, color="black", lw=1)
     ax.set_xlabel("machine evaluation")
     ax.set_ylabel("offset fitted as GP-mean hyperparameter (µm)")
-    ax.set_title("The failure mode: offsets fitted by marginal likelihood (dotted: truth)")
+    ax.set_title("Offsets fitted as GP-mean hyperparameters by marginal likelihood (dotted: truth)")
     ax.legend(fontsize=7, ncol=3)
     return _save(fig, path)
 
