@@ -6,11 +6,17 @@ import statistics
 import time
 from collections.abc import Callable
 
+#: Idle time before each measurement (s): OpenMP worker threads of the library measured
+#: just before keep spinning for a while after their last job (Intel's KMP_BLOCKTIME is
+#: 200 ms) and would steal the two cores from the library measured next.
+SETTLE_S = 0.5
+
 
 def timed(fn: Callable[[], object], reps: int, warmup: int = 5) -> dict[str, float]:
     """First call (s; includes compilation), ``warmup`` unrecorded calls (PyTorch's
     allocator and caches settle over the first few), then median and min of ``reps`` calls.
     ``fn`` must block until its result is ready (``jax.block_until_ready``)."""
+    time.sleep(SETTLE_S)
     start = time.perf_counter()
     fn()
     first = time.perf_counter() - start
