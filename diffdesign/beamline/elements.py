@@ -104,10 +104,6 @@ class Element(eqx.Module):
             )
         return type(self)(**(fields | changes))
 
-    @property
-    def is_thick(self) -> bool:
-        return True
-
 
 class Drift(Element):
     """Field-free drift space.
@@ -525,10 +521,6 @@ class _ThinDiagnostic(Element):
     @property
     def length(self) -> Array:
         return jnp.zeros(())
-
-    @property
-    def is_thick(self) -> bool:
-        return False
 
     def linear_map(self, energy, species):
         return _affine.identity()

@@ -71,6 +71,15 @@ class Segment(eqx.Module):
     def __getitem__(self, key: str | int) -> Element:
         return self.elements[self.index(key) if isinstance(key, str) else key]
 
+    def __getattr__(self, name: str) -> Element:
+        # Only reached when normal lookup fails: `segment.AREAMQZM1`, as in Cheetah.
+        elements = self.__dict__.get("elements")
+        if elements is not None and not name.startswith("_"):
+            for element in elements:
+                if element.name == name:
+                    return element
+        raise AttributeError(f"'Segment' has no attribute or element named '{name}'")
+
     @property
     def length(self) -> Array:
         """Total length in m."""

@@ -309,6 +309,17 @@ def test_bad_settings_are_named(settings, error, match):
         _beamline().with_settings(settings)
 
 
+def test_elements_by_name_index_and_attribute():
+    segment = _beamline()
+    assert segment["Q1"] is segment.Q1 is segment[1]
+    assert segment.index("B1") == 3 and len(segment) == 7
+    with pytest.raises(AttributeError, match="no attribute or element named 'Q9'"):
+        _ = segment.Q9
+    sub = segment.subsegment("Q1", "B1")
+    assert sub.names == ["Q1", "D2", "B1"]
+    np.testing.assert_allclose(sub.length, 0.2 + 0.5 + 0.8)
+
+
 def test_duplicate_names_and_non_elements_are_rejected():
     with pytest.raises(ValueError, match=r"repeated: \['D'\]"):
         bl.Segment([bl.Drift(1.0, name="D"), bl.Drift(1.0, name="D")])

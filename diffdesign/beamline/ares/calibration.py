@@ -27,9 +27,9 @@ from diffdesign.beamline.ares._lattice import (
     SETTING_LOWER,
     SETTING_NAMES,
     SETTING_UPPER,
-    incoming_beam,
     screen_beam,
 )
+from diffdesign.beamline.ares._lattice import incoming_beam as default_incoming_beam
 from diffdesign.beamline.beams import ParameterBeam
 from diffdesign.inference.identifiability import Identifiability
 from diffdesign.inference.least_squares import bounded_least_squares, least_squares_path
@@ -214,7 +214,7 @@ def calibrate_offsets(
     measured = _validate_measurements(measurements, n)
     sigmas = _validate_noise(noise, n)
     check_positive(bound, "bound", "ARES calibration", "m")
-    incoming = incoming_beam if incoming_beam is not None else _default_beam()
+    incoming = incoming_beam if incoming_beam is not None else default_incoming_beam()
     x0 = jnp.zeros(6) if initial_offsets is None else jnp.asarray(initial_offsets, float).reshape(6)
     check_range(x0, "initial_offsets", low=-bound, high=bound, owner="ARES calibration", unit="m")
 
@@ -242,10 +242,6 @@ def calibrate_offsets(
         method="least_squares",
         num_steps=int(fit.num_steps),
     )
-
-
-def _default_beam() -> ParameterBeam:
-    return incoming_beam()
 
 
 #: Solver tolerances on the unconstrained variables z (offset = bound * tanh z): a change
@@ -295,7 +291,7 @@ def calibration_history(
     `calibrate_offsets`."""
     settings = _validate_settings(settings)
     n = settings.shape[0]
-    incoming = incoming_beam if incoming_beam is not None else _default_beam()
+    incoming = incoming_beam if incoming_beam is not None else default_incoming_beam()
     return _least_squares_path(
         settings, _validate_measurements(measurements, n), _validate_noise(noise, n), incoming,
         jnp.zeros(6), bound, num_steps,

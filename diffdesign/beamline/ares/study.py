@@ -387,19 +387,3 @@ def _design_comparison(config: StudyConfig, incoming, noise: float, key) -> dict
         "d_optimal_rms_crb_m": optimal_rms,
         "noise_m": noise,
     }
-
-
-def load_calibration_offsets(path: str | Path):
-    """Offsets (3, 2) from a study's ``offsets.json`` (see `calibration.load_offsets`)."""
-    from diffdesign.beamline.ares.calibration import load_offsets
-
-    return load_offsets(path)[0]
-
-
-__all__ = [
-    "QUADRUPOLES",
-    "CalibrationResult",
-    "StudyConfig",
-    "load_calibration_offsets",
-    "run_study",
-]
