@@ -30,6 +30,17 @@ def drift(length: Array, energy: ArrayLike, mass_eV: float) -> Map:
     )
 
 
+def steerer(
+    length: Array, horizontal: Array | float, vertical: Array | float, energy, mass_eV: float
+) -> Map:
+    """A drift of ``length`` (m) followed by kicks of ``horizontal`` and ``vertical`` (rad).
+
+    A kick given as the Python float 0.0 stays out of the map (see ``_affine``).
+    """
+    kick = _affine.from_entries({(1, 6): horizontal, (3, 6): vertical})
+    return _affine.compose(kick, drift(length, energy, mass_eV))
+
+
 def body(length: Array, k1: Array, hx: Array | float, energy: ArrayLike, mass_eV: float) -> Map:
     """Sector magnet body: quadrupole strength ``k1`` (1/m^2), curvature ``hx`` (1/m).
 

@@ -364,13 +364,12 @@ class _Corrector(Element):
     length: eqx.AbstractVar[Array]
     angle: eqx.AbstractVar[Array]
     settings: ClassVar[tuple[str, ...]] = ("length", "angle")
-    #: index of the momentum that the kick changes (1: px, 3: py)
-    _plane: ClassVar[int]
+    #: the plane the kick acts in
+    _plane: ClassVar[str]
 
     def linear_map(self, energy, species):
-        drift = _maps.drift(self.length, energy, species.mass_eV)
-        kick = _affine.from_entries({(self._plane, 6): self.angle})
-        return _affine.compose(kick, drift)
+        horizontal, vertical = (self.angle, 0.0) if self._plane == "x" else (0.0, self.angle)
+        return _maps.steerer(self.length, horizontal, vertical, energy, species.mass_eV)
 
 
 class HorizontalCorrector(_Corrector):
@@ -385,7 +384,7 @@ class HorizontalCorrector(_Corrector):
     length: Array
     angle: Array
     name: str = eqx.field(static=True)
-    _plane: ClassVar[int] = 1
+    _plane: ClassVar[str] = "x"
 
     def __init__(self, length: ArrayLike = 0.0, angle: ArrayLike = 0.0, name: str = ""):
         self.name = name
@@ -405,7 +404,7 @@ class VerticalCorrector(_Corrector):
     length: Array
     angle: Array
     name: str = eqx.field(static=True)
-    _plane: ClassVar[int] = 3
+    _plane: ClassVar[str] = "y"
 
     def __init__(self, length: ArrayLike = 0.0, angle: ArrayLike = 0.0, name: str = ""):
         self.name = name
@@ -442,9 +441,9 @@ class CombinedCorrector(Element):
         self.vertical_angle = _scalar(vertical_angle, "vertical_angle", name)
 
     def linear_map(self, energy, species):
-        drift = _maps.drift(self.length, energy, species.mass_eV)
-        kick = _affine.from_entries({(1, 6): self.horizontal_angle, (3, 6): self.vertical_angle})
-        return _affine.compose(kick, drift)
+        return _maps.steerer(
+            self.length, self.horizontal_angle, self.vertical_angle, energy, species.mass_eV
+        )
 
 
 class Solenoid(Element):
