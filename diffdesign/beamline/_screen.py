@@ -36,20 +36,20 @@ def _gaussian_image(beam, misalignment, x_centres, y_centres, step):
     dy = y_centres[:, None] - my
     quadratic = (syy * dx**2 - 2.0 * sxy * dx * dy + sxx * dy**2) / det
     density = jnp.exp(-0.5 * quadratic) / (2.0 * jnp.pi * jnp.sqrt(det))
-    return density * step[..., 0, None, None] * step[..., 1, None, None]
+    return density * step[0] * step[1]
 
 
 def _deposit(beam, misalignment, x_centres, y_centres, step):
     """Cloud-in-cell (bilinear) deposition of the particles' charge weights."""
-    weights = jnp.abs(beam.particle_charges) * beam.survival_probabilities
-    weights = jnp.broadcast_to(weights, beam.particles.shape[:-1])
-    weights = weights / jnp.abs(beam.particle_charges).sum(-1, keepdims=True)
     x = beam.particles[..., 0] - misalignment[..., 0, None]
     y = beam.particles[..., 2] - misalignment[..., 1, None]
     width, height = x_centres.shape[0], y_centres.shape[0]
     # Positions in units of pixels, measured from the centre of the first pixel.
-    u = (x - x_centres[0]) / step[..., 0, None]
-    v = (y - y_centres[0]) / step[..., 1, None]
+    u = (x - x_centres[0]) / step[0]
+    v = (y - y_centres[0]) / step[1]
+    weights = jnp.abs(beam.particle_charges) * beam.survival_probabilities
+    weights = weights / jnp.abs(beam.particle_charges).sum(-1, keepdims=True)
+    weights = jnp.broadcast_to(weights, u.shape)
 
     def one(u, v, w):
         i0, j0 = jnp.floor(u), jnp.floor(v)

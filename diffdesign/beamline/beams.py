@@ -71,8 +71,8 @@ def moments_from_parameters(**parameters) -> tuple[Array, Array]:
 
     Accepts ``mu_<c>``, ``sigma_<c>`` and ``cov_<c1><c2>`` for the coordinates
     x, px, y, py, tau, p; unspecified means are 0, sigmas take Cheetah's defaults and
-    covariances are 0. Raises ``ValueError`` for unknown names, NaNs, negative sigmas and
-    a covariance that is not positive definite.
+    covariances are 0. Raises ``TypeError`` for unknown names and ``ValueError`` for NaNs,
+    negative sigmas and a covariance that is not positive definite.
     """
     known = {f"mu_{c}" for c in COORDINATES} | set(_DEFAULT_SIGMAS) | set(_COVARIANCE_NAMES)
     unknown = sorted(set(parameters) - known)
@@ -263,11 +263,17 @@ class Beam(eqx.Module):
         """Dispersion-corrected <u u>, <u u'>, <u' u'> of the x or y plane."""
         u, up = _INDEX[plane], _INDEX["p" + plane]
         c, p = self.covariance, _INDEX["p"]
-        var_p = c[..., p, p]
-        uu = c[..., u, u] - c[..., u, p] ** 2 / var_p
-        uup = c[..., u, up] - c[..., u, p] * c[..., up, p] / var_p
-        upup = c[..., up, up] - c[..., up, p] ** 2 / var_p
+        inverse_var_p = self._inverse_var_p()
+        uu = c[..., u, u] - c[..., u, p] ** 2 * inverse_var_p
+        uup = c[..., u, up] - c[..., u, p] * c[..., up, p] * inverse_var_p
+        upup = c[..., up, up] - c[..., up, p] ** 2 * inverse_var_p
         return uu, uup, upup
+
+    def _inverse_var_p(self) -> Array:
+        """1 / var(p), or 0 for a beam without energy spread (no dispersion to remove)."""
+        var_p = self.covariance[..., _INDEX["p"], _INDEX["p"]]
+        positive = var_p > 0.0
+        return jnp.where(positive, 1.0 / jnp.where(positive, var_p, 1.0), 0.0)
 
     def _emittance(self, plane: str) -> Array:
         uu, uup, upup = self._betatron(plane)
@@ -277,7 +283,9 @@ class Beam(eqx.Module):
     def _projected_emittance(self, plane: str) -> Array:
         u, up = _INDEX[plane], _INDEX["p" + plane]
         c = self.covariance
-        return jnp.sqrt(c[..., u, u] * c[..., up, up] - c[..., u, up] ** 2)
+        return jnp.sqrt(
+            jnp.maximum(c[..., u, u] * c[..., up, up] - c[..., u, up] ** 2, np.finfo(float).tiny)
+        )
 
     @property
     def emittance_x(self) -> Array:
@@ -330,8 +338,7 @@ class Beam(eqx.Module):
         return -self._betatron("y")[1] / self.emittance_y
 
     def _dispersion(self, coordinate: str) -> Array:
-        c, p = self.covariance, _INDEX["p"]
-        return c[..., _INDEX[coordinate], p] / c[..., p, p]
+        return self.covariance[..., _INDEX[coordinate], _INDEX["p"]] * self._inverse_var_p()
 
     @property
     def dispersion_x(self) -> Array:
@@ -482,6 +489,11 @@ class ParticleBeam(Beam):
                 f"particles must have shape (..., n, 7) with n >= 2; got {self.particles.shape}"
             )
         check_finite(self.particles, "particles", "ParticleBeam")
+        if is_concrete(self.particles) and not np.all(np.asarray(self.particles)[..., 6] == 1.0):
+            raise ValueError(
+                "particles[..., 6] must be 1 (the constant coordinate that carries kicks and "
+                "misalignments); append a column of ones to (x, px, y, py, tau, p)"
+            )
         n = self.particles.shape[-2]
         self.energy = _energy(energy, species)
         self.particle_charges = (
@@ -494,6 +506,15 @@ class ParticleBeam(Beam):
             if survival_probabilities is None
             else jnp.asarray(survival_probabilities, dtype=float)
         )
+        for field in ("particle_charges", "survival_probabilities"):
+            value = getattr(self, field)
+            if value.shape[-1:] != (n,):
+                raise ValueError(f"{field} must have shape (..., {n}); got {value.shape}")
+            check_finite(value, field, "ParticleBeam")
+        check_range(
+            self.survival_probabilities, "survival_probabilities", low=0.0, high=1.0,
+            owner="ParticleBeam",
+        )  # fmt: skip
         self.s = jnp.asarray(s, dtype=float)
         self.species = species
 

@@ -236,7 +236,9 @@ def to_cheetah(obj):
             tilt(e.tilt),
             t(e.gap),
             fringe_integral=t(e.fringe_integral),
-            fringe_integral_exit=t(e.fringe_integral_exit),
+            fringe_integral_exit=(
+                None if e.fringe_integral_exit is None else t(e.fringe_integral_exit)
+            ),
             **named(e),
         ),
         HorizontalCorrector: lambda e: cheetah.HorizontalCorrector(

@@ -24,7 +24,7 @@ from diffdesign._validation import (
     check_trailing_shape,
     is_concrete,
 )
-from diffdesign.beamline import _affine, _maps, _second_order
+from diffdesign.beamline import _affine, _maps, _screen, _second_order
 from diffdesign.beamline._affine import Map
 from diffdesign.beamline.species import ELECTRON, Species
 
@@ -47,6 +47,11 @@ def _offset(value: ArrayLike | None, field: str, name: str) -> Array:
     check_trailing_shape(value, field, (2,), f"element '{name}'")
     check_finite(value, field, f"element '{name}'")
     return value
+
+
+def _piece_name(name: str, i: int) -> str:
+    """Name of piece i of a split element (unnamed elements give unnamed pieces)."""
+    return f"{name}#{i}" if name else ""
 
 
 def _tilt(value: ArrayLike | None, name: str) -> Array | None:
@@ -130,7 +135,7 @@ class Drift(Element):
         )  # fmt: skip
 
     def split(self, n: int) -> list[Element]:
-        return [Drift(self.length / n, f"{self.name}#{i}") for i in range(n)]
+        return [Drift(self.length / n, _piece_name(self.name, i)) for i in range(n)]
 
 
 class Quadrupole(Element):
@@ -182,7 +187,9 @@ class Quadrupole(Element):
 
     def split(self, n: int) -> list[Element]:
         return [
-            Quadrupole(self.length / n, self.k1, self.misalignment, self.tilt, f"{self.name}#{i}")
+            Quadrupole(
+                self.length / n, self.k1, self.misalignment, self.tilt, _piece_name(self.name, i)
+            )
             for i in range(n)
         ]
 
@@ -261,7 +268,7 @@ class Dipole(Element):
     tilt: Array | None
     gap: Array
     fringe_integral: Array
-    fringe_integral_exit: Array
+    fringe_integral_exit: Array | None
     name: str = eqx.field(static=True)
     settings: ClassVar[tuple[str, ...]] = (
         "length",
@@ -297,8 +304,9 @@ class Dipole(Element):
         self.tilt = _tilt(tilt, name)
         self.gap = _scalar(gap, "gap", name)
         self.fringe_integral = _scalar(fringe_integral, "fringe_integral", name)
+        # None: the exit face follows the entrance's integral, also after `replace`.
         self.fringe_integral_exit = (
-            self.fringe_integral
+            None
             if fringe_integral_exit is None
             else _scalar(fringe_integral_exit, "fringe_integral_exit", name)
         )
@@ -313,8 +321,11 @@ class Dipole(Element):
         entrance = _maps.dipole_edge(
             hx, self.e1, _maps.fringe_phase(hx, self.e1, self.gap, self.fringe_integral)
         )
+        exit_integral = (
+            self.fringe_integral if self.fringe_integral_exit is None else self.fringe_integral_exit
+        )
         exit_ = _maps.dipole_edge(
-            hx, self.e2, _maps.fringe_phase(hx, self.e2, self.gap, self.fringe_integral_exit)
+            hx, self.e2, _maps.fringe_phase(hx, self.e2, self.gap, exit_integral)
         )
         return entrance, exit_
 
@@ -352,7 +363,8 @@ def RBend(
     """Rectangular bend: a :class:`Dipole` whose pole faces are rotated by angle/2 more.
 
     ``e1``/``e2`` are the pole-face rotations relative to the rectangular magnet (Cheetah's
-    ``rbend_e1``/``rbend_e2``).
+    ``rbend_e1``/``rbend_e2``). The result is a plain Dipole with absolute pole faces, as in
+    Cheetah: changing its angle later keeps the faces, so build a new RBend instead.
     """
     angle = jnp.asarray(angle, dtype=float)
     return Dipole(
@@ -483,7 +495,7 @@ class CustomTransferMap(Element):
     """An element given by its first-order map.
 
     Args:
-        transfer_map: (..., 7, 7) map acting on (x, px, y, py, tau, p, 1); its last row
+        transfer_map_array: (..., 7, 7) map acting on (x, px, y, py, tau, p, 1); its last row
             must be (0, ..., 0, 1).
         length: length in m, >= 0 (only moves the beam's s).
         name: unique name within a segment.
@@ -579,7 +591,7 @@ class Screen(_ThinDiagnostic):
     resolution: tuple[int, int] = eqx.field(static=True)
     binning: int = eqx.field(static=True)
     is_active: bool = eqx.field(static=True)
-    settings: ClassVar[tuple[str, ...]] = ("pixel_size", "misalignment")
+    settings: ClassVar[tuple[str, ...]] = ("misalignment",)
 
     def __init__(
         self,
@@ -603,8 +615,13 @@ class Screen(_ThinDiagnostic):
             )
         self.resolution = (int(resolution[0]), int(resolution[1]))
         self.binning = int(binning)
-        self.pixel_size = _offset(pixel_size, "pixel_size", name)
-        check_range(self.pixel_size, "pixel_size", low=0.0, owner=f"element '{name}'", unit="m")
+        self.pixel_size = jnp.asarray(pixel_size, dtype=float)
+        if self.pixel_size.shape != (2,):
+            raise ValueError(
+                f"pixel_size must be (width, height) in m; got shape {self.pixel_size.shape} "
+                f"for element '{name}'"
+            )
+        check_positive(self.pixel_size, "pixel_size", owner=f"element '{name}'", unit="m")
         self.misalignment = _offset(misalignment, "misalignment", name)
         self.is_active = bool(is_active)
 
@@ -622,14 +639,13 @@ class Screen(_ThinDiagnostic):
         return x, y
 
     def reading(self, beam) -> Float[Array, "... height width"]:
-        """Image of ``beam`` on the screen: charge per pixel (C), rows from -y to +y.
+        """Image of ``beam``: the fraction of its charge on each pixel, rows from -y to +y.
 
-        A :class:`ParameterBeam` is integrated as a Gaussian over each pixel; a
-        :class:`ParticleBeam` is deposited cloud-in-cell (bilinear), which is smooth in
-        the particle positions, so images are differentiable either way.
+        A :class:`ParameterBeam` is its Gaussian density at each pixel centre times the
+        pixel area (accurate when the beam spans several pixels); a :class:`ParticleBeam`
+        is deposited cloud-in-cell (bilinear), smooth in the particle positions, so
+        images are differentiable either way. Multiply by the beam's charge for coulombs.
         """
-        from diffdesign.beamline import _screen
-
         return _screen.image(self, beam)
 
 

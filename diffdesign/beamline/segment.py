@@ -13,6 +13,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from diffdesign._validation import check_positive
 from diffdesign.beamline import _affine, _second_order
 from diffdesign.beamline._affine import Map
 from diffdesign.beamline.beams import Beam, ParameterBeam, ParticleBeam
@@ -180,6 +181,7 @@ class Segment(eqx.Module):
         The pieces compose exactly to the original element; other elements are kept.
         Used to sample beam envelopes inside elements.
         """
+        check_positive(resolution, "resolution", "Segment.split", "m")
         pieces: list[Element] = []
         for element in self.elements:
             if isinstance(element, Drift | Quadrupole):

@@ -24,7 +24,11 @@ from diffdesign.inference.gp import (
     rbf,
     zero_mean,
 )
-from diffdesign.inference.identifiability import Identifiability, identifiability
+from diffdesign.inference.identifiability import (
+    Identifiability,
+    gaussian_covariance,
+    identifiability,
+)
 from diffdesign.inference.least_squares import (
     LeastSquaresResult,
     bounded_least_squares,
@@ -44,6 +48,7 @@ __all__ = [
     "default_hyperparameters",
     "expected_improvement",
     "fit_hyperparameters",
+    "gaussian_covariance",
     "identifiability",
     "least_squares_path",
     "log_expected_improvement",

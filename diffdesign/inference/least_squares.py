@@ -15,10 +15,12 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float
 
-from diffdesign.inference.identifiability import Identifiability, identifiability
+from diffdesign._validation import check_finite, is_concrete
+from diffdesign.inference.identifiability import Identifiability, gaussian_covariance
 
 
 class LeastSquaresResult(NamedTuple):
@@ -26,13 +28,14 @@ class LeastSquaresResult(NamedTuple):
 
     Attributes:
         x: the solution, shape (p,).
-        covariance: (p, p) Gaussian covariance (J^T J)^-1 at the solution.
+        covariance: (p, p) Gaussian covariance (J^T J)^-1 at the solution; parameters the
+            data do not determine get infinite variance (see `gaussian_covariance`).
         std: (p,) square roots of its diagonal.
         residuals: (m,) whitened residuals at the solution.
         chi2: sum of squared residuals.
         jacobian: (m, p) d residuals / d x at the solution.
-        at_bound: (p,) True where the solution sits within 1e-6 of the box (its Gaussian
-            uncertainty is then not meaningful).
+        at_bound: (p,) True where the solution sits within 1e-6 of the box's half-width
+            from a bound (its Gaussian uncertainty is then not meaningful).
         converged: whether the solver met its tolerances within ``max_steps``.
         num_steps: solver steps taken.
         identifiability: singular values, condition number and correlations of J.
@@ -73,6 +76,7 @@ def bounded_least_squares(
     over data closed over by ``residual_fn``.
     """
     lower, upper = jnp.asarray(lower, dtype=float), jnp.asarray(upper, dtype=float)
+    _check_box(lower, upper, x0)
     to_x, z0 = _box(lower, upper, x0)
     solution = optx.least_squares(
         lambda z, _: residual_fn(to_x(z)),
@@ -84,8 +88,7 @@ def bounded_least_squares(
     x = to_x(solution.value)
     jacobian = jax.jacfwd(residual_fn)(x)
     residuals = residual_fn(x)
-    fisher = jacobian.T @ jacobian
-    covariance = jnp.linalg.pinv(fisher, hermitian=True)
+    covariance, report = gaussian_covariance(jacobian)
     tolerance = 1e-6 * (upper - lower) / 2.0
     return LeastSquaresResult(
         x=x,
@@ -97,8 +100,25 @@ def bounded_least_squares(
         at_bound=(x - lower < tolerance) | (upper - x < tolerance),
         converged=solution.result == optx.RESULTS.successful,
         num_steps=solution.stats["num_steps"],
-        identifiability=identifiability(jacobian),
+        identifiability=report,
     )
+
+
+def _check_box(lower: Array, upper: Array, x0: ArrayLike) -> None:
+    """lower < upper and lower <= x0 <= upper, where the values are known (not traced)."""
+    check_finite(lower, "lower")
+    check_finite(upper, "upper")
+    check_finite(x0, "x0")
+    if not all(is_concrete(v) for v in (lower, upper, x0)):
+        return
+    lower, upper, x0 = (np.asarray(v, dtype=float) for v in (lower, upper, x0))
+    if np.any(lower >= upper):
+        i = int(np.argmax(lower >= upper))
+        raise ValueError(f"lower must be < upper; got lower[{i}]={lower[i]}, upper[{i}]={upper[i]}")
+    outside = (x0 < lower) | (x0 > upper)
+    if np.any(outside):
+        i = int(np.argmax(outside))
+        raise ValueError(f"x0[{i}]={x0[i]} lies outside [{lower[i]}, {upper[i]}]")
 
 
 def _box(lower: Array, upper: Array, x0: ArrayLike) -> tuple[Callable[[Array], Array], Array]:
@@ -128,6 +148,7 @@ def least_squares_path(
     by step in one ``lax.scan``, to show how the fit converges (a loss history).
     """
     lower, upper = jnp.asarray(lower, dtype=float), jnp.asarray(upper, dtype=float)
+    _check_box(lower, upper, x0)
     to_x, z0 = _box(lower, upper, x0)
     solver = optx.LevenbergMarquardt(rtol=rtol, atol=atol)
 

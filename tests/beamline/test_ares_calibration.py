@@ -169,3 +169,28 @@ def test_bad_input_is_named(change, match, rng):
     s, m, kw = change(settings, measured, {})
     with pytest.raises(ValueError, match=match):
         calibrate_offsets(s, m, **kw)
+
+
+def test_too_few_settings_and_bad_initial_offsets_are_named(rng):
+    settings = settings_for(rng, 2)
+    measured = ares.screen_beam(settings, SEED_OFFSETS)
+    with pytest.raises(
+        ValueError, match=r"settings must have shape \(n, 5\) with n >= 3; got \(2, 5\)"
+    ):
+        calibrate_offsets(settings, measured)
+    settings = settings_for(rng, 4)
+    measured = ares.screen_beam(settings, SEED_OFFSETS)
+    with pytest.raises(ValueError, match=r"initial_offsets must have shape \(3, 2\)"):
+        calibrate_offsets(settings, measured, initial_offsets=np.zeros((2, 3)))
+
+
+def test_undetermined_offsets_are_saved_as_null(tmp_path, rng):
+    """Three settings with equal strengths cannot separate the offsets: std is infinite."""
+    settings = np.tile(settings_for(rng, 1), (3, 1))
+    result = calibrate_offsets(
+        settings, ares.screen_beam(settings, SEED_OFFSETS, INCOMING), incoming_beam=INCOMING
+    )
+    assert np.any(np.isinf(result.std))
+    path = save_offsets(result, tmp_path / "offsets.json")
+    _, std = load_offsets(path)
+    assert np.any(np.isinf(std))

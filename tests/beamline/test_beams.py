@@ -189,3 +189,21 @@ def test_other_species():
 def test_bad_beam_input_is_named(build, error, match):
     with pytest.raises(error, match=match):
         build()
+
+
+def test_particle_beam_validation_and_zero_energy_spread():
+    particles = np.concatenate(
+        [np.random.default_rng(0).normal(size=(50, 6)) * 1e-4, np.ones((50, 1))], axis=1
+    )
+    with pytest.raises(ValueError, match=r"particles\[\.\.\., 6\] must be 1"):
+        bl.ParticleBeam(particles * np.array([1, 1, 1, 1, 1, 1, 0.0]), 1e9)
+    with pytest.raises(ValueError, match=r"survival_probabilities must lie in \[0.0, 1.0\]"):
+        bl.ParticleBeam(particles, 1e9, survival_probabilities=-np.ones(50))
+    with pytest.raises(ValueError, match=r"particle_charges must have shape \(\.\.\., 50\)"):
+        bl.ParticleBeam(particles, 1e9, particle_charges=np.ones(49))
+    monoenergetic = bl.ParticleBeam(particles * np.array([1, 1, 1, 1, 1, 0.0, 1]), 1e9)
+    for name in ("emittance_x", "beta_x", "alpha_y", "dispersion_x"):
+        assert np.isfinite(float(getattr(monoenergetic, name))), name
+    np.testing.assert_allclose(
+        monoenergetic.emittance_x, monoenergetic.projected_emittance_x, rtol=1e-12
+    )

@@ -325,3 +325,24 @@ def test_duplicate_names_and_non_elements_are_rejected():
         bl.Segment([bl.Drift(1.0, name="D"), bl.Drift(1.0, name="D")])
     with pytest.raises(TypeError, match=r"elements\[1\] must be a diffdesign.beamline Element"):
         bl.Segment([bl.Drift(1.0), "drift"])
+
+
+def test_split_keeps_the_map_and_handles_unnamed_elements():
+    segment = bl.Segment(
+        [bl.Drift(1.0), bl.Quadrupole(0.3, 5.0, (1e-4, 0.0)), bl.Drift(2.0, name="D")]
+    )
+    pieces = segment.split(0.25)
+    assert len(pieces) == 4 + 2 + 8 and pieces.names[-1] == "D#7"
+    np.testing.assert_allclose(pieces.transfer_map(1e9), segment.transfer_map(1e9), atol=1e-14)
+    with pytest.raises(ValueError, match="resolution must lie in"):
+        segment.split(-0.1)
+
+
+def test_dipole_exit_fringe_follows_the_entrance_and_screen_pixels_are_positive():
+    dipole = bl.Dipole(1.0, 0.2, gap=0.05, fringe_integral=0.5, name="B")
+    changed = dipole.replace(fringe_integral=0.0)
+    np.testing.assert_allclose(
+        changed.transfer_map(1e9), bl.Dipole(1.0, 0.2, gap=0.05).transfer_map(1e9)
+    )
+    with pytest.raises(ValueError, match="pixel_size must be > 0 m"):
+        bl.Screen(pixel_size=(1e-4, 0.0))

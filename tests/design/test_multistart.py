@@ -30,3 +30,12 @@ def test_works_on_pytrees():
     result = minimise_multistart(loss, starts, steps=600, learning_rate=0.1)
     np.testing.assert_allclose(result.params["a"][int(result.best)], [3.0, 3.0], atol=1e-4)
     np.testing.assert_allclose(result.params["b"][int(result.best)], -1.0, atol=1e-4)
+
+
+def test_a_diverged_start_is_never_the_best():
+    def loss(x):
+        # the start at x = 10 runs into a region where the loss is NaN
+        return jnp.where(x[0] > 5.0, jnp.nan, (x[0] - 1.0) ** 2)
+
+    result = minimise_multistart(loss, jnp.array([[10.0], [0.0]]), steps=50, learning_rate=0.05)
+    assert int(result.best) == 1 and np.isnan(float(result.loss[0]))

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from diffdesign.inference import bounded_least_squares, identifiability, least_squares_path
 
@@ -78,3 +79,27 @@ def test_identifiability_detects_confounded_parameters(rng):
     assert abs(float(report.correlation[0, 2])) > 0.999
     weakest = np.abs(np.asarray(report.weakest_direction))
     assert weakest[1] < 0.01 and abs(weakest[0] - weakest[2]) < 0.01
+
+
+def test_undetermined_parameters_get_infinite_variance():
+    from diffdesign.inference import gaussian_covariance
+
+    covariance, report = gaussian_covariance(jnp.array([[1.0, 1.0], [2.0, 2.0], [1.0, 1.0]]))
+    assert np.all(np.isinf(np.diagonal(covariance))) and np.all(report.undetermined)
+    assert np.isinf(report.condition_number) and int(report.rank) == 1
+    # fewer rows than parameters: the third parameter is not measured at all
+    covariance, report = gaussian_covariance(jnp.array([[2.0, 0.0, 0.0], [0.0, 4.0, 0.0]]))
+    np.testing.assert_allclose(np.diagonal(covariance), [0.25, 1 / 16, np.inf])
+    np.testing.assert_array_equal(report.undetermined, [False, False, True])
+    np.testing.assert_allclose(np.abs(report.weakest_direction), [0.0, 0.0, 1.0])
+    assert np.all(np.isfinite(report.correlation)) and report.singular_values.shape == (3,)
+
+
+def test_bad_boxes_are_named():
+    f = lambda x: x
+    with pytest.raises(
+        ValueError, match=r"lower must be < upper; got lower\[1\]=1.0, upper\[1\]=1.0"
+    ):
+        bounded_least_squares(f, jnp.zeros(2), jnp.array([-1.0, 1.0]), jnp.array([1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"x0\[0\]=3.0 lies outside \[-1.0, 1.0\]"):
+        bounded_least_squares(f, jnp.array([3.0, 0.0]), -jnp.ones(2), jnp.ones(2))

@@ -69,7 +69,7 @@ def sample_offsets(
         covariance=covariance,
         residuals=calibration.residual_table(offsets, settings, measured, sigmas, incoming),
         chi2=float(jnp.sum(r**2)),
-        dof=4 * settings.shape[0] - 6,
+        dof=4 * settings.shape[0] - 6 - (4 if fit_incoming_centroid else 0),
         identifiability=identifiability(jacobian),
         at_bound=jnp.abs(offsets) > 0.99 * bound,
         converged=divergences == 0 and rhat < 1.01,

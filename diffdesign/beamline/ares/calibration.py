@@ -74,36 +74,45 @@ class CalibrationResult(NamedTuple):
     num_steps: int = 0
 
     def to_json(self) -> dict:
-        """A JSON-ready summary (offsets and std in m)."""
+        """A JSON-ready summary (offsets and std in m; undetermined values are null)."""
         ident = self.identifiability
         return {
             "method": self.method,
             "quadrupoles": list(QUADRUPOLES),
-            "offsets_m": np.asarray(self.offsets).tolist(),
-            "std_m": np.asarray(self.std).tolist(),
-            "covariance_m2": np.asarray(self.covariance).tolist(),
+            "offsets_m": _json(self.offsets),
+            "std_m": _json(self.std),
+            "covariance_m2": _json(self.covariance),
             "chi2": float(self.chi2),
             "dof": int(self.dof),
             "converged": bool(self.converged),
             "num_steps": int(self.num_steps),
             "at_bound": np.asarray(self.at_bound).tolist(),
             "identifiability": {
-                "singular_values": np.asarray(ident.singular_values).tolist(),
-                "condition_number": float(ident.condition_number),
-                "correlation": np.asarray(ident.correlation).tolist(),
+                "singular_values": _json(ident.singular_values),
+                "condition_number": _json(ident.condition_number),
+                "correlation": _json(ident.correlation),
                 "rank": int(ident.rank),
+                "undetermined": np.asarray(ident.undetermined).tolist(),
             },
             "residuals": {
-                k: {field: np.asarray(v).tolist() for field, v in table.items()}
+                k: {field: _json(v) for field, v in table.items()}
                 for k, table in self.residuals.items()
             },
         }
 
 
+def _json(value):
+    """Nested lists of floats with non-finite entries as None (valid JSON)."""
+    array = np.asarray(value, dtype=float)
+    return np.where(np.isfinite(array), array, None).tolist()
+
+
 def _validate_settings(settings: ArrayLike, field: str = "settings") -> Array:
     settings = np.asarray(settings, dtype=float)
-    if settings.ndim != 2 or settings.shape[1] != 5 or settings.shape[0] < 1:
-        raise ValueError(f"{field} must have shape (n, 5) with n >= 1; got {settings.shape}")
+    # At first order the offsets move only the two centroids, three offsets per plane:
+    # fewer than three settings cannot determine them.
+    if settings.ndim != 2 or settings.shape[1] != 5 or settings.shape[0] < 3:
+        raise ValueError(f"{field} must have shape (n, 5) with n >= 3; got {settings.shape}")
     check_finite(settings, field, "ARES calibration")
     for i, name in enumerate(SETTING_NAMES):
         check_range(
@@ -134,13 +143,13 @@ def _validate_noise(noise: Mapping[str, ArrayLike] | None, n: int) -> dict[str, 
         raise ValueError(f"noise keys must be among {list(OBSERVABLES)}; got {unknown}")
     out = {}
     for k in OBSERVABLES:
-        value = np.asarray(noise[k], dtype=float)
+        value = jnp.asarray(noise[k], dtype=float)  # may be traced (experiment design)
         if value.shape not in ((), (n,)):
             raise ValueError(
                 f"noise['{k}'] must be a scalar or have shape ({n},); got {value.shape}"
             )
         check_positive(value, f"noise['{k}']", "ARES calibration", "m")
-        out[k] = jnp.broadcast_to(jnp.asarray(value), (n,))
+        out[k] = jnp.broadcast_to(value, (n,))
     return out
 
 
@@ -215,8 +224,16 @@ def calibrate_offsets(
     sigmas = _validate_noise(noise, n)
     check_positive(bound, "bound", "ARES calibration", "m")
     incoming = incoming_beam if incoming_beam is not None else default_incoming_beam()
-    x0 = jnp.zeros(6) if initial_offsets is None else jnp.asarray(initial_offsets, float).reshape(6)
-    check_range(x0, "initial_offsets", low=-bound, high=bound, owner="ARES calibration", unit="m")
+    if initial_offsets is None:
+        x0 = jnp.zeros(6)
+    else:
+        x0 = jnp.asarray(initial_offsets, dtype=float)
+        if x0.shape != (3, 2):
+            raise ValueError(f"initial_offsets must have shape (3, 2) (m); got {x0.shape}")
+        check_range(
+            x0, "initial_offsets", low=-bound, high=bound, owner="ARES calibration", unit="m"
+        )
+        x0 = x0.reshape(6)
 
     if method == "nuts":
         from diffdesign.beamline.ares._posterior import sample_offsets
@@ -291,6 +308,7 @@ def calibration_history(
     `calibrate_offsets`."""
     settings = _validate_settings(settings)
     n = settings.shape[0]
+    check_positive(bound, "bound", "ARES calibration", "m")
     incoming = incoming_beam if incoming_beam is not None else default_incoming_beam()
     return _least_squares_path(
         settings, _validate_measurements(measurements, n), _validate_noise(noise, n), incoming,
@@ -315,7 +333,7 @@ def save_offsets(result: CalibrationResult, path: str | Path) -> Path:
     """Write fitted offsets (and their uncertainties) to a JSON file `load_offsets` reads."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.to_json(), indent=2))
+    path.write_text(json.dumps(result.to_json(), indent=2, allow_nan=False))
     return path
 
 
@@ -338,5 +356,11 @@ def load_offsets(path: str | Path) -> tuple[Array, Array | None]:
         raise ValueError(f"'offsets_m' in {path} must have shape (3, 2); got {offsets.shape}")
     check_range(offsets, f"'offsets_m' in {path}", low=-5e-3, high=5e-3, unit="m")
     std = content.get("std_m")
-    std = None if std is None else jnp.asarray(np.asarray(std, dtype=float).reshape(3, 2))
+    if std is not None:
+        # undetermined offsets are written as null (infinite uncertainty)
+        std = np.asarray(std, dtype=object)
+        std = np.where(std == None, np.inf, std).astype(float)  # noqa: E711
+        if std.shape != (3, 2) or np.any(std < 0.0) or np.any(np.isnan(std)):
+            raise ValueError(f"'std_m' in {path} must be a (3, 2) list of values >= 0 (m)")
+        std = jnp.asarray(std)
     return jnp.asarray(offsets), std

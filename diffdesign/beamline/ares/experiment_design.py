@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
@@ -20,11 +21,11 @@ from diffdesign.beamline.ares._lattice import (
     SETTING_LOWER,
     SETTING_UPPER,
     incoming_beam,
-    screen_beam,
 )
-from diffdesign.beamline.ares.calibration import DEFAULT_NOISE
+from diffdesign.beamline.ares.calibration import _validate_noise, whitened_residuals
 from diffdesign.beamline.beams import ParameterBeam
 from diffdesign.design.multistart import minimise_multistart
+from diffdesign.inference.identifiability import gaussian_covariance
 
 _LOWER, _UPPER = jnp.asarray(SETTING_LOWER), jnp.asarray(SETTING_UPPER)
 
@@ -35,24 +36,32 @@ def fisher_information(
     incoming: ParameterBeam | None = None,
     offsets: Float[Array, "3 2"] | None = None,
 ) -> Float[Array, "6 6"]:
-    """F = J^T J of the whitened screen observables w.r.t. the flattened offsets (1/m^2)."""
-    noise = dict(DEFAULT_NOISE) | dict(noise or {})
-    incoming = incoming_beam() if incoming is None else incoming
-    offsets = jnp.zeros((3, 2)) if offsets is None else offsets
+    """F = J^T J of the calibration's whitened residuals w.r.t. the flattened offsets (1/m^2).
 
-    def observed(x):
-        model = screen_beam(
-            settings, jnp.broadcast_to(x.reshape(3, 2), (settings.shape[0], 3, 2)), incoming
-        )
-        return jnp.concatenate([model[k] / noise[k] for k in OBSERVABLES])
-
-    jacobian = jax.jacfwd(observed)(offsets.reshape(6))
+    The residuals are `calibration.whitened_residuals`, the likelihood the fit uses; the
+    measured values drop out of the Jacobian. ``noise`` as in `calibrate_offsets`.
+    """
+    jacobian = _whitened_jacobian(settings, noise, incoming, offsets)
     return jacobian.T @ jacobian
 
 
+def _whitened_jacobian(settings, noise, incoming, offsets) -> Float[Array, "4n 6"]:
+    n = settings.shape[0]
+    sigmas = _validate_noise(noise, n)
+    incoming = incoming_beam() if incoming is None else incoming
+    offsets = jnp.zeros((3, 2)) if offsets is None else offsets
+    unused = {k: jnp.zeros(n) for k in OBSERVABLES}
+
+    def residuals(x):
+        return whitened_residuals(x.reshape(3, 2), settings, unused, sigmas, incoming)
+
+    return jax.jacfwd(residuals)(offsets.reshape(6))
+
+
 def cramer_rao_std(settings, noise=None, incoming=None) -> Float[Array, "3 2"]:
-    """Smallest achievable one-sigma error of each offset (m) from these settings."""
-    covariance = jnp.linalg.pinv(fisher_information(settings, noise, incoming), hermitian=True)
+    """Smallest achievable one-sigma error of each offset (m) from these settings; inf for
+    offsets these settings cannot determine."""
+    covariance, _ = gaussian_covariance(_whitened_jacobian(settings, noise, incoming, None))
     return jnp.sqrt(jnp.diagonal(covariance)).reshape(3, 2)
 
 
@@ -63,6 +72,18 @@ def rms_cramer_rao(settings, noise=None, incoming=None) -> Array:
 
 def _to_settings(z: Float[Array, "n 5"]) -> Float[Array, "n 5"]:
     return _LOWER[None, :] + (_UPPER - _LOWER)[None, :] * jax.nn.sigmoid(z)
+
+
+class _NegativeLogDetFisher(eqx.Module):
+    """-log det F of the settings lower + (upper - lower) sigmoid(z), z of shape (n, 5)."""
+
+    noise: dict[str, Array]
+    incoming: ParameterBeam
+
+    def __call__(self, z: Float[Array, "n 5"]) -> Array:
+        fisher = fisher_information(_to_settings(z), self.noise, self.incoming)
+        sign, logdet = jnp.linalg.slogdet(fisher)
+        return -jnp.where(sign > 0, logdet, -1e3)
 
 
 def design_calibration_settings(
@@ -93,10 +114,7 @@ def design_calibration_settings(
         raise ValueError(f"n must be an integer >= 3 (three offsets per plane); got {n}")
     incoming = incoming_beam() if incoming is None else incoming
 
-    def loss(z):
-        sign, logdet = jnp.linalg.slogdet(fisher_information(_to_settings(z), noise, incoming))
-        return -jnp.where(sign > 0, logdet, -1e3)
-
+    loss = _NegativeLogDetFisher(_validate_noise(noise, n), incoming)
     starts = jax.random.normal(key, (num_starts, n, 5))
     result = minimise_multistart(loss, starts, steps=steps, learning_rate=learning_rate)
     best = int(result.best)

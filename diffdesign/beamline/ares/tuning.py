@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,6 +87,17 @@ def _to_settings(z: Float[Array, " 5"]) -> Float[Array, " 5"]:
     return _LOWER + (_UPPER - _LOWER) * jax.nn.sigmoid(z)
 
 
+class _ModelObjective(eqx.Module):
+    """The target-beam objective through the model, of unconstrained settings z (5,)."""
+
+    offsets: Array
+    incoming: ParameterBeam
+    target: dict[str, float]
+
+    def __call__(self, z: Float[Array, " 5"]) -> Array:
+        return mae(screen_beam(_to_settings(z), self.offsets, self.incoming), self.target)
+
+
 def tune_with_gradients(
     offsets: Float[ArrayLike, "3 2"],
     key: jax.Array,
@@ -114,9 +126,7 @@ def tune_with_gradients(
     incoming = incoming_beam() if incoming is None else incoming
     target = dict(target or {})
 
-    def objective(z):
-        return mae(screen_beam(_to_settings(z), offsets, incoming), target)
-
+    objective = _ModelObjective(offsets, incoming, target)
     starts = jax.random.normal(key, (num_starts, 5))
     result = minimise_multistart(objective, starts, steps=steps, learning_rate=learning_rate)
     best = int(result.best)
