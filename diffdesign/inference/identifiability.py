@@ -46,7 +46,8 @@ def gaussian_covariance(jacobian: Float[Array, "m p"]) -> tuple[Array, Identifia
     would report; the rest get their exact Gaussian covariance.
     """
     m, p = jacobian.shape
-    _, s, vt = jnp.linalg.svd(jacobian, full_matrices=True)
+    # vt must be (p, p); full matrices are needed (and cheap) only when m < p.
+    _, s, vt = jnp.linalg.svd(jacobian, full_matrices=m < p)
     s = jnp.zeros(p).at[: s.shape[0]].set(s[:p])
     tolerance = s[0] * max(m, p) * jnp.finfo(jacobian.dtype).eps
     measured = s > tolerance

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from diffdesign._validation import check_finite, check_positive, check_range
+from diffdesign._validation import check_finite, check_positive, check_range, is_concrete
 from diffdesign.beamline.ares._lattice import (
     OBSERVABLES,
     QUADRUPOLES,
@@ -143,13 +143,14 @@ def _validate_noise(noise: Mapping[str, ArrayLike] | None, n: int) -> dict[str, 
         raise ValueError(f"noise keys must be among {list(OBSERVABLES)}; got {unknown}")
     out = {}
     for k in OBSERVABLES:
-        value = jnp.asarray(noise[k], dtype=float)  # may be traced (experiment design)
+        raw = noise[k]  # traced inside experiment design's optimisation, else numbers
+        value = np.asarray(raw, dtype=float) if is_concrete(raw) else jnp.asarray(raw, dtype=float)
         if value.shape not in ((), (n,)):
             raise ValueError(
                 f"noise['{k}'] must be a scalar or have shape ({n},); got {value.shape}"
             )
         check_positive(value, f"noise['{k}']", "ARES calibration", "m")
-        out[k] = jnp.broadcast_to(value, (n,))
+        out[k] = jnp.broadcast_to(jnp.asarray(value), (n,))
     return out
 
 
