@@ -1,33 +1,16 @@
 """The ARES calibration benchmark runs end to end (its figures come from full runs)."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+
+from .script_helpers import run_smoke
 
 pytest.importorskip("cheetah")
 
-ROOT = Path(__file__).resolve().parents[1]
 SEED_VARIANTS = ("manual_per_config", "manual_vectorised", "adam_per_config", "adam_vectorised")
 
 
 def test_ares_calibration_benchmark_smoke(tmp_path):
-    out = tmp_path / "ares_calibration.json"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "ares_calibration.py"),
-            "--smoke",
-            "--out",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
-    )
-    report = json.loads(out.read_text())
+    report = run_smoke("ares_calibration.py", tmp_path / "ares_calibration.json")
     assert report["smoke"] is True
     assert (tmp_path / "ares_calibration_loss.png").stat().st_size > 10_000
 

@@ -1,16 +1,13 @@
 """The command line: the README's main job runs, writes its files and rejects bad input."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 
 from diffdesign.beamline import ares
 from diffdesign.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+from .script_helpers import run_smoke
 
 
 def test_ares_track_writes_results_and_plot(tmp_path, capsys):
@@ -36,20 +33,7 @@ def test_ares_track_rejects_out_of_range_settings(tmp_path, capsys):
 
 def test_benchmark_smoke(tmp_path):
     """The benchmark script runs end to end on tiny sizes (its figures come from full runs)."""
-    out = tmp_path / "bench.json"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "beamline_vs_cheetah.py"),
-            "--smoke",
-            "--out",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
-    )
-    report = json.loads(out.read_text())
+    report = run_smoke("beamline_vs_cheetah.py", tmp_path / "bench.json")
     for entry in report["results"].values():
         assert entry["speedup"] > 0
         assert entry.get("max_relative_difference", 0.0) < 1e-9

@@ -55,11 +55,9 @@ def sample_offsets(
     if fit_incoming_centroid:
         incoming = _with_centroid(incoming, jnp.asarray(draws["incoming_centroid"]).mean(0))
     covariance = jnp.asarray(np.cov(samples.T))
-    jacobian = jax.jacfwd(
-        lambda x: calibration.whitened_residuals(
-            x.reshape(3, 2), settings, measured, sigmas, incoming
-        )
-    )(offsets.reshape(6))
+    jacobian = jax.jacfwd(calibration.flat_residuals(settings, measured, sigmas, incoming))(
+        offsets.reshape(6)
+    )
     divergences = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
     rhat = float(np.asarray(az.rhat(posterior, var_names=["offsets"])["offsets"]).max())
     r = calibration.whitened_residuals(offsets, settings, measured, sigmas, incoming)

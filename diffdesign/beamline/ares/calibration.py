@@ -267,13 +267,25 @@ def calibrate_offsets(
 _TOLERANCE = 1e-9
 
 
-@jax.jit
-def _least_squares(settings, measured, sigmas, incoming, x0, bound):
+def flat_residuals(settings, measured, sigmas, incoming):
+    """`whitened_residuals` as a function of the flattened offsets (6,), for solvers and
+    Jacobians."""
+
     def residuals(x):
         return whitened_residuals(x.reshape(3, 2), settings, measured, sigmas, incoming)
 
+    return residuals
+
+
+@jax.jit
+def _least_squares(settings, measured, sigmas, incoming, x0, bound):
     return bounded_least_squares(
-        residuals, x0, -bound * jnp.ones(6), bound * jnp.ones(6), rtol=_TOLERANCE, atol=_TOLERANCE
+        flat_residuals(settings, measured, sigmas, incoming),
+        x0,
+        -bound * jnp.ones(6),
+        bound * jnp.ones(6),
+        rtol=_TOLERANCE,
+        atol=_TOLERANCE,
     )
 
 
@@ -286,13 +298,9 @@ def _fit_and_table(settings, measured, sigmas, incoming, x0, bound):
 
 @functools.partial(jax.jit, static_argnames="num_steps")
 def _least_squares_path(settings, measured, sigmas, incoming, x0, bound, num_steps):
-    def residuals(x):
-        return whitened_residuals(x.reshape(3, 2), settings, measured, sigmas, incoming)
-
-    return least_squares_path(
-        residuals, x0, -bound * jnp.ones(6), bound * jnp.ones(6), num_steps,
-        rtol=_TOLERANCE, atol=_TOLERANCE,
-    )  # fmt: skip
+    residuals = flat_residuals(settings, measured, sigmas, incoming)
+    box = (-bound * jnp.ones(6), bound * jnp.ones(6))
+    return least_squares_path(residuals, x0, *box, num_steps, rtol=_TOLERANCE, atol=_TOLERANCE)
 
 
 def calibration_history(

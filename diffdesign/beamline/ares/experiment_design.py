@@ -22,7 +22,7 @@ from diffdesign.beamline.ares._lattice import (
     SETTING_UPPER,
     incoming_beam,
 )
-from diffdesign.beamline.ares.calibration import _validate_noise, whitened_residuals
+from diffdesign.beamline.ares.calibration import _validate_noise, flat_residuals
 from diffdesign.beamline.beams import ParameterBeam
 from diffdesign.design.multistart import minimise_multistart
 from diffdesign.inference.identifiability import gaussian_covariance
@@ -51,11 +51,7 @@ def _whitened_jacobian(settings, noise, incoming, offsets) -> Float[Array, "4n 6
     incoming = incoming_beam() if incoming is None else incoming
     offsets = jnp.zeros((3, 2)) if offsets is None else offsets
     unused = {k: jnp.zeros(n) for k in OBSERVABLES}
-
-    def residuals(x):
-        return whitened_residuals(x.reshape(3, 2), settings, unused, sigmas, incoming)
-
-    return jax.jacfwd(residuals)(offsets.reshape(6))
+    return jax.jacfwd(flat_residuals(settings, unused, sigmas, incoming))(offsets.reshape(6))
 
 
 def cramer_rao_std(settings, noise=None, incoming=None) -> Float[Array, "3 2"]:
