@@ -1,0 +1,112 @@
+"""Exact Jacobians of the optics with respect to quadrupole strengths, fast.
+
+``jax.jacfwd(linear_optics)`` is exact but pushes every quadrupole's tangent through every
+element. A quadrupole's strength enters only its own element map, so the chain rule factors:
+with P_j = R_{j+1}^{-1} (dJ_j / dk_j) R_j (the perturbation of element j seen from the ring's
+start), the transfer matrix to a point after j moves by R_k P_j, the one-turn matrix by M P_j,
+and the optics at the reference points are a cheap function of those matrices whose
+derivative JAX takes (``jax.jvp``, vmapped over quadrupoles). Every step is autodiff; only
+the order of the chain rule is chosen. Valid on the design orbit (no closed-orbit
+displacement at the quadrupoles, so a gradient change does not move the orbit); the
+function checks that and refers to ``jax.jacfwd(linear_optics)`` otherwise.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike
+
+from diffdesign._validation import is_concrete
+from diffdesign.ring import optics as _optics
+from diffdesign.ring.lattice import Lattice
+
+#: Closed-orbit amplitude (m, rad) at the quadrupoles above which the factorisation is refused.
+_ORBIT_LIMIT = 1e-12
+
+
+def _k1_derivative_of_maps(lattice: Lattice, entry: Array, index: np.ndarray) -> Array:
+    """d(element Jacobian)/d(PolynomB[1]) of each given element at its entry point, (k, 6, 6)."""
+    position = {int(e): i for i, e in enumerate(index)}
+    order, blocks = [], []
+    basis = jnp.eye(6)
+    for (kind, steps, nonlinear), members in lattice.groups:
+        chosen = np.asarray([e for e in members if e in position], dtype=int)
+        if chosen.size == 0:
+            continue
+        fn = _optics._pass_function(kind, steps, nonlinear, lattice.integrator)
+        params = _optics._group_params(lattice, chosen)
+
+        def jacobian_of_k1(dk, p, z, fn=fn):
+            q = eqx.tree_at(lambda q: q.polynom_b, p, p.polynom_b.at[1].add(dk))
+            columns = jax.vmap(lambda t: jax.jvp(lambda v: fn(q, v), (z,), (t,))[1])(basis)
+            return columns.T
+
+        def derivative(p, z, jacobian_of_k1=jacobian_of_k1):
+            return jax.jvp(lambda dk: jacobian_of_k1(dk, p, z), (0.0,), (1.0,))[1]
+
+        blocks.append(jax.vmap(derivative)(params, entry[chosen]))
+        order.extend(position[int(e)] for e in chosen)
+    inverse = np.empty(len(order), dtype=int)
+    inverse[np.asarray(order, dtype=int)] = np.arange(len(order))
+    return jnp.concatenate(blocks)[inverse]
+
+
+def k1_jacobian(
+    lattice: Lattice,
+    quadrupoles: ArrayLike | str = "Quadrupole",
+    refpts: ArrayLike | str | None = "Monitor",
+    *,
+    orbit_iterations: int = 5,
+) -> dict[str, Array]:
+    """Derivatives of the linear optics at `refpts` with respect to each quadrupole's K1.
+
+    Args:
+        lattice: the ring, on its design orbit.
+        quadrupoles: elements whose PolynomB[1] (1/m^2) are the parameters (indices, an AT
+            class or a name pattern).
+        refpts: reference points, as in :func:`~diffdesign.ring.linear_optics`.
+
+    Returns:
+        dict with ``beta_x, beta_y, alpha_x, alpha_y, mu_x, mu_y, eta_x, etap_x, eta_y,
+        etap_y`` of shape (n_refpts, n_quadrupoles), in the optics' units per 1/m^2, and
+        ``tunes`` (2, n_quadrupoles).
+
+    Raises:
+        ValueError: the closed orbit is displaced at the quadrupoles (use
+            ``jax.jacfwd`` of :func:`~diffdesign.ring.linear_optics` there).
+    """
+    quads = lattice.indices(quadrupoles)
+    ref = _optics._refpoints(lattice, refpts)
+    solution = _optics.closed_orbit(lattice, 0.0, orbit_iterations)
+    orbit_at_quads = jnp.max(jnp.abs(solution.orbit[quads, :4]))
+    if is_concrete(orbit_at_quads) and float(orbit_at_quads) > _ORBIT_LIMIT:
+        raise ValueError(
+            f"the closed orbit at the quadrupoles reaches {float(orbit_at_quads):.3g} m/rad; "
+            "k1_jacobian assumes the design orbit: use jax.jacfwd(linear_optics) instead"
+        )
+    transfer = solution.transfer
+    d_jac = _k1_derivative_of_maps(lattice, solution.orbit[:-1], quads)
+    # perturbation of element j seen from the start: R_{j+1}^{-1} dJ_j R_j
+    perturbation = jnp.linalg.solve(transfer[quads + 1], d_jac @ transfer[quads])
+    one_turn = transfer[-1]
+    _, _, wrapped = _optics._twiss_along(transfer, _optics.periodic_twiss(one_turn))
+    unwrapped = _optics._unwrap_along(wrapped)
+    turns = jnp.round((unwrapped - wrapped) / (2.0 * np.pi))
+    downstream = jnp.asarray(ref[:, None] > quads[None, :], dtype=float)  # (k, q)
+
+    def optics(transfer_ref, one_turn):
+        result = _optics._optics_arrays(transfer_ref, one_turn, turns[ref])
+        tunes = _optics.periodic_twiss(one_turn).mu / (2.0 * np.pi)
+        return result | {"tunes": tunes}
+
+    transfer_ref = transfer[ref]
+
+    def tangent(perturbation_j, downstream_j):
+        d_ref = downstream_j[:, None, None] * (transfer_ref @ perturbation_j)
+        return jax.jvp(optics, (transfer_ref, one_turn), (d_ref, one_turn @ perturbation_j))[1]
+
+    columns = jax.vmap(tangent, in_axes=(0, 1))(perturbation, downstream)
+    return {name: jnp.moveaxis(value, 0, -1) for name, value in columns.items()}
