@@ -54,6 +54,26 @@ def _k1_derivative_of_maps(lattice: Lattice, entry: Array, index: np.ndarray) ->
     return jnp.concatenate(blocks)[inverse]
 
 
+def _design_orbit_solution(
+    lattice: Lattice, quads: np.ndarray, orbit_iterations: int
+) -> _optics.OrbitSolution:
+    solution = _optics.closed_orbit(lattice, 0.0, orbit_iterations)
+    orbit_at_quads = jnp.max(jnp.abs(solution.orbit[quads, :4]))
+    if is_concrete(orbit_at_quads) and float(orbit_at_quads) > _ORBIT_LIMIT:
+        raise ValueError(
+            f"the closed orbit at the quadrupoles reaches {float(orbit_at_quads):.3g} m/rad; "
+            "the K1 Jacobians assume the design orbit: use jax.jacfwd instead"
+        )
+    return solution
+
+
+def _perturbations(lattice: Lattice, solution: _optics.OrbitSolution, quads: np.ndarray) -> Array:
+    """R_{j+1}^-1 (dJ_j / dK1_j) R_j for each quadrupole j: (q, 6, 6)."""
+    transfer = solution.transfer
+    d_jac = _k1_derivative_of_maps(lattice, solution.orbit[:-1], quads)
+    return jnp.linalg.solve(transfer[quads + 1], d_jac @ transfer[quads])
+
+
 def k1_jacobian(
     lattice: Lattice,
     quadrupoles: ArrayLike | str = "Quadrupole",
@@ -80,17 +100,9 @@ def k1_jacobian(
     """
     quads = lattice.indices(quadrupoles)
     ref = _optics._refpoints(lattice, refpts)
-    solution = _optics.closed_orbit(lattice, 0.0, orbit_iterations)
-    orbit_at_quads = jnp.max(jnp.abs(solution.orbit[quads, :4]))
-    if is_concrete(orbit_at_quads) and float(orbit_at_quads) > _ORBIT_LIMIT:
-        raise ValueError(
-            f"the closed orbit at the quadrupoles reaches {float(orbit_at_quads):.3g} m/rad; "
-            "k1_jacobian assumes the design orbit: use jax.jacfwd(linear_optics) instead"
-        )
+    solution = _design_orbit_solution(lattice, quads, orbit_iterations)
     transfer = solution.transfer
-    d_jac = _k1_derivative_of_maps(lattice, solution.orbit[:-1], quads)
-    # perturbation of element j seen from the start: R_{j+1}^{-1} dJ_j R_j
-    perturbation = jnp.linalg.solve(transfer[quads + 1], d_jac @ transfer[quads])
+    perturbation = _perturbations(lattice, solution, quads)
     one_turn = transfer[-1]
     _, _, wrapped = _optics._twiss_along(transfer, _optics.periodic_twiss(one_turn))
     unwrapped = _optics._unwrap_along(wrapped)
@@ -110,3 +122,47 @@ def k1_jacobian(
 
     columns = jax.vmap(tangent, in_axes=(0, 1))(perturbation, downstream)
     return {name: jnp.moveaxis(value, 0, -1) for name, value in columns.items()}
+
+
+def k1_orm_jacobian(
+    lattice: Lattice,
+    quadrupoles: ArrayLike | str = "Quadrupole",
+    bpms: ArrayLike | str = "Monitor",
+    correctors: ArrayLike | str = "Corrector",
+    *,
+    orbit_iterations: int = 5,
+) -> tuple[Array, Array]:
+    """The orbit response matrix and its derivative with respect to each quadrupole's K1.
+
+    Returns:
+        (orm (2, n_bpm, 2, n_corr) in m/rad, as :func:`~diffdesign.ring.orbit_response`;
+        d orm / d K1 (2, n_bpm, 2, n_corr, n_quad) in m/rad per 1/m^2).
+
+    Raises:
+        ValueError: the closed orbit is displaced at the quadrupoles.
+    """
+    quads = lattice.indices(quadrupoles)
+    bpm_index = (
+        lattice.indices(bpms) if isinstance(bpms, str) else _optics._refpoints(lattice, bpms)
+    )
+    cor_index = lattice.indices(correctors)
+    solution = _design_orbit_solution(lattice, quads, orbit_iterations)
+    transfer = solution.transfer
+    sources = _optics._kick_sources(lattice, solution.orbit[:-1], cor_index)
+    perturbation = _perturbations(lattice, solution, quads)
+    downstream = bpm_index[:, None] > cor_index[None, :]
+    t_bpm, t_after, one_turn = transfer[bpm_index], transfer[cor_index + 1], transfer[-1]
+
+    def response(t_bpm, t_after, one_turn):
+        return _optics.response_from_matrices(t_bpm, t_after, one_turn, sources, downstream)
+
+    bpm_after_quad = jnp.asarray(bpm_index[:, None] > quads[None, :], dtype=float)
+    cor_after_quad = jnp.asarray(cor_index[:, None] + 1 > quads[None, :], dtype=float)
+
+    def tangent(p, bpm_mask, cor_mask):
+        d_bpm = bpm_mask[:, None, None] * (t_bpm @ p)
+        d_after = cor_mask[:, None, None] * (t_after @ p)
+        return jax.jvp(response, (t_bpm, t_after, one_turn), (d_bpm, d_after, one_turn @ p))[1]
+
+    columns = jax.vmap(tangent, in_axes=(0, 1, 1))(perturbation, bpm_after_quad, cor_after_quad)
+    return response(t_bpm, t_after, one_turn), jnp.moveaxis(columns, 0, -1)

@@ -448,16 +448,45 @@ def orbit_response(
     cor_index = lattice.indices(correctors)
     solution = closed_orbit(lattice, 0.0, orbit_iterations)
     sources = _kick_sources(lattice, solution.orbit[:-1], cor_index)  # (n_corr, 6, 2)
-    one_turn = solution.transfer[-1][:4, :4]
-    after = _symplectic_inverse(solution.transfer[cor_index + 1][:, :4, :4])
+    return response_from_matrices(
+        solution.transfer[bpm_index],
+        solution.transfer[cor_index + 1],
+        solution.transfer[-1],
+        sources,
+        bpm_index[:, None] > cor_index[None, :],
+    )
+
+
+def response_from_matrices(
+    transfer_bpm: Float[Array, "b 6 6"],
+    transfer_after: Float[Array, "c 6 6"],
+    one_turn: Float[Array, "6 6"],
+    sources: Float[Array, "c 6 2"],
+    downstream: ArrayLike,
+) -> Float[Array, "2 b 2 c"]:
+    """Closed-orbit response at BPMs to kick sources, from transfer matrices.
+
+    A source g_j right after element e_j moves the orbit at a point k by R_k v_j if k lies
+    after the source and by R_k M v_j otherwise, with v_j = (I - M)^-1 R_{e_j+1}^-1 g_j
+    (all 4x4 transverse blocks; M the one-turn matrix).
+
+    Args:
+        transfer_bpm: transfer matrices from the start to each BPM.
+        transfer_after: transfer matrices from the start to each source's exit.
+        one_turn: the one-turn matrix.
+        sources: d(exit point)/d(kick) of each source, (c, 6, 2).
+        downstream: (b, c) True where BPM i lies after source j.
+    """
+    m = one_turn[:4, :4]
+    after = _symplectic_inverse(transfer_after[:, :4, :4])
+    n_sources = sources.shape[0]
     v = jnp.linalg.solve(
-        jnp.eye(4) - one_turn, jnp.einsum("jab,jbk->ajk", after, sources[:, :4, :]).reshape(4, -1)
-    ).reshape(4, len(cor_index), 2)
-    mv = jnp.einsum("ab,bjk->ajk", one_turn, v)
-    downstream = bpm_index[:, None] > cor_index[None, :]  # BPM entrance after the kick
-    r_bpm = solution.transfer[bpm_index][:, :4, :4]
+        jnp.eye(4) - m, jnp.einsum("jab,jbk->ajk", after, sources[:, :4, :]).reshape(4, -1)
+    ).reshape(4, n_sources, 2)
+    mv = jnp.einsum("ab,bjk->ajk", m, v)
+    r_bpm = transfer_bpm[:, :4, :4]
     response = jnp.where(
-        downstream[None, :, None, :],
+        jnp.asarray(downstream)[None, :, None, :],
         jnp.einsum("iab,bjk->aikj", r_bpm, v),
         jnp.einsum("iab,bjk->aikj", r_bpm, mv),
     )
@@ -466,6 +495,7 @@ def orbit_response(
 
 def _kick_sources(lattice: Lattice, entry: Array, index: np.ndarray) -> Array:
     """d(exit point)/d(KickAngle) of the given elements, (k, 6, 2), at their entry points."""
+    index, repeat = np.unique(np.asarray(index, dtype=int), return_inverse=True)
     position = {int(e): i for i, e in enumerate(index)}
     order, blocks = [], []
     for (kind, steps, nonlinear), members in lattice.groups:
@@ -483,4 +513,4 @@ def _kick_sources(lattice: Lattice, entry: Array, index: np.ndarray) -> Array:
         blocks.append(jac)
     inverse = np.empty(len(order), dtype=int)
     inverse[np.asarray(order, dtype=int)] = np.arange(len(order))
-    return jnp.concatenate(blocks)[inverse]
+    return jnp.concatenate(blocks)[inverse][repeat.reshape(-1)]
