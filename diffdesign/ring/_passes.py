@@ -24,6 +24,9 @@ are part of the element model, not of the integrator.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -177,12 +180,12 @@ def _corrector_dipole_terms(p: ElementParams) -> tuple[Array, Array]:
 # ---------------------------------------------------------------------- integrators
 
 
-def _at_body(z: Array, a: Array, b: Array, length: Array, irho: Array, steps: int) -> Array:
-    step = length / steps
+def _at_step(a: Array, b: Array, step: Array, irho: Array):
+    """One step of AT's 4th-order integrator (drift-kick-drift-kick-drift-kick-drift)."""
     l1, l2 = step * _DRIFT1, step * _DRIFT2
     k1, k2 = step * _KICK1, step * _KICK2
 
-    def one_step(_, z):
+    def one_step(z):
         z = _drift(z, l1)
         z = _kick(z, a, b, k1, irho)
         z = _drift(z, l2)
@@ -191,7 +194,7 @@ def _at_body(z: Array, a: Array, b: Array, length: Array, irho: Array, steps: in
         z = _kick(z, a, b, k1, irho)
         return _drift(z, l1)
 
-    return jax.lax.fori_loop(0, steps, one_step, z)
+    return one_step
 
 
 def _linear_generator(a: Array, b: Array, irho: Array, delta: Array) -> Array:
@@ -237,22 +240,20 @@ def _flow(generator: Array, irho: Array, delta: Array, length: Array) -> _Flow:
     return _Flow(jax.scipy.linalg.expm(generator * length), ct_linear, ct_quadratic)
 
 
-def _exact_body(
-    z: Array, a: Array, b: Array, length: Array, irho: Array, steps: int, nonlinear: bool
-) -> Array:
-    delta = z[4]
+def _exact_step(a: Array, b: Array, step: Array, irho: Array, delta: Array, nonlinear: bool):
+    """Exact linear flow over `step`, or one 4th-order step of exact flows and the kicks of
+    the nonlinear multipoles, at momentum deviation `delta` (constant in the magnet)."""
     generator = _linear_generator(a, b, irho, delta)
     if not nonlinear:
-        return _flow(generator, irho, delta, length)(z)
+        return _flow(generator, irho, delta, step)
     a_nl = a.at[:2].set(0.0)
     b_nl = b.at[:2].set(0.0)
-    step = length / steps
     flow1 = _flow(generator, irho, delta, step * _DRIFT1)
     flow2 = _flow(generator, irho, delta, step * _DRIFT2)
     k1, k2 = step * _KICK1, step * _KICK2
     zero = jnp.zeros_like(irho)
 
-    def one_step(_, z):
+    def one_step(z):
         z = flow1(z)
         z = _kick(z, a_nl, b_nl, k1, zero)
         z = flow2(z)
@@ -261,7 +262,7 @@ def _exact_body(
         z = _kick(z, a_nl, b_nl, k1, zero)
         return flow1(z)
 
-    return jax.lax.fori_loop(0, steps, one_step, z)
+    return one_step
 
 
 # ---------------------------------------------------------------------- pass methods
@@ -278,6 +279,48 @@ def drift_pass(p: ElementParams, z: Array) -> Array:
     return _drift(z, p.length)
 
 
+class _MagnetParts(NamedTuple):
+    """A thick magnet as entry pieces, `steps` repetitions of one step, exit pieces."""
+
+    entry: Callable[[Array], Array]
+    make_step: Callable[[Array], Callable[[Array], Array]]  # delta -> one step
+    exit: Callable[[Array], Array]
+    steps: int
+
+
+def _magnet_parts(p: ElementParams, *, steps: int, integrator: str, nonlinear: bool):
+    a, b = _corrector_dipole_terms(p)
+    safe_length = jnp.where(p.length > 0.0, p.length, 1.0)
+    irho = p.bending_angle / safe_length
+
+    def entry(z):
+        z = _misalign_entrance(z, p)
+        z = _bend_edge(
+            z, irho, p.entrance_angle, p.fringe_int1, p.full_gap, p.fringe_bend_entrance, True
+        )
+        return _quad_fringe(z, b[1] * (p.fringe_quad_entrance != 0), +1.0)
+
+    def exit_(z):
+        z = _quad_fringe(z, b[1] * (p.fringe_quad_exit != 0), -1.0)
+        z = _bend_edge(z, irho, p.exit_angle, p.fringe_int2, p.full_gap, p.fringe_bend_exit, False)
+        return _misalign_exit(z, p)
+
+    if integrator == "at":
+        return _MagnetParts(
+            entry, lambda delta: _at_step(a, b, p.length / steps, irho), exit_, steps
+        )
+    if not nonlinear:  # one exact flow over the whole length
+        return _MagnetParts(
+            entry, lambda delta: _exact_step(a, b, p.length, irho, delta, False), exit_, 1
+        )
+    return _MagnetParts(
+        entry,
+        lambda delta: _exact_step(a, b, p.length / steps, irho, delta, True),
+        exit_,
+        steps,
+    )
+
+
 def magnet_pass(
     p: ElementParams, z: Array, *, steps: int, integrator: str, nonlinear: bool
 ) -> Array:
@@ -287,23 +330,40 @@ def magnet_pass(
     reduce exactly (bit for bit) to the straight magnet's, so straight and bent magnets share
     one vmapped integrator. The lattice sets the edge fields of straight magnets to zero.
     """
-    a, b = _corrector_dipole_terms(p)
-    safe_length = jnp.where(p.length > 0.0, p.length, 1.0)
-    irho = p.bending_angle / safe_length
-    z = _misalign_entrance(z, p)
-    z = _bend_edge(
-        z, irho, p.entrance_angle, p.fringe_int1, p.full_gap, p.fringe_bend_entrance, entrance=True
-    )
-    z = _quad_fringe(z, b[1] * (p.fringe_quad_entrance != 0), +1.0)
-    if integrator == "at":
-        z = _at_body(z, a, b, p.length, irho, steps)
-    else:
-        z = _exact_body(z, a, b, p.length, irho, steps, nonlinear)
-    z = _quad_fringe(z, b[1] * (p.fringe_quad_exit != 0), -1.0)
-    z = _bend_edge(
-        z, irho, p.exit_angle, p.fringe_int2, p.full_gap, p.fringe_bend_exit, entrance=False
-    )
-    return _misalign_exit(z, p)
+    parts = _magnet_parts(p, steps=steps, integrator=integrator, nonlinear=nonlinear)
+    z = parts.entry(z)
+    step = parts.make_step(z[4])
+    z = jax.lax.fori_loop(0, parts.steps, lambda _, z: step(z), z)
+    return parts.exit(z)
+
+
+def magnet_design_jacobian(
+    p: ElementParams, *, steps: int, integrator: str, nonlinear: bool
+) -> Array:
+    """(6, 6) Jacobian of :func:`magnet_pass` at the zero orbit (on momentum).
+
+    Valid when every piece maps the zero orbit to itself (no dipole terms, kicks or
+    translations): then the chain rule composes the pieces' Jacobians at zero, and the
+    integrator's `steps` identical steps contribute one step's Jacobian to the power `steps`
+    (repeated squaring instead of pushing tangents through every step).
+    """
+    parts = _magnet_parts(p, steps=steps, integrator=integrator, nonlinear=nonlinear)
+    zero = jnp.zeros(6)
+    j_entry = jax.jacfwd(parts.entry)(zero)
+    j_step = jax.jacfwd(lambda z: parts.make_step(z[4])(z))(zero)
+    j_exit = jax.jacfwd(parts.exit)(zero)
+    return j_exit @ _matrix_power(j_step, parts.steps) @ j_entry
+
+
+def _matrix_power(m: Array, times: int) -> Array:
+    result, base = None, m
+    while times:
+        if times & 1:
+            result = base if result is None else base @ result
+        times >>= 1
+        if times:
+            base = base @ base
+    return result
 
 
 def thin_multipole_pass(p: ElementParams, z: Array) -> Array:

@@ -13,6 +13,8 @@ function checks that and refers to ``jax.jacfwd(linear_optics)`` otherwise.
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -20,57 +22,63 @@ import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from diffdesign._validation import is_concrete
+from diffdesign.ring import _passes
 from diffdesign.ring import optics as _optics
 from diffdesign.ring.lattice import Lattice
 
-#: Closed-orbit amplitude (m, rad) at the quadrupoles above which the factorisation is refused.
-_ORBIT_LIMIT = 1e-12
+_OFF_DESIGN = (
+    "the K1 Jacobians assume the design orbit (zero closed orbit, no dipole terms, kicks or "
+    "translations in magnets); off it use jax.jacfwd of linear_optics / orbit_response"
+)
 
 
-def _k1_derivative_of_maps(lattice: Lattice, entry: Array, index: np.ndarray) -> Array:
-    """d(element Jacobian)/d(PolynomB[1]) of each given element at its entry point, (k, 6, 6)."""
+def _k1_derivative_of_maps(lattice: Lattice, index: np.ndarray) -> Array:
+    """d(element Jacobian)/d(PolynomB[1]) of each given element on the design orbit, (k, 6, 6)."""
     position = {int(e): i for i, e in enumerate(index)}
     order, blocks = [], []
-    basis = jnp.eye(6)
     for (kind, steps, nonlinear), members in lattice.groups:
         chosen = np.asarray([e for e in members if e in position], dtype=int)
         if chosen.size == 0:
             continue
-        fn = _optics._pass_function(kind, steps, nonlinear, lattice.integrator)
-        params = _optics._group_params(lattice, chosen)
+        if kind == "magnet":
+            jacobian = functools.partial(
+                _passes.magnet_design_jacobian,
+                steps=steps,
+                integrator=lattice.integrator,
+                nonlinear=nonlinear,
+            )
+        else:
+            fn = _optics._pass_function(kind, steps, nonlinear, lattice.integrator)
 
-        def jacobian_of_k1(dk, p, z, fn=fn):
-            q = eqx.tree_at(lambda q: q.polynom_b, p, p.polynom_b.at[1].add(dk))
-            columns = jax.vmap(lambda t: jax.jvp(lambda v: fn(q, v), (z,), (t,))[1])(basis)
-            return columns.T
+            def jacobian(p, fn=fn):
+                return jax.jacfwd(fn, argnums=1)(p, jnp.zeros(6))
 
-        def derivative(p, z, jacobian_of_k1=jacobian_of_k1):
-            return jax.jvp(lambda dk: jacobian_of_k1(dk, p, z), (0.0,), (1.0,))[1]
+        def derivative(p, jacobian=jacobian):
+            def of_k1(dk):
+                return jacobian(eqx.tree_at(lambda q: q.polynom_b, p, p.polynom_b.at[1].add(dk)))
 
-        blocks.append(jax.vmap(derivative)(params, entry[chosen]))
+            return jax.jvp(of_k1, (0.0,), (1.0,))[1]
+
+        blocks.append(jax.vmap(derivative)(_optics._group_params(lattice, chosen)))
         order.extend(position[int(e)] for e in chosen)
     inverse = np.empty(len(order), dtype=int)
     inverse[np.asarray(order, dtype=int)] = np.arange(len(order))
     return jnp.concatenate(blocks)[inverse]
 
 
-def _design_orbit_solution(
-    lattice: Lattice, quads: np.ndarray, orbit_iterations: int
-) -> _optics.OrbitSolution:
+def _design_orbit_solution(lattice: Lattice, orbit_iterations: int) -> _optics.OrbitSolution:
     solution = _optics.closed_orbit(lattice, 0.0, orbit_iterations)
-    orbit_at_quads = jnp.max(jnp.abs(solution.orbit[quads, :4]))
-    if is_concrete(orbit_at_quads) and float(orbit_at_quads) > _ORBIT_LIMIT:
-        raise ValueError(
-            f"the closed orbit at the quadrupoles reaches {float(orbit_at_quads):.3g} m/rad; "
-            "the K1 Jacobians assume the design orbit: use jax.jacfwd instead"
-        )
-    return solution
+    design = _optics.on_design_orbit(lattice, solution.orbit[:-1])
+    if is_concrete(design) and not bool(design):
+        raise ValueError(_OFF_DESIGN)
+    transfer = eqx.error_if(solution.transfer, ~design, _OFF_DESIGN)
+    return solution._replace(transfer=transfer)
 
 
 def _perturbations(lattice: Lattice, solution: _optics.OrbitSolution, quads: np.ndarray) -> Array:
     """R_{j+1}^-1 (dJ_j / dK1_j) R_j for each quadrupole j: (q, 6, 6)."""
     transfer = solution.transfer
-    d_jac = _k1_derivative_of_maps(lattice, solution.orbit[:-1], quads)
+    d_jac = _k1_derivative_of_maps(lattice, quads)
     return jnp.linalg.solve(transfer[quads + 1], d_jac @ transfer[quads])
 
 
@@ -100,7 +108,7 @@ def k1_jacobian(
     """
     quads = lattice.indices(quadrupoles)
     ref = _optics._refpoints(lattice, refpts)
-    solution = _design_orbit_solution(lattice, quads, orbit_iterations)
+    solution = _design_orbit_solution(lattice, orbit_iterations)
     transfer = solution.transfer
     perturbation = _perturbations(lattice, solution, quads)
     one_turn = transfer[-1]
@@ -146,7 +154,7 @@ def k1_orm_jacobian(
         lattice.indices(bpms) if isinstance(bpms, str) else _optics._refpoints(lattice, bpms)
     )
     cor_index = lattice.indices(correctors)
-    solution = _design_orbit_solution(lattice, quads, orbit_iterations)
+    solution = _design_orbit_solution(lattice, orbit_iterations)
     transfer = solution.transfer
     sources = _optics._kick_sources(lattice, solution.orbit[:-1], cor_index)
     perturbation = _perturbations(lattice, solution, quads)

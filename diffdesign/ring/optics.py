@@ -108,6 +108,70 @@ def element_maps(
     return jnp.concatenate(outs)[inverse], jnp.concatenate(jacs)[inverse]
 
 
+def design_jacobians(lattice: Lattice) -> Float[Array, "n 6 6"]:
+    """Every element's Jacobian at the zero orbit on momentum (valid on the design orbit,
+    see :func:`on_design_orbit`): thick magnets by one integrator step's Jacobian to the
+    power of their steps, the rest by forward mode at zero."""
+    _, inverse = _group_order(lattice)
+    zero = jnp.zeros((lattice.n_elements, 6))
+    jacs = []
+    for (kind, steps, nonlinear), idx in lattice.groups:
+        index = np.asarray(idx, dtype=int)
+        params = _group_params(lattice, index)
+        if kind == "magnet":
+            design = functools.partial(
+                _passes.magnet_design_jacobian,
+                steps=steps,
+                integrator=lattice.integrator,
+                nonlinear=nonlinear,
+            )
+            jacs.append(jax.vmap(design)(params))
+        else:
+            fn = _pass_function(kind, steps, nonlinear, lattice.integrator)
+            jacs.append(jax.vmap(jax.jacfwd(fn, argnums=1))(params, zero[index]))
+    return jnp.concatenate(jacs)[inverse]
+
+
+def on_design_orbit(lattice: Lattice, entry: Float[Array, "n 6"]) -> Array:
+    """True when the orbit is zero at every element entrance, on momentum, and no element
+    has dipole terms, kicks or translations (so every map and piece sends zero to zero)."""
+    p = lattice.params
+    sources = [
+        p.polynom_a[:, 0],
+        p.polynom_b[:, 0],
+        p.kick_angle.reshape(-1),
+        p.t1.reshape(-1),
+        p.t2.reshape(-1),
+        entry.reshape(-1),
+    ]
+    return jnp.all(jnp.concatenate(sources) == 0.0)
+
+
+@jax.custom_jvp
+def jacobians_on_orbit(lattice: Lattice, entry: Float[Array, "n 6"]) -> Float[Array, "n 6 6"]:
+    """Element Jacobians at the given entry points: :func:`design_jacobians` on the design
+    orbit (cheap), :func:`element_maps` elsewhere. Derivatives always follow the general
+    maps, so tangents of the orbit (momentum, kicks) are not lost on the design orbit."""
+    return jax.lax.cond(
+        on_design_orbit(lattice, entry),
+        lambda e: design_jacobians(lattice),
+        lambda e: element_maps(lattice, e)[1],
+        entry,
+    )
+
+
+@jacobians_on_orbit.defjvp
+def _jacobians_on_orbit_jvp(primals, tangents):
+    lattice, entry = primals
+    d_lattice, d_entry = tangents
+    floats, rest = eqx.partition(lattice, eqx.is_inexact_array)
+    d_floats, _ = eqx.partition(d_lattice, eqx.is_inexact_array)
+    _, d_jac = jax.jvp(
+        lambda f, e: element_maps(eqx.combine(f, rest), e)[1], (floats, entry), (d_floats, d_entry)
+    )
+    return jacobians_on_orbit(lattice, entry), d_jac
+
+
 def _prefix_products(jacobians: Array, offsets: Array) -> tuple[Array, Array]:
     """Inclusive prefix compositions of affine maps by a scan inside blocks (vmapped over
     blocks) and a scan over block totals: ~2 sqrt(n) sequential steps, quick to compile."""
@@ -207,7 +271,9 @@ def _orbit_entries(lattice: Lattice, delta: Array, iterations: int) -> Array:
         entry, converged = state
         return jax.lax.cond(converged, lambda e: (e, converged), check_then_step, entry), None
 
-    initial = (jnp.broadcast_to(start, (n, 6)), jnp.zeros((), bool))
+    reference = jnp.broadcast_to(start, (n, 6))
+    # on the design orbit nothing needs checking: every element maps zero to zero
+    initial = (reference, on_design_orbit(lattice, reference))
     (entry, _), _ = jax.lax.scan(iterate, initial, None, length=iterations)
     return entry
 
@@ -219,7 +285,7 @@ def _orbit_entries_jvp(iterations, primals, tangents):
     lattice, delta = primals
     d_lattice, d_delta = tangents
     entry = _orbit_entries(lattice, delta, iterations)
-    _, jac = element_maps(lattice, entry)
+    jac = jacobians_on_orbit(lattice, entry)
     # Tangents flow through the floating-point fields only (integer flags have none).
     floats, rest = eqx.partition(lattice, eqx.is_inexact_array)
     d_floats, _ = eqx.partition(d_lattice, eqx.is_inexact_array)
@@ -247,10 +313,16 @@ def closed_orbit(lattice: Lattice, delta: ArrayLike = 0.0, iterations: int = 5) 
     """
     n = lattice.n_elements
     entry = _orbit_entries(lattice, jnp.asarray(delta, dtype=float), iterations)
-    exit_, jac = element_maps(lattice, entry)
+    jac = jacobians_on_orbit(lattice, entry)
     transfer, _ = cumulative_maps(jac, jnp.zeros((n, 6)))
     orbit = jnp.concatenate([entry, entry[:1]])
-    return OrbitSolution(orbit, jac, transfer, _closing_residual(entry, exit_))
+    residual = jax.lax.cond(
+        on_design_orbit(lattice, entry),
+        lambda e: jnp.zeros(()),
+        lambda e: _closing_residual(e, element_exits(lattice, e)),
+        jax.lax.stop_gradient(entry),
+    )
+    return OrbitSolution(orbit, jac, transfer, residual)
 
 
 class Twiss(NamedTuple):
