@@ -66,13 +66,23 @@ def _k1_derivative_of_maps(lattice: Lattice, index: np.ndarray) -> Array:
     return jnp.concatenate(blocks)[inverse]
 
 
-def _design_orbit_solution(lattice: Lattice, orbit_iterations: int) -> _optics.OrbitSolution:
-    solution = _optics.closed_orbit(lattice, 0.0, orbit_iterations)
-    design = _optics.on_design_orbit(lattice, solution.orbit[:-1])
-    if is_concrete(design) and not bool(design):
-        raise ValueError(_OFF_DESIGN)
-    transfer = eqx.error_if(solution.transfer, ~design, _OFF_DESIGN)
-    return solution._replace(transfer=transfer)
+def _design_orbit_solution(lattice: Lattice, orbit_iterations: int):
+    solution = _optics._closed_orbit(lattice, jnp.zeros(()), orbit_iterations)
+    return solution, _optics.on_design_orbit(lattice, solution.orbit[:-1])
+
+
+def _checked(result, design):
+    """Refuse results computed off the design orbit: ValueError when the flag is known,
+    a runtime error under an enclosing jit."""
+    if is_concrete(design):
+        if not bool(design):
+            raise ValueError(_OFF_DESIGN)
+        return result
+    return eqx.error_if(result, ~design, _OFF_DESIGN)
+
+
+def _indices(lattice: Lattice, selector) -> tuple[int, ...]:
+    return tuple(int(i) for i in lattice.indices(selector))
 
 
 def _perturbations(lattice: Lattice, solution: _optics.OrbitSolution, quads: np.ndarray) -> Array:
@@ -106,9 +116,15 @@ def k1_jacobian(
         ValueError: the closed orbit is displaced at the quadrupoles (use
             ``jax.jacfwd`` of :func:`~diffdesign.ring.linear_optics` there).
     """
-    quads = lattice.indices(quadrupoles)
-    ref = _optics._refpoints(lattice, refpts)
-    solution = _design_orbit_solution(lattice, orbit_iterations)
+    quads = _indices(lattice, quadrupoles)
+    ref = tuple(int(i) for i in _optics._refpoints(lattice, refpts))
+    return _checked(*_k1_jacobian(lattice, quads, ref, orbit_iterations))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _k1_jacobian(lattice: Lattice, quads: tuple[int, ...], ref: tuple[int, ...], iterations: int):
+    quads, ref = np.asarray(quads, dtype=int), np.asarray(ref, dtype=int)
+    solution, design = _design_orbit_solution(lattice, iterations)
     transfer = solution.transfer
     perturbation = _perturbations(lattice, solution, quads)
     one_turn = transfer[-1]
@@ -129,7 +145,7 @@ def k1_jacobian(
         return jax.jvp(optics, (transfer_ref, one_turn), (d_ref, one_turn @ perturbation_j))[1]
 
     columns = jax.vmap(tangent, in_axes=(0, 1))(perturbation, downstream)
-    return {name: jnp.moveaxis(value, 0, -1) for name, value in columns.items()}
+    return {name: jnp.moveaxis(value, 0, -1) for name, value in columns.items()}, design
 
 
 def k1_orm_jacobian(
@@ -149,12 +165,24 @@ def k1_orm_jacobian(
     Raises:
         ValueError: the closed orbit is displaced at the quadrupoles.
     """
-    quads = lattice.indices(quadrupoles)
     bpm_index = (
         lattice.indices(bpms) if isinstance(bpms, str) else _optics._refpoints(lattice, bpms)
     )
-    cor_index = lattice.indices(correctors)
-    solution = _design_orbit_solution(lattice, orbit_iterations)
+    orm, d_orm, design = _k1_orm_jacobian(
+        lattice,
+        _indices(lattice, quadrupoles),
+        tuple(int(i) for i in bpm_index),
+        _indices(lattice, correctors),
+        orbit_iterations,
+    )
+    return _checked((orm, d_orm), design)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _k1_orm_jacobian(lattice, quads, bpms, correctors, iterations):
+    quads = np.asarray(quads, dtype=int)
+    bpm_index, cor_index = np.asarray(bpms, dtype=int), np.asarray(correctors, dtype=int)
+    solution, design = _design_orbit_solution(lattice, iterations)
     transfer = solution.transfer
     sources = _optics._kick_sources(lattice, solution.orbit[:-1], cor_index)
     perturbation = _perturbations(lattice, solution, quads)
@@ -173,4 +201,4 @@ def k1_orm_jacobian(
         return jax.jvp(response, (t_bpm, t_after, one_turn), (d_bpm, d_after, one_turn @ p))[1]
 
     columns = jax.vmap(tangent, in_axes=(0, 1, 1))(perturbation, bpm_after_quad, cor_after_quad)
-    return response(t_bpm, t_after, one_turn), jnp.moveaxis(columns, 0, -1)
+    return response(t_bpm, t_after, one_turn), jnp.moveaxis(columns, 0, -1), design

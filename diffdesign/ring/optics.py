@@ -311,8 +311,13 @@ def closed_orbit(lattice: Lattice, delta: ArrayLike = 0.0, iterations: int = 5) 
         derivatives with respect to element fields and delta are exact (implicit
         differentiation of the fixed point, not of the iterations).
     """
+    return _closed_orbit(lattice, jnp.asarray(delta, dtype=float), iterations)
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _closed_orbit(lattice: Lattice, delta: Array, iterations: int) -> OrbitSolution:
     n = lattice.n_elements
-    entry = _orbit_entries(lattice, jnp.asarray(delta, dtype=float), iterations)
+    entry = _orbit_entries(lattice, delta, iterations)
     jac = jacobians_on_orbit(lattice, entry)
     transfer, _ = cumulative_maps(jac, jnp.zeros((n, 6)))
     orbit = jnp.concatenate([entry, entry[:1]])
@@ -428,8 +433,18 @@ def linear_optics(
         ValueError: the linear motion is unstable (|trace| >= 2 of a one-turn block), when
             called outside ``jit``; inside ``jit`` the Twiss functions are NaN then.
     """
-    solution = closed_orbit(lattice, delta, orbit_iterations)
-    return _optics_from_solution(lattice, solution, _refpoints(lattice, refpts))
+    index = tuple(int(i) for i in _refpoints(lattice, refpts))
+    result = _linear_optics(lattice, index, jnp.asarray(delta, dtype=float), orbit_iterations)
+    _check_stable(result["one_turn"])
+    return result
+
+
+@functools.partial(jax.jit, static_argnums=(1, 3))
+def _linear_optics(
+    lattice: Lattice, index: tuple[int, ...], delta: Array, orbit_iterations: int
+) -> dict[str, Array]:
+    solution = _closed_orbit(lattice, delta, orbit_iterations)
+    return _optics_from_solution(lattice, solution, np.asarray(index, dtype=int))
 
 
 def _refpoints(lattice: Lattice, refpts: ArrayLike | str | None) -> np.ndarray:
@@ -450,7 +465,6 @@ def _optics_from_solution(
     _, _, wrapped = _twiss_along(solution.transfer, periodic_twiss(one_turn))
     turns = jax.lax.stop_gradient(jnp.round((_unwrap_along(wrapped) - wrapped) / _TWO_PI))
     result = _optics_arrays(solution.transfer[index], one_turn, turns[index])
-    _check_stable(one_turn)
     tunes_total = (wrapped[-1] + _TWO_PI * turns[-1]) / _TWO_PI
     return result | {
         "orbit": solution.orbit[index],
@@ -475,15 +489,21 @@ def _check_stable(one_turn: Array) -> None:
 
 def tunes(lattice: Lattice, delta: ArrayLike = 0.0, orbit_iterations: int = 5) -> Array:
     """(2,) fractional tunes (one period) at momentum deviation `delta`."""
-    one_turn = closed_orbit(lattice, delta, orbit_iterations).transfer[-1]
+    return _tunes(lattice, jnp.asarray(delta, dtype=float), orbit_iterations)
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _tunes(lattice: Lattice, delta: Array, orbit_iterations: int) -> Array:
+    one_turn = _closed_orbit(lattice, delta, orbit_iterations).transfer[-1]
     return periodic_twiss(one_turn).mu / _TWO_PI
 
 
+@functools.partial(jax.jit, static_argnums=(1,))
 def chromaticity(lattice: Lattice, orbit_iterations: int = 5) -> Array:
     """(2,) linear chromaticity d(tune)/d(delta) at delta = 0, by forward-mode autodiff
     through the off-momentum closed orbit (sextupole feed-down included)."""
     _, slope = jax.jvp(
-        lambda d: tunes(lattice, d, orbit_iterations), (jnp.zeros(()),), (jnp.ones(()),)
+        lambda d: _tunes(lattice, d, orbit_iterations), (jnp.zeros(()),), (jnp.ones(()),)
     )
     return slope
 
@@ -518,7 +538,20 @@ def orbit_response(
     """
     bpm_index = lattice.indices(bpms) if isinstance(bpms, str) else _refpoints(lattice, bpms)
     cor_index = lattice.indices(correctors)
-    solution = closed_orbit(lattice, 0.0, orbit_iterations)
+    return _orbit_response(
+        lattice,
+        tuple(int(i) for i in bpm_index),
+        tuple(int(i) for i in cor_index),
+        orbit_iterations,
+    )
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _orbit_response(
+    lattice: Lattice, bpms: tuple[int, ...], correctors: tuple[int, ...], orbit_iterations: int
+) -> Array:
+    bpm_index, cor_index = np.asarray(bpms, dtype=int), np.asarray(correctors, dtype=int)
+    solution = _closed_orbit(lattice, jnp.zeros(()), orbit_iterations)
     sources = _kick_sources(lattice, solution.orbit[:-1], cor_index)  # (n_corr, 6, 2)
     return response_from_matrices(
         solution.transfer[bpm_index],
