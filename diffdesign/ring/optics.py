@@ -430,12 +430,14 @@ def linear_optics(
         ``one_turn`` (6, 6), ``orbit_residual``.
 
     Raises:
-        ValueError: the linear motion is unstable (|trace| >= 2 of a one-turn block), when
-            called outside ``jit``; inside ``jit`` the Twiss functions are NaN then.
+        ValueError: the linear motion is unstable (|trace| >= 2 of a one-turn block) or the
+            one-turn matrix couples x and y (uncoupled Twiss would be wrong), when called
+            outside ``jit``; inside ``jit`` unstable Twiss functions are NaN and coupling is
+            not checked.
     """
     index = tuple(int(i) for i in _refpoints(lattice, refpts))
     result = _linear_optics(lattice, index, jnp.asarray(delta, dtype=float), orbit_iterations)
-    _check_stable(result["one_turn"])
+    _check_one_turn(result["one_turn"])
     return result
 
 
@@ -476,15 +478,32 @@ def _optics_from_solution(
     }
 
 
-def _check_stable(one_turn: Array) -> None:
-    traces = jnp.stack([jnp.trace(one_turn[p : p + 2, p : p + 2]) for p in (0, 2)])
-    if is_concrete(traces):
-        for plane, trace in zip("xy", np.asarray(traces), strict=True):
-            if not abs(trace) < 2.0:
-                raise ValueError(
-                    f"unstable optics: the {plane} one-turn trace is {trace:.6g}; "
-                    "stable motion needs |trace| < 2 (check quadrupole strengths)"
-                )
+#: Largest x-y coupling of the one-turn matrix (off-diagonal over diagonal blocks) for which
+#: uncoupled Twiss functions are reported.
+COUPLING_LIMIT = 1e-9
+
+
+def _check_one_turn(one_turn: Array) -> None:
+    """Unstable or x-y coupled one-turn matrices are refused (when values are known)."""
+    if not is_concrete(one_turn):
+        return
+    m = np.asarray(one_turn)
+    for plane, p in zip("xy", (0, 2), strict=True):
+        trace = np.trace(m[p : p + 2, p : p + 2])
+        if not abs(trace) < 2.0:
+            raise ValueError(
+                f"unstable optics: the {plane} one-turn trace is {trace:.6g}; "
+                "stable motion needs |trace| < 2 (check quadrupole strengths)"
+            )
+    coupling = max(np.abs(m[:2, 2:4]).max(), np.abs(m[2:4, :2]).max())
+    scale = max(np.abs(m[:2, :2]).max(), np.abs(m[2:4, 2:4]).max())
+    if coupling > COUPLING_LIMIT * scale:
+        raise ValueError(
+            f"the one-turn matrix couples x and y (relative {coupling / scale:.3g} > "
+            f"{COUPLING_LIMIT:g}: skew quadrupoles, rolled magnets or a vertical orbit in "
+            "sextupoles); linear_optics reports uncoupled Twiss functions and coupled "
+            "optics are not implemented yet"
+        )
 
 
 def tunes(lattice: Lattice, delta: ArrayLike = 0.0, orbit_iterations: int = 5) -> Array:

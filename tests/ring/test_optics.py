@@ -297,3 +297,9 @@ def test_exact_integrator_is_the_converged_limit_of_at_integration(small):
     assert errors[4] > 1e-7  # the default steps are visibly not converged
     assert errors[80] < errors[4] / 5e4  # ~ (80 / 4)^4 = 1.6e5 for a 4th-order method
     assert errors[80] < 1e-9
+
+
+def test_coupled_optics_are_refused(small):
+    skewed = small.with_field("polynom_a", small.indices("QF0"), jnp.asarray([[0.0, 0.01, 0.0]]))
+    with pytest.raises(ValueError, match="couples x and y"):
+        ring.linear_optics(skewed)
