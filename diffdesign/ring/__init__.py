@@ -14,7 +14,7 @@ from pathlib import Path
 
 from diffdesign.ring.at_file import read_at_file
 from diffdesign.ring.description import RingDescription
-from diffdesign.ring.jacobians import k1_jacobian
+from diffdesign.ring.jacobians import k1_jacobian, k1_orm_jacobian
 from diffdesign.ring.json_format import read_lattice_json, write_lattice_json
 from diffdesign.ring.lattice import Lattice
 from diffdesign.ring.optics import (
@@ -56,6 +56,7 @@ __all__ = [
     "closed_orbit",
     "from_pyat",
     "k1_jacobian",
+    "k1_orm_jacobian",
     "linear_optics",
     "load_lattice",
     "orbit_response",

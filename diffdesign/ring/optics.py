@@ -147,31 +147,6 @@ def on_design_orbit(lattice: Lattice, entry: Float[Array, "n 6"]) -> Array:
     return jnp.all(jnp.concatenate(sources) == 0.0)
 
 
-@jax.custom_jvp
-def jacobians_on_orbit(lattice: Lattice, entry: Float[Array, "n 6"]) -> Float[Array, "n 6 6"]:
-    """Element Jacobians at the given entry points: :func:`design_jacobians` on the design
-    orbit (cheap), :func:`element_maps` elsewhere. Derivatives always follow the general
-    maps, so tangents of the orbit (momentum, kicks) are not lost on the design orbit."""
-    return jax.lax.cond(
-        on_design_orbit(lattice, entry),
-        lambda e: design_jacobians(lattice),
-        lambda e: element_maps(lattice, e)[1],
-        entry,
-    )
-
-
-@jacobians_on_orbit.defjvp
-def _jacobians_on_orbit_jvp(primals, tangents):
-    lattice, entry = primals
-    d_lattice, d_entry = tangents
-    floats, rest = eqx.partition(lattice, eqx.is_inexact_array)
-    d_floats, _ = eqx.partition(d_lattice, eqx.is_inexact_array)
-    _, d_jac = jax.jvp(
-        lambda f, e: element_maps(eqx.combine(f, rest), e)[1], (floats, entry), (d_floats, d_entry)
-    )
-    return jacobians_on_orbit(lattice, entry), d_jac
-
-
 def _prefix_products(jacobians: Array, offsets: Array) -> tuple[Array, Array]:
     """Inclusive prefix compositions of affine maps by a scan inside blocks (vmapped over
     blocks) and a scan over block totals: ~2 sqrt(n) sequential steps, quick to compile."""
@@ -252,40 +227,60 @@ def _periodic_solution(r: Array, b: Array, start: Array) -> Array:
     return jnp.einsum("kij,j->ki", r, start.at[:4].set(x0)) + b
 
 
+class _OrbitState(NamedTuple):
+    entry: Array  # (n, 6) orbit at the element entrances
+    jacobians: Array  # (n, 6, 6) element Jacobians at `entry`
+    residual: Array  # closing residual at `entry`
+    converged: Array
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _orbit_entries(lattice: Lattice, delta: Array, iterations: int) -> Array:
-    """Closed orbit at every element entrance; Newton steps are skipped once converged."""
+def _orbit_solve(lattice: Lattice, delta: Array, iterations: int) -> tuple[Array, Array, Array]:
+    """Closed orbit at every element entrance, the element Jacobians on it and the closing
+    residual. Each round linearises all elements at the current orbit; a converged round
+    keeps its Jacobians, otherwise a Newton step moves the orbit. On the design orbit no
+    round runs: the cheap :func:`design_jacobians` are exact there."""
     n = lattice.n_elements
     start = jnp.zeros(6, dtype=float).at[4].set(delta)
+    reference = jnp.broadcast_to(start, (n, 6))
 
-    def newton(entry):
-        exit_, jac = element_maps(lattice, entry)
-        offsets = exit_ - jnp.einsum("kij,kj->ki", jac, entry)
-        return _periodic_solution(*cumulative_maps(jac, offsets), start)[:-1]
+    def round_(state: _OrbitState) -> _OrbitState:
+        exit_, jac = element_maps(lattice, state.entry)
+        residual = _closing_residual(state.entry, exit_)
+        converged = residual <= _ORBIT_TOLERANCE
 
-    def check_then_step(entry):
-        converged = _closing_residual(entry, element_exits(lattice, entry)) <= _ORBIT_TOLERANCE
-        return jax.lax.cond(converged, lambda e: e, newton, entry), converged
+        def newton(entry):
+            offsets = exit_ - jnp.einsum("kij,kj->ki", jac, entry)
+            return _periodic_solution(*cumulative_maps(jac, offsets), start)[:-1]
+
+        entry = jax.lax.cond(converged, lambda e: e, newton, state.entry)
+        return _OrbitState(entry, jac, residual, converged)
 
     def iterate(state, _):
-        entry, converged = state
-        return jax.lax.cond(converged, lambda e: (e, converged), check_then_step, entry), None
+        return jax.lax.cond(state.converged, lambda s: s, round_, state), None
 
-    reference = jnp.broadcast_to(start, (n, 6))
-    # on the design orbit nothing needs checking: every element maps zero to zero
-    initial = (reference, on_design_orbit(lattice, reference))
-    (entry, _), _ = jax.lax.scan(iterate, initial, None, length=iterations)
-    return entry
+    def general(_):
+        initial = _OrbitState(
+            reference, jnp.zeros((n, 6, 6)), jnp.asarray(jnp.inf), jnp.zeros((), bool)
+        )
+        # one round more than Newton steps, so that the last step's orbit is linearised
+        state, _ = jax.lax.scan(iterate, initial, None, length=iterations + 1)
+        return state.entry, state.jacobians, state.residual
+
+    def design(_):
+        return reference, design_jacobians(lattice), jnp.zeros(())
+
+    return jax.lax.cond(on_design_orbit(lattice, reference), design, general, None)
 
 
-@_orbit_entries.defjvp
-def _orbit_entries_jvp(iterations, primals, tangents):
+@_orbit_solve.defjvp
+def _orbit_solve_jvp(iterations, primals, tangents):
     # Implicit differentiation of the fixed point: the orbit's tangent is the periodic
-    # solution of the linearised ring driven by the elements' parameter tangents.
+    # solution of the linearised ring driven by the elements' parameter tangents; the
+    # Jacobians' tangent follows from the general maps (also on the design orbit).
     lattice, delta = primals
     d_lattice, d_delta = tangents
-    entry = _orbit_entries(lattice, delta, iterations)
-    jac = jacobians_on_orbit(lattice, entry)
+    entry, jac, residual = _orbit_solve(lattice, delta, iterations)
     # Tangents flow through the floating-point fields only (integer flags have none).
     floats, rest = eqx.partition(lattice, eqx.is_inexact_array)
     d_floats, _ = eqx.partition(d_lattice, eqx.is_inexact_array)
@@ -293,8 +288,11 @@ def _orbit_entries_jvp(iterations, primals, tangents):
         lambda f: element_exits(eqx.combine(f, rest), entry), (floats,), (d_floats,)
     )
     d_start = jnp.zeros(6, dtype=float).at[4].set(d_delta)
-    d_orbit = _periodic_solution(*cumulative_maps(jac, sources), d_start)
-    return entry, d_orbit[:-1]
+    d_entry = _periodic_solution(*cumulative_maps(jac, sources), d_start)[:-1]
+    _, d_jac = jax.jvp(
+        lambda f, e: element_maps(eqx.combine(f, rest), e)[1], (floats, entry), (d_floats, d_entry)
+    )
+    return (entry, jac, residual), (d_entry, d_jac, jnp.zeros_like(residual))
 
 
 def closed_orbit(lattice: Lattice, delta: ArrayLike = 0.0, iterations: int = 5) -> OrbitSolution:
@@ -303,8 +301,9 @@ def closed_orbit(lattice: Lattice, delta: ArrayLike = 0.0, iterations: int = 5) 
     Args:
         lattice: the ring.
         delta: momentum deviation (dimensionless).
-        iterations: most Newton iterations (static); iterations after convergence cost
-            only a residual check. An error-free ring on momentum needs none.
+        iterations: most Newton iterations (static); rounds after convergence cost
+            nothing. On the design orbit (no kicks, dipole errors or translations, on
+            momentum) none runs.
 
     Returns:
         :class:`OrbitSolution` with the transfer matrices linearised on the orbit. Its
@@ -317,16 +316,9 @@ def closed_orbit(lattice: Lattice, delta: ArrayLike = 0.0, iterations: int = 5) 
 @functools.partial(jax.jit, static_argnums=(2,))
 def _closed_orbit(lattice: Lattice, delta: Array, iterations: int) -> OrbitSolution:
     n = lattice.n_elements
-    entry = _orbit_entries(lattice, delta, iterations)
-    jac = jacobians_on_orbit(lattice, entry)
+    entry, jac, residual = _orbit_solve(lattice, delta, iterations)
     transfer, _ = cumulative_maps(jac, jnp.zeros((n, 6)))
     orbit = jnp.concatenate([entry, entry[:1]])
-    residual = jax.lax.cond(
-        on_design_orbit(lattice, entry),
-        lambda e: jnp.zeros(()),
-        lambda e: _closing_residual(e, element_exits(lattice, e)),
-        jax.lax.stop_gradient(entry),
-    )
     return OrbitSolution(orbit, jac, transfer, residual)
 
 
