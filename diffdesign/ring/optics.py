@@ -323,37 +323,86 @@ def _closed_orbit(lattice: Lattice, delta: Array, iterations: int) -> OrbitSolut
 
 
 class Twiss(NamedTuple):
-    """Uncoupled Twiss parameters at the one-turn start (helper for propagation)."""
+    """Normal-mode Twiss parameters at the one-turn start (Edwards-Teng, Sagan-Rubin).
+
+    Mode a is the one that reduces to the horizontal motion without coupling, mode b to the
+    vertical. Without coupling ``gamma = 1`` and ``coupling = 0`` exactly.
+    """
 
     beta: Array  # (2,) m
     alpha: Array  # (2,)
     mu: Array  # (2,) rad in [0, 2 pi)
+    gamma: Array  # () coupling normalisation, 1 without coupling
+    coupling: Array  # (2, 2) Sagan-Rubin coupling matrix C
+
+
+def _conjugate(m: Array) -> Array:
+    """Symplectic conjugate of (a stack of) 2x2 matrices: S m^T S^T."""
+    top = jnp.stack([m[..., 1, 1], -m[..., 0, 1]], -1)
+    bottom = jnp.stack([-m[..., 1, 0], m[..., 0, 0]], -1)
+    return jnp.stack([top, bottom], -2)
+
+
+def _det2(m: Array) -> Array:
+    return m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0]
+
+
+def _block_twiss(m: Array) -> tuple[Array, Array, Array]:
+    cos_mu = (m[0, 0] + m[1, 1]) / 2.0
+    sin_mu = jnp.sign(m[0, 1]) * jnp.sqrt(1.0 - cos_mu**2)
+    mu = jnp.mod(jnp.arctan2(sin_mu, cos_mu), _TWO_PI)
+    return m[0, 1] / sin_mu, (m[0, 0] - m[1, 1]) / (2.0 * sin_mu), mu
 
 
 def periodic_twiss(one_turn: Float[Array, "6 6"]) -> Twiss:
-    """Periodic Twiss parameters of the x and y blocks of a one-turn matrix.
+    """Periodic normal-mode Twiss parameters of a 4-D one-turn matrix.
 
-    NaN where the motion is unstable (|trace| >= 2).
+    The one-turn matrix T = [[M, m], [n, N]] is decoupled as T = V diag(A, B) V^-1 with
+    V = [[gamma I, C], [-conj(C), gamma I]] (Sagan & Rubin, PRST-AB 2, 074001, 1999; AT's
+    ``linopt4``); A and B give the Twiss parameters of modes a and b. NaN where the motion
+    is unstable.
     """
-    betas, alphas, mus = [], [], []
-    for plane in (0, 2):
-        m = one_turn[plane : plane + 2, plane : plane + 2]
-        cos_mu = (m[0, 0] + m[1, 1]) / 2.0
-        sin_mu = jnp.sign(m[0, 1]) * jnp.sqrt(1.0 - cos_mu**2)
-        betas.append(m[0, 1] / sin_mu)
-        alphas.append((m[0, 0] - m[1, 1]) / (2.0 * sin_mu))
-        mus.append(jnp.mod(jnp.arctan2(sin_mu, cos_mu), _TWO_PI))
-    return Twiss(jnp.stack(betas), jnp.stack(alphas), jnp.stack(mus))
+    t = one_turn[:4, :4]
+    big_m, small_m, small_n, big_n = t[:2, :2], t[:2, 2:], t[2:, :2], t[2:, 2:]
+    h = small_m + _conjugate(small_n)
+    trace_difference = jnp.trace(big_m) - jnp.trace(big_n)
+    t2 = trace_difference * trace_difference
+    t2h = t2 + 4.0 * _det2(h)
+    gamma2 = (1.0 + jnp.sqrt(t2 / t2h)) / 2.0
+    gamma = jnp.sqrt(gamma2)
+    c = -h * jnp.sign(trace_difference) / (gamma * jnp.sqrt(t2h))
+    cb = _conjugate(c)
+    mode_a = gamma2 * big_m - gamma * (small_m @ cb + c @ small_n) + c @ big_n @ cb
+    mode_b = gamma2 * big_n + gamma * (cb @ small_m + small_n @ c) + cb @ big_m @ c
+    (beta_a, alpha_a, mu_a), (beta_b, alpha_b, mu_b) = _block_twiss(mode_a), _block_twiss(mode_b)
+    return Twiss(
+        jnp.stack([beta_a, beta_b]),
+        jnp.stack([alpha_a, alpha_b]),
+        jnp.stack([mu_a, mu_b]),
+        gamma,
+        c,
+    )
+
+
+def _mode_transfer(transfer: Array, twiss: Twiss) -> tuple[Array, Array]:
+    """2x2 transfer matrices of modes a and b from the start to each matrix's end."""
+    big_m, small_m = transfer[:, :2, :2], transfer[:, :2, 2:4]
+    small_n, big_n = transfer[:, 2:4, :2], transfer[:, 2:4, 2:4]
+    c, g = twiss.coupling, twiss.gamma
+    e_a = g * big_m - small_m @ _conjugate(c)
+    e_b = g * big_n + small_n @ c
+    return (
+        e_a / jnp.sqrt(_det2(e_a))[:, None, None],
+        e_b / jnp.sqrt(_det2(e_b))[:, None, None],
+    )
 
 
 def _twiss_along(transfer: Array, twiss: Twiss) -> tuple[Array, Array, Array]:
-    """beta, alpha (k, 2) and phase wrapped to (-pi, pi] (k, 2) at each matrix's end."""
+    """Normal-mode beta, alpha (k, 2) and phase wrapped to (-pi, pi] (k, 2) at each
+    matrix's end (mode a in column 0, mode b in column 1)."""
     betas, alphas, phases = [], [], []
-    for i, plane in enumerate((0, 2)):
-        r11 = transfer[:, plane, plane]
-        r12 = transfer[:, plane, plane + 1]
-        r21 = transfer[:, plane + 1, plane]
-        r22 = transfer[:, plane + 1, plane + 1]
+    for i, r in enumerate(_mode_transfer(transfer, twiss)):
+        r11, r12, r21, r22 = r[:, 0, 0], r[:, 0, 1], r[:, 1, 0], r[:, 1, 1]
         b0, a0 = twiss.beta[i], twiss.alpha[i]
         u = r11 * b0 - r12 * a0
         w = r21 * b0 - r22 * a0
@@ -414,6 +463,11 @@ def linear_optics(
         delta: momentum deviation.
         orbit_iterations: Newton iterations of the closed orbit (see :func:`closed_orbit`).
 
+    With x-y coupling the ``_x``/``_y`` Twiss functions are those of the normal modes a/b
+    (Edwards-Teng in the Sagan-Rubin form, equal to AT's ``linopt4``; AT's default
+    ``linopt6`` betas differ from these by the factor gamma^2 when coupled, and agree
+    without coupling).
+
     Returns:
         dict of arrays at the reference points: ``beta_x, beta_y`` (m), ``alpha_x,
         alpha_y``, ``mu_x, mu_y`` (rad, unwrapped from the ring's start), ``eta_x, etap_x,
@@ -422,10 +476,8 @@ def linear_optics(
         ``one_turn`` (6, 6), ``orbit_residual``.
 
     Raises:
-        ValueError: the linear motion is unstable (|trace| >= 2 of a one-turn block) or the
-            one-turn matrix couples x and y (uncoupled Twiss would be wrong), when called
-            outside ``jit``; inside ``jit`` unstable Twiss functions are NaN and coupling is
-            not checked.
+        ValueError: the linear motion is unstable, when called outside ``jit``; inside
+            ``jit`` the Twiss functions are NaN then.
     """
     index = tuple(int(i) for i in _refpoints(lattice, refpts))
     result = _linear_optics(lattice, index, jnp.asarray(delta, dtype=float), orbit_iterations)
@@ -470,32 +522,19 @@ def _optics_from_solution(
     }
 
 
-#: Largest x-y coupling of the one-turn matrix (off-diagonal over diagonal blocks) for which
-#: uncoupled Twiss functions are reported.
-COUPLING_LIMIT = 1e-9
-
-
 def _check_one_turn(one_turn: Array) -> None:
-    """Unstable or x-y coupled one-turn matrices are refused (when values are known)."""
+    """Unstable one-turn matrices are refused (when values are known)."""
     if not is_concrete(one_turn):
         return
-    m = np.asarray(one_turn)
-    for plane, p in zip("xy", (0, 2), strict=True):
-        trace = np.trace(m[p : p + 2, p : p + 2])
-        if not abs(trace) < 2.0:
+    twiss = periodic_twiss(one_turn)
+    for mode, beta in zip("ab", np.asarray(twiss.beta), strict=True):
+        if not (np.isfinite(beta) and beta > 0.0):
+            traces = [float(np.trace(np.asarray(one_turn)[p : p + 2, p : p + 2])) for p in (0, 2)]
             raise ValueError(
-                f"unstable optics: the {plane} one-turn trace is {trace:.6g}; "
-                "stable motion needs |trace| < 2 (check quadrupole strengths)"
+                f"unstable optics: mode {mode} has no periodic solution (one-turn block traces "
+                f"{traces[0]:.6g}, {traces[1]:.6g}; stable motion needs |trace| < 2 per mode): "
+                "check quadrupole strengths"
             )
-    coupling = max(np.abs(m[:2, 2:4]).max(), np.abs(m[2:4, :2]).max())
-    scale = max(np.abs(m[:2, :2]).max(), np.abs(m[2:4, 2:4]).max())
-    if coupling > COUPLING_LIMIT * scale:
-        raise ValueError(
-            f"the one-turn matrix couples x and y (relative {coupling / scale:.3g} > "
-            f"{COUPLING_LIMIT:g}: skew quadrupoles, rolled magnets or a vertical orbit in "
-            "sextupoles); linear_optics reports uncoupled Twiss functions and coupled "
-            "optics are not implemented yet"
-        )
 
 
 def tunes(lattice: Lattice, delta: ArrayLike = 0.0, orbit_iterations: int = 5) -> Array:

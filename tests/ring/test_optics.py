@@ -299,7 +299,21 @@ def test_exact_integrator_is_the_converged_limit_of_at_integration(small):
     assert errors[80] < 1e-9
 
 
-def test_coupled_optics_are_refused(small):
+def test_coupled_optics_match_pyat_linopt4(small):
+    """With a skew quadrupole the Twiss functions are the normal modes of AT's linopt4."""
     skewed = small.with_field("polynom_a", small.indices("QF0"), jnp.asarray([[0.0, 0.01, 0.0]]))
-    with pytest.raises(ValueError, match="couples x and y"):
-        ring.linear_optics(skewed)
+    optics = OPTICS(skewed)
+    pyat_ring = at.load_lattice(SMALL_RING)
+    pyat_ring[int(small.indices("QF0")[0])].PolynomA = np.asarray([0.0, 0.01])
+    _, data, expected = pyat_ring.get_optics(refpts=at.Monitor, method=at.linopt4)
+    assert expected.gamma.min() > 1.0 + 1e-4  # visibly coupled
+    for key, field, column in (
+        ("beta_x", "beta", 0),
+        ("beta_y", "beta", 1),
+        ("alpha_x", "alpha", 0),
+        ("alpha_y", "alpha", 1),
+        ("mu_x", "mu", 0),
+        ("mu_y", "mu", 1),
+    ):
+        assert _relative(optics[key], getattr(expected, field)[:, column]) < 1e-10, key
+    np.testing.assert_allclose(optics["tunes"], data.tune, rtol=0, atol=1e-12)
