@@ -1,11 +1,15 @@
 """The ``diffdesign`` command: one subcommand group per domain.
 
 diffdesign ares track [--q1 K1 ...] [--misalignments DX1 DY1 DX2 DY2 DX3 DY3] [--out DIR]
+diffdesign ring optics LATTICE [--out DIR]
+diffdesign ring correct LATTICE [--config TOML] [--smoke] [--out DIR]
+diffdesign ring degeneracy LATTICE [--config TOML] [--smoke] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -164,6 +168,219 @@ def _ares_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- ring
+
+
+@functools.cache
+def _optics_program():
+    """One compiled program per lattice structure for `ring optics`, kept for the session."""
+    import equinox as eqx
+
+    from diffdesign import ring
+
+    def optics_and_chromaticity(lattice, refpts: tuple[int, ...] | None):
+        points = None if refpts is None else np.asarray(refpts)
+        return ring.linear_optics(lattice, points), ring.chromaticity(lattice)
+
+    return eqx.filter_jit(optics_and_chromaticity)
+
+
+def _ring_optics(args: argparse.Namespace) -> int:
+    from diffdesign.ring.plots import plot_optics
+    from diffdesign.ring.studies import load_study_lattice
+
+    lattice = load_study_lattice(args.lattice)
+    if "Monitor" in lattice.classes:
+        refpts, where = tuple(int(i) for i in lattice.indices("Monitor")), "BPMs"
+    else:
+        refpts, where = None, "element entrances"  # a ring without BPMs: everywhere
+    optics, chromaticity = _optics_program()(lattice, refpts)
+    optics = {k: np.asarray(v) for k, v in optics.items()}
+    if not np.all(np.isfinite(optics["beta_x"])) or not np.all(np.isfinite(optics["beta_y"])):
+        raise ValueError(
+            f"the linear optics of {args.lattice} are unstable (no periodic Twiss functions); "
+            "check the quadrupole strengths"
+        )
+    chromaticity = np.asarray(chromaticity)
+    name = lattice.name or Path(args.lattice).stem
+    print(
+        f"ring {name!r}: {lattice.n_elements} elements, circumference "
+        f"{lattice.circumference:.6g} m, energy {lattice.energy / 1e9:.4g} GeV, "
+        f"periodicity {lattice.periodicity}"
+    )
+    print(f"  tunes          Qx {optics['tunes_total'][0]:.6f}  Qy {optics['tunes_total'][1]:.6f}")
+    print(f"  chromaticity   Q'x {chromaticity[0]:+.4f}  Q'y {chromaticity[1]:+.4f}")
+    print(
+        f"  at {len(optics['s'])} {where}: max beta_x {optics['beta_x'].max():.4g} m, "
+        f"max beta_y {optics['beta_y'].max():.4g} m, eta_x in "
+        f"[{optics['eta_x'].min():.4g}, {optics['eta_x'].max():.4g}] m"
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    points = refpts if refpts is not None else np.arange(lattice.n_elements + 1)
+    result = {
+        "lattice": str(args.lattice),
+        "name": name,
+        "n_elements": lattice.n_elements,
+        "circumference_m": lattice.circumference,
+        "energy_eV": lattice.energy,
+        "periodicity": lattice.periodicity,
+        "tunes": optics["tunes"].tolist(),
+        "tunes_total": optics["tunes_total"].tolist(),
+        "chromaticity": chromaticity.tolist(),
+        "refpoints": where,
+        "names": [lattice.names[i] if i < lattice.n_elements else "END" for i in points],
+        "s_m": optics["s"].tolist(),
+        **{
+            f"{key}{unit}": optics[key].tolist()
+            for key, unit in (
+                ("beta_x", "_m"),
+                ("beta_y", "_m"),
+                ("alpha_x", ""),
+                ("alpha_y", ""),
+                ("mu_x", "_rad"),
+                ("mu_y", "_rad"),
+                ("eta_x", "_m"),
+                ("etap_x", ""),
+            )
+        },
+    }
+    (out / "optics.json").write_text(json.dumps(result, indent=1))
+    plot = plot_optics(optics, out / "optics.png", title=f"{name}: optics at the {where}")
+    print(f"wrote {out / 'optics.json'} and {plot}")
+    return 0
+
+
+def _study_config(config_class, args: argparse.Namespace):
+    """The study config from --config (TOML) or the defaults, the LATTICE argument, --smoke."""
+    import dataclasses
+
+    config = config_class.from_toml(args.config) if args.config else config_class()
+    config = dataclasses.replace(config, lattice=str(args.lattice))
+    return config.smoke() if args.smoke else config
+
+
+def _ring_correct(args: argparse.Namespace) -> int:
+    from diffdesign.ring.studies import ESTIMATORS, CorrectionStudyConfig, run_correction_study
+
+    results = run_correction_study(_study_config(CorrectionStudyConfig, args), args.out)
+    summary = results["summary"]
+    columns = (
+        ("rms_beta_beat_x", "beat x %", 100),
+        ("rms_beta_beat_y", "beat y %", 100),
+        ("rms_phase_x_rad", "phase x mrad", 1e3),
+        ("rms_phase_y_rad", "phase y mrad", 1e3),
+        ("rms_dispersion_x_m", "disp. x mm", 1e3),
+        ("rms_error_relative", "error 1e-3", 1e3),
+    )
+    print(f"\nmedian over {len(results['machines'])} machines [quartiles]")
+    print(f"{'':16s}" + "".join(f"{label:>22s}" for _, label, _ in columns))
+    for name in ("before", *ESTIMATORS):
+        cells = []
+        for metric, _, scale in columns:
+            q = summary[name][metric]
+            cells.append(
+                f"{q['median'] * scale:8.3f} [{q['q25'] * scale:.3f}, {q['q75'] * scale:.3f}]"
+            )
+        print(f"{name:16s}" + "".join(f"{c:>22s}" for c in cells))
+    return 0
+
+
+def _ring_degeneracy(args: argparse.Namespace) -> int:
+    from diffdesign.ring.studies import DegeneracyStudyConfig, run_degeneracy_study
+
+    results = run_degeneracy_study(_study_config(DegeneracyStudyConfig, args), args.out)
+    pair, subset = results["pair"], results["subset"]
+    fit = results["single_fault_fit"]
+    print(
+        f"\ncorrelation {pair['names'][0]}/{pair['names'][1]}: {pair['correlation']:.4f} "
+        f"(paper {pair['paper_correlation']}); fit blames {fit['largest']['name']}; "
+        f"BPMs {subset['indices']}: correlation {subset['correlation']:.2g}"
+    )
+    for label, entry in results["classification"].items():
+        print(
+            f"source {pair['names']['ab'.index(label)]}: identified "
+            f"{entry['identified']} (log-likelihood ratio "
+            f"{entry['subset']['log_likelihood_ratio']:+.4g}, single-measurement accuracy "
+            f"{entry['subset_accuracy']:.0%})"
+        )
+    return 0
+
+
+def _ring_loco(args: argparse.Namespace) -> int:
+    from diffdesign.ring.loco_study import LocoStudyConfig, fit_measured_orm, run_loco_study
+
+    config = _study_config(LocoStudyConfig, args)
+    if args.measured:
+        fit_measured_orm(config, args.measured, args.out)
+    else:
+        run_loco_study(config, args.out)
+    return 0
+
+
+def _add_ring_commands(domains) -> None:
+    ring = domains.add_parser("ring", help="storage-ring optics, correction and degeneracy")
+    commands = ring.add_subparsers(dest="command", required=True)
+    lattice_help = "AT lattice file (.m) or diffdesign JSON (.json)"
+
+    optics = commands.add_parser(
+        "optics",
+        help="tunes, chromaticity and the optics at the BPMs of a ring",
+        description="Compute the 4-D linear optics of a ring: print tunes and chromaticity, "
+        "write optics.json (Twiss functions and dispersion at the BPMs) and optics.png.",
+    )
+    optics.add_argument("lattice", help=lattice_help)
+    optics.add_argument("--out", default="results/ring_optics", help="output folder")
+    optics.set_defaults(run=_ring_optics)
+
+    for name, run, study, out in (
+        (
+            "correct",
+            _ring_correct,
+            "the correction study (paper Sects. II-III): plant "
+            "gradient errors, measure beta-beat, phase and dispersion with noise, estimate with "
+            "the Bayesian, evidence, pseudo-inverse, Tikhonov and TSVD estimators, correct",
+            "results/ring_correction",
+        ),
+        (
+            "degeneracy",
+            _ring_degeneracy,
+            "the degeneracy study (paper Sect. IV): correlated "
+            "neighbouring quadrupoles, the single-fault fit, a near-orthogonal BPM subset and "
+            "the classification of repeated measurements",
+            "results/ring_degeneracy",
+        ),
+    ):
+        command = commands.add_parser(
+            name,
+            help=study.split(":")[0],
+            description=f"Run {study}. Writes results.json and plots into --out. Every key "
+            "of the TOML config is optional (see diffdesign.ring.studies); LATTICE "
+            "replaces the config's lattice.",
+        )
+        command.add_argument("lattice", help=lattice_help)
+        command.add_argument("--config", help="TOML config (defaults: the NSLS-II study)")
+        command.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
+        command.add_argument("--out", default=out, help="output folder")
+        command.set_defaults(run=run)
+
+    loco = commands.add_parser(
+        "loco",
+        help="LOCO: fit gradient errors, BPM gains and corrector calibrations to an ORM",
+        description="Fit quadrupole gradient errors, BPM gains and corrector calibrations to "
+        "an orbit response matrix with Bayesian regularisation (diffdesign.ring.loco). With "
+        "--measured, fit that file (format: diffdesign.ring.loco_study.write_orm_json); "
+        "otherwise simulate the LOCO study (planted errors, noisy ORM) of --config. Writes "
+        "results.json and plots into --out.",
+    )
+    loco.add_argument("lattice", help=lattice_help)
+    loco.add_argument("--config", help="TOML config (defaults: diffdesign.ring.loco_study)")
+    loco.add_argument("--measured", help="measured ORM JSON to fit instead of a simulation")
+    loco.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
+    loco.add_argument("--out", default="results/ring_loco", help="output folder")
+    loco.set_defaults(run=_ring_loco)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffdesign", description=__doc__.splitlines()[0])
     domains = parser.add_subparsers(dest="domain", required=True)
@@ -221,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--seed", type=int, default=0, help="seed of the random starts")
     tune.add_argument("--out", default="results/ares_tune", help="output folder")
     tune.set_defaults(run=_ares_tune)
+
+    _add_ring_commands(domains)
     return parser
 
 
@@ -229,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # bad input, unreadable or unwritable files
         print(f"diffdesign: error: {error}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,185 @@
+"""`diffdesign ring ...`: optics on a small ring, the study wrappers' wiring, bad input.
+
+The studies themselves run in ``test_studies.py``; here their entry points are replaced by
+stand-ins that record the config they get, so the wrappers are checked without rerunning
+them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from diffdesign import ring
+from diffdesign.cli import main
+from diffdesign.ring import studies
+
+SMALL_RING = Path(__file__).parent / "data" / "small_ring.m"
+
+
+def test_ring_optics_prints_and_writes_the_optics(tmp_path, capsys):
+    assert main(["ring", "optics", str(SMALL_RING), "--out", str(tmp_path)]) == 0
+    output = capsys.readouterr().out
+    assert "tunes" in output and "chromaticity" in output
+    saved = json.loads((tmp_path / "optics.json").read_text())
+    lattice = ring.load_lattice(SMALL_RING)
+    expected = jax.jit(ring.linear_optics)(lattice)
+    np.testing.assert_allclose(saved["tunes"], expected["tunes"], rtol=1e-12)
+    np.testing.assert_allclose(saved["beta_x_m"], expected["beta_x"], rtol=1e-12)
+    np.testing.assert_allclose(saved["eta_x_m"], expected["eta_x"], rtol=1e-12)
+    assert len(saved["names"]) == len(saved["s_m"]) == 16 and saved["refpoints"] == "BPMs"
+    assert np.all(np.isfinite(saved["chromaticity"]))
+    assert f"Qx {saved['tunes_total'][0]:.6f}" in output
+    assert (tmp_path / "optics.png").stat().st_size > 10_000
+
+
+def test_ring_optics_reports_unstable_optics(tmp_path, capsys):
+    unstable = tmp_path / "unstable.m"
+    unstable.write_text(SMALL_RING.read_text().replace(", 1.1, 'StrMPole", ", 4.0, 'StrMPole"))
+    assert main(["ring", "optics", str(unstable), "--out", str(tmp_path / "out")]) == 2
+    assert "are unstable" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "optics.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.m", None, "lattice file '.*missing.m' does not exist"),
+        ("ring.txt", "", "lattice file must end in .m \\(AT\\) or .json; got 'ring.txt'"),
+        ("broken.m", "ring = {atdrift('D', 1.0)", "broken.m"),
+    ],
+)
+def test_ring_commands_reject_bad_lattice_files(tmp_path, capsys, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    for command in ("optics", "correct", "degeneracy"):
+        assert main(["ring", command, str(path), "--out", str(tmp_path / "out")]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("diffdesign: error: ") and "Traceback" not in error
+        assert re.search(message, error), error
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Replace both studies by stand-ins returning canned results; record their configs."""
+    calls = {}
+    summary = {m: {"median": 0.01, "q25": 0.005, "q75": 0.02} for m in studies.METRICS}
+
+    def correction(config, out):
+        calls["correct"] = (config, out)
+        return {
+            "machines": [{}] * config.n_seeds,
+            "summary": {n: summary for n in ("before", *studies.ESTIMATORS)},
+        }
+
+    def degeneracy(config, out):
+        calls["degeneracy"] = (config, out)
+        source = {"source": "a", "log_likelihood_ratio": 12.0}
+        return {
+            "pair": {"names": ["QA", "QB"], "correlation": 0.99, "paper_correlation": 0.9896},
+            "subset": {"indices": [1, 2, 3], "correlation": 0.01},
+            "single_fault_fit": {"largest": {"name": "QB"}},
+            "classification": {"a": {"identified": True, "subset": source, "subset_accuracy": 1.0}},
+        }
+
+    monkeypatch.setattr(studies, "run_correction_study", correction)
+    monkeypatch.setattr(studies, "run_degeneracy_study", degeneracy)
+    return calls
+
+
+def test_study_commands_pass_config_lattice_and_smoke(tmp_path, capsys, recorded):
+    config = tmp_path / "study.toml"
+    config.write_text("n_seeds = 7\nnoise_phase = 2e-3\n")
+    assert main(["ring", "correct", str(SMALL_RING), "--config", str(config),
+                 "--out", str(tmp_path / "c")]) == 0  # fmt: skip
+    got, out = recorded["correct"]
+    assert (got.n_seeds, got.noise_phase, got.lattice) == (7, 2e-3, str(SMALL_RING))
+    assert out == str(tmp_path / "c")
+    table = capsys.readouterr().out
+    assert "median over 7 machines" in table and "bayes" in table and "tsvd_best" in table
+
+    assert main(["ring", "correct", str(SMALL_RING), "--config", str(config), "--smoke"]) == 0
+    got, out = recorded["correct"]
+    assert got.n_seeds == studies.CorrectionStudyConfig.SMOKE["n_seeds"]
+    assert got.noise_phase == 2e-3 and out == "results/ring_correction"
+
+    assert main(["ring", "degeneracy", str(SMALL_RING), "--smoke", "--out", "x"]) == 0
+    got, _ = recorded["degeneracy"]
+    assert got == studies.DegeneracyStudyConfig(lattice=str(SMALL_RING)).smoke()
+    assert "fit blames QB" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("command", "content", "message"),
+    [
+        ("correct", "bogus_key = 1\n", r"unknown key\(s\) \['bogus_key'\] in .*; known: \["),
+        ("correct", "error_sigma = 0.5\n", r"error_sigma must be a number in \(0, 0.02\]"),
+        ("correct", "n_seeds = 0\n", r"n_seeds must be an integer in \[1, 10000\]; got 0"),
+        ("degeneracy", "plane = 'z'\n", "plane must be 'x' or 'y'; got 'z'"),
+        ("degeneracy", "n_measurements = [\n", "cannot read study config"),
+    ],
+)
+def test_study_commands_reject_bad_configs(tmp_path, capsys, recorded, command, content, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(content)
+    assert main(["ring", command, str(SMALL_RING), "--config", str(config)]) == 2
+    error = capsys.readouterr().err
+    assert re.search(message, error), error
+    assert not recorded  # nothing ran
+
+
+def test_study_commands_reject_missing_or_misnamed_configs(tmp_path, capsys, recorded):
+    assert main(["ring", "correct", str(SMALL_RING), "--config", str(tmp_path / "no.toml")]) == 2
+    assert "cannot read study config" in capsys.readouterr().err
+    assert main(["ring", "degeneracy", str(SMALL_RING), "--config", str(SMALL_RING)]) == 2
+    assert "must be a .toml file; got 'small_ring.m'" in capsys.readouterr().err
+
+
+def test_unwritable_output_is_an_error_not_a_traceback(tmp_path, capsys):
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert main(["ring", "optics", str(SMALL_RING), "--out", str(blocked)]) == 2
+    assert capsys.readouterr().err.startswith("diffdesign: error: ")
+
+
+def test_ring_needs_a_command_and_a_lattice(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ring"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ring", "optics"])
+    assert exit_info.value.code == 2
+    assert "lattice" in capsys.readouterr().err
+
+
+def test_ring_loco_simulates_then_fits_the_measured_file(tmp_path, capsys):
+    study = tmp_path / "study"
+    assert main(["ring", "loco", str(SMALL_RING), "--smoke", "--out", str(study)]) == 0
+    assert (study / "loco_fit.png").stat().st_size > 10_000
+    fit = tmp_path / "fit"
+    measured = study / "measured_orm.json"
+    args = [
+        "ring",
+        "loco",
+        str(SMALL_RING),
+        "--smoke",
+        "--measured",
+        str(measured),
+        "--out",
+        str(fit),
+    ]
+    assert main(args) == 0
+    simulated = json.loads((study / "results.json").read_text())
+    refitted = json.loads((fit / "results.json").read_text())
+    # the same data, priors and iterations give the same fit
+    assert refitted["fitted"]["dk1"] == pytest.approx(simulated["fitted"]["dk1"], rel=1e-9)
+    assert "chi2" in capsys.readouterr().out
+    bad = ["ring", "loco", str(SMALL_RING), "--measured", str(tmp_path / "missing.json")]
+    assert main(bad) == 2
+    assert "cannot read response matrix" in capsys.readouterr().err
