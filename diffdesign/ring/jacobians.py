@@ -22,7 +22,6 @@ import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from diffdesign._validation import is_concrete
-from diffdesign.ring import _passes
 from diffdesign.ring import optics as _optics
 from diffdesign.ring.lattice import Lattice
 
@@ -34,36 +33,17 @@ _OFF_DESIGN = (
 
 def _k1_derivative_of_maps(lattice: Lattice, index: np.ndarray) -> Array:
     """d(element Jacobian)/d(PolynomB[1]) of each given element on the design orbit, (k, 6, 6)."""
-    position = {int(e): i for i, e in enumerate(index)}
-    order, blocks = [], []
-    for (kind, steps, nonlinear), members in lattice.groups:
-        chosen = np.asarray([e for e in members if e in position], dtype=int)
-        if chosen.size == 0:
-            continue
-        if kind == "magnet":
-            jacobian = functools.partial(
-                _passes.magnet_design_jacobian,
-                steps=steps,
-                integrator=lattice.integrator,
-                nonlinear=nonlinear,
-            )
-        else:
-            fn = _optics._pass_function(kind, steps, nonlinear, lattice.integrator)
 
-            def jacobian(p, fn=fn):
-                return jax.jacfwd(fn, argnums=1)(p, jnp.zeros(6))
-
-        def derivative(p, jacobian=jacobian):
+    def per_group(fn, design, params, chosen):
+        def derivative(p):
             def of_k1(dk):
-                return jacobian(eqx.tree_at(lambda q: q.polynom_b, p, p.polynom_b.at[1].add(dk)))
+                return design(eqx.tree_at(lambda q: q.polynom_b, p, p.polynom_b.at[1].add(dk)))
 
             return jax.jvp(of_k1, (0.0,), (1.0,))[1]
 
-        blocks.append(jax.vmap(derivative)(_optics._group_params(lattice, chosen)))
-        order.extend(position[int(e)] for e in chosen)
-    inverse = np.empty(len(order), dtype=int)
-    inverse[np.asarray(order, dtype=int)] = np.arange(len(order))
-    return jnp.concatenate(blocks)[inverse]
+        return jax.vmap(derivative)(params)
+
+    return _optics.over_elements(lattice, index, per_group)
 
 
 def _design_orbit_solution(lattice: Lattice, orbit_iterations: int):

@@ -56,26 +56,56 @@ def _pass_function(kind: str, steps: int, nonlinear: bool, integrator: str):
     raise ValueError(f"no map for element kind {kind!r}")
 
 
-def _group_order(lattice: Lattice) -> tuple[np.ndarray, np.ndarray]:
-    order = np.concatenate([np.asarray(idx, dtype=int) for _, idx in lattice.groups])
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(order.size)
-    return order, inverse
+def over_elements(lattice: Lattice, index, per_group):
+    """Apply a vmapped computation to the given elements, group by group.
 
+    Args:
+        lattice: the ring.
+        index: element indices (repeats allowed).
+        per_group: ``per_group(map_function, design_jacobian, params, chosen)`` for the
+            chosen elements of one group (``params`` sliced to them); returns a PyTree of
+            arrays with leading axis ``len(chosen)``. ``map_function(p, z)`` is the group's
+            pass method, ``design_jacobian(p)`` its Jacobian on the design orbit.
 
-def _group_params(lattice: Lattice, index: np.ndarray):
-    return jax.tree_util.tree_map(lambda a: a[index], lattice.params)
+    Returns:
+        The PyTree of results with leading axis ``len(index)``, in the order of `index`.
+    """
+    unique, repeat = np.unique(np.asarray(index, dtype=int), return_inverse=True)
+    position = {int(e): i for i, e in enumerate(unique)}
+    order, blocks = [], []
+    for (kind, steps, nonlinear), members in lattice.groups:
+        chosen = np.asarray([e for e in members if e in position], dtype=int)
+        if chosen.size == 0:
+            continue
+        fn = _pass_function(kind, steps, nonlinear, lattice.integrator)
+        if kind == "magnet":
+            design = functools.partial(
+                _passes.magnet_design_jacobian,
+                steps=steps,
+                integrator=lattice.integrator,
+                nonlinear=nonlinear,
+            )
+        else:
+
+            def design(p, fn=fn):
+                return jax.jacfwd(fn, argnums=1)(p, jnp.zeros(6))
+
+        params = jax.tree_util.tree_map(lambda a, chosen=chosen: a[chosen], lattice.params)
+        blocks.append(per_group(fn, design, params, chosen))
+        order.extend(position[int(e)] for e in chosen)
+    inverse = np.empty(len(order), dtype=int)
+    inverse[np.asarray(order, dtype=int)] = np.arange(len(order))
+    take = inverse[repeat.reshape(-1)]
+    return jax.tree_util.tree_map(lambda *b: jnp.concatenate(b)[take], *blocks)
 
 
 def element_exits(lattice: Lattice, entry: Float[Array, "n 6"]) -> Float[Array, "n 6"]:
     """Every element's exit point for the given entry points (n_elements, 6)."""
-    _, inverse = _group_order(lattice)
-    outs = []
-    for (kind, steps, nonlinear), idx in lattice.groups:
-        index = np.asarray(idx, dtype=int)
-        fn = _pass_function(kind, steps, nonlinear, lattice.integrator)
-        outs.append(jax.vmap(fn)(_group_params(lattice, index), entry[index]))
-    return jnp.concatenate(outs)[inverse]
+    return over_elements(
+        lattice,
+        np.arange(lattice.n_elements),
+        lambda fn, design, p, chosen: jax.vmap(fn)(p, entry[chosen]),
+    )
 
 
 def element_maps(
@@ -90,46 +120,28 @@ def element_maps(
     Returns:
         (exit points (n, 6), Jacobians d exit / d entry (n, 6, 6)).
     """
-    _, inverse = _group_order(lattice)
     basis = jnp.eye(6, dtype=entry.dtype)
-    outs, jacs = [], []
-    for (kind, steps, nonlinear), idx in lattice.groups:
-        index = np.asarray(idx, dtype=int)
-        fn = _pass_function(kind, steps, nonlinear, lattice.integrator)
 
-        def linearised(p, z, fn=fn):
+    def per_group(fn, design, params, chosen):
+        def linearised(p, z):
             push = jax.vmap(lambda t: jax.jvp(lambda v: fn(p, v), (z,), (t,)))
             out, columns = push(basis)
             return out[0], columns.T
 
-        out, jac = jax.vmap(linearised)(_group_params(lattice, index), entry[index])
-        outs.append(out)
-        jacs.append(jac)
-    return jnp.concatenate(outs)[inverse], jnp.concatenate(jacs)[inverse]
+        return jax.vmap(linearised)(params, entry[chosen])
+
+    return over_elements(lattice, np.arange(lattice.n_elements), per_group)
 
 
 def design_jacobians(lattice: Lattice) -> Float[Array, "n 6 6"]:
     """Every element's Jacobian at the zero orbit on momentum (valid on the design orbit,
     see :func:`on_design_orbit`): thick magnets by one integrator step's Jacobian to the
     power of their steps, the rest by forward mode at zero."""
-    _, inverse = _group_order(lattice)
-    zero = jnp.zeros((lattice.n_elements, 6))
-    jacs = []
-    for (kind, steps, nonlinear), idx in lattice.groups:
-        index = np.asarray(idx, dtype=int)
-        params = _group_params(lattice, index)
-        if kind == "magnet":
-            design = functools.partial(
-                _passes.magnet_design_jacobian,
-                steps=steps,
-                integrator=lattice.integrator,
-                nonlinear=nonlinear,
-            )
-            jacs.append(jax.vmap(design)(params))
-        else:
-            fn = _pass_function(kind, steps, nonlinear, lattice.integrator)
-            jacs.append(jax.vmap(jax.jacfwd(fn, argnums=1))(params, zero[index]))
-    return jnp.concatenate(jacs)[inverse]
+    return over_elements(
+        lattice,
+        np.arange(lattice.n_elements),
+        lambda fn, design, params, chosen: jax.vmap(design)(params),
+    )
 
 
 def on_design_orbit(lattice: Lattice, entry: Float[Array, "n 6"]) -> Array:
@@ -481,7 +493,7 @@ def linear_optics(
     """
     index = tuple(int(i) for i in _refpoints(lattice, refpts))
     result = _linear_optics(lattice, index, jnp.asarray(delta, dtype=float), orbit_iterations)
-    _check_one_turn(result["one_turn"])
+    _check_stable(result)
     return result
 
 
@@ -522,14 +534,16 @@ def _optics_from_solution(
     }
 
 
-def _check_one_turn(one_turn: Array) -> None:
-    """Unstable one-turn matrices are refused (when values are known)."""
-    if not is_concrete(one_turn):
+def _check_stable(result: dict[str, Array]) -> None:
+    """Unstable optics (no periodic solution: NaN Twiss functions) are refused when the
+    values are known."""
+    if not is_concrete(result["one_turn"]):
         return
-    twiss = periodic_twiss(one_turn)
-    for mode, beta in zip("ab", np.asarray(twiss.beta), strict=True):
-        if not (np.isfinite(beta) and beta > 0.0):
-            traces = [float(np.trace(np.asarray(one_turn)[p : p + 2, p : p + 2])) for p in (0, 2)]
+    tunes = np.asarray(result["tunes"])
+    for mode, tune in zip(("a (x)", "b (y)"), tunes, strict=True):
+        if not np.isfinite(tune):
+            m = np.asarray(result["one_turn"])
+            traces = [float(np.trace(m[p : p + 2, p : p + 2])) for p in (0, 2)]
             raise ValueError(
                 f"unstable optics: mode {mode} has no periodic solution (one-turn block traces "
                 f"{traces[0]:.6g}, {traces[1]:.6g}; stable motion needs |trace| < 2 per mode): "
@@ -650,22 +664,11 @@ def response_from_matrices(
 
 def _kick_sources(lattice: Lattice, entry: Array, index: np.ndarray) -> Array:
     """d(exit point)/d(KickAngle) of the given elements, (k, 6, 2), at their entry points."""
-    index, repeat = np.unique(np.asarray(index, dtype=int), return_inverse=True)
-    position = {int(e): i for i, e in enumerate(index)}
-    order, blocks = [], []
-    for (kind, steps, nonlinear), members in lattice.groups:
-        chosen = np.asarray([e for e in members if e in position], dtype=int)
-        if chosen.size == 0:
-            continue
-        fn = _pass_function(kind, steps, nonlinear, lattice.integrator)
-        params = jax.tree_util.tree_map(lambda a, chosen=chosen: a[chosen], lattice.params)
 
-        def exit_point(kick, p, z, fn=fn):
+    def per_group(fn, design, params, chosen):
+        def exit_point(kick, p, z):
             return fn(eqx.tree_at(lambda q: q.kick_angle, p, kick), z)
 
-        jac = jax.vmap(jax.jacfwd(exit_point))(params.kick_angle, params, entry[chosen])
-        order.extend(position[int(e)] for e in chosen)
-        blocks.append(jac)
-    inverse = np.empty(len(order), dtype=int)
-    inverse[np.asarray(order, dtype=int)] = np.arange(len(order))
-    return jnp.concatenate(blocks)[inverse][repeat.reshape(-1)]
+        return jax.vmap(jax.jacfwd(exit_point))(params.kick_angle, params, entry[chosen])
+
+    return over_elements(lattice, index, per_group)
