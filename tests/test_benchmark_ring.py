@@ -18,9 +18,12 @@ TIMING_KEYS = ("first_call_s", "median_s", "min_s", "compile_s", "reps")
 
 
 def _check_timing(entry: dict) -> None:
+    # (no order between first call and later ones: pyAT compiles nothing, and timings of a
+    # ~1 ms call on a shared machine cross)
     assert set(TIMING_KEYS) <= set(entry)
-    assert entry["median_s"] > 0
-    assert entry["first_call_s"] >= entry["min_s"]
+    assert entry["median_s"] > 0 and entry["min_s"] > 0 and entry["first_call_s"] > 0
+    assert entry["min_s"] <= entry["median_s"]
+    assert entry["compile_s"] >= 0
 
 
 def test_ring_benchmark_smoke(tmp_path):
