@@ -189,6 +189,11 @@ def read_orm_json(
     return setup, orm_x, orm_y, noise
 
 
+def _sizes_json(setup: loco.LocoSetup) -> dict[str, int]:
+    names = ("quadrupoles", "bpms", "horizontal_correctors", "vertical_correctors")
+    return dict(zip(names, setup.sizes, strict=True))
+
+
 def _parameters_json(lattice: Lattice, setup: loco.LocoSetup, p: loco.LocoParameters) -> dict:
     return {
         "dk1": dict(
@@ -234,12 +239,7 @@ def fit_measured_orm(
         "study": "loco_fit",
         "measured": str(measured),
         "config": config.to_json(),
-        "sizes": {
-            "quadrupoles": q,
-            "bpms": b,
-            "horizontal_correctors": h,
-            "vertical_correctors": v,
-        },
+        "sizes": _sizes_json(setup),
         "summary": {
             "chi2_per_iteration": np.asarray(result.chi2).tolist(),
             "final_chi2": float(result.final_chi2),
@@ -340,12 +340,7 @@ def run_loco_study(config: LocoStudyConfig, out_dir: str | Path, *, say=print) -
     results = {
         "study": "loco",
         "config": config.to_json(),
-        "sizes": {
-            "quadrupoles": q,
-            "bpms": b,
-            "horizontal_correctors": h,
-            "vertical_correctors": v,
-        },
+        "sizes": _sizes_json(setup),
         "summary": summary,
         "k1_design": dict(
             zip((lattice.names[i] for i in setup.quadrupoles), k1.tolist(), strict=True)
