@@ -108,9 +108,7 @@ def _k1_jacobian(lattice: Lattice, quads: tuple[int, ...], ref: tuple[int, ...],
     transfer = solution.transfer
     perturbation = _perturbations(lattice, solution, quads)
     one_turn = transfer[-1]
-    _, _, wrapped = _optics._twiss_along(transfer, _optics.periodic_twiss(one_turn))
-    unwrapped = _optics._unwrap_along(wrapped)
-    turns = jnp.round((unwrapped - wrapped) / (2.0 * np.pi))
+    _, turns = _optics.phase_turns(transfer, one_turn)
     downstream = jnp.asarray(ref[:, None] > quads[None, :], dtype=float)  # (k, q)
 
     def optics(transfer_ref, one_turn):

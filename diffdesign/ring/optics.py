@@ -431,6 +431,14 @@ def _unwrap_along(wrapped: Array) -> Array:
     return jnp.cumsum(steps - np.pi, axis=0)
 
 
+def phase_turns(transfer: Array, one_turn: Array) -> tuple[Array, Array]:
+    """Wrapped phases (k, 2) at each matrix's end along the ring and the whole turns (k, 2,
+    constants without derivative) that unwrap them: unwrapped = wrapped + 2 pi turns."""
+    _, _, wrapped = _twiss_along(transfer, periodic_twiss(one_turn))
+    turns = jnp.round((_unwrap_along(wrapped) - wrapped) / _TWO_PI)
+    return wrapped, jax.lax.stop_gradient(turns)
+
+
 def _dispersion(transfer: Array, one_turn: Array) -> Array:
     """(k, 4) periodic dispersion (eta_x, etap_x, eta_y, etap_y) at each matrix's end."""
     eta0 = jnp.linalg.solve(jnp.eye(4) - one_turn[:4, :4], one_turn[:4, 4])
@@ -520,8 +528,7 @@ def _optics_from_solution(
     lattice: Lattice, solution: OrbitSolution, index: np.ndarray
 ) -> dict[str, Array]:
     one_turn = solution.transfer[-1]
-    _, _, wrapped = _twiss_along(solution.transfer, periodic_twiss(one_turn))
-    turns = jax.lax.stop_gradient(jnp.round((_unwrap_along(wrapped) - wrapped) / _TWO_PI))
+    wrapped, turns = phase_turns(solution.transfer, one_turn)
     result = _optics_arrays(solution.transfer[index], one_turn, turns[index])
     tunes_total = (wrapped[-1] + _TWO_PI * turns[-1]) / _TWO_PI
     return result | {
