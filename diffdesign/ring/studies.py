@@ -45,8 +45,7 @@ import json
 import os
 import re
 import time
-import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -57,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from diffdesign._config import TomlConfig as _TomlConfig
 from diffdesign.inference import linear_gaussian as lg
 from diffdesign.ring import correction as co
 from diffdesign.ring import degeneracy as dg
@@ -172,62 +172,6 @@ def _check_pattern(config, name: str) -> None:
             f"{type(config).__name__}.{name} must be a regular expression of element names; "
             f"got {getattr(config, name)!r} ({error})"
         ) from None
-
-
-class _TomlConfig:
-    """Reading a frozen config dataclass from TOML: every key optional, unknown keys are
-    errors that list the known ones, lists become tuples, ints are accepted for floats."""
-
-    #: fields replaced by :meth:`smoke` (tiny sizes that only check that the study runs).
-    SMOKE: ClassVar[dict[str, Any]] = {}
-
-    @classmethod
-    def from_toml(cls, path: str | Path):
-        path = Path(path)
-        if path.suffix != ".toml":
-            raise ValueError(f"study config must be a .toml file; got {path.name!r}")
-        try:
-            content = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise ValueError(f"cannot read study config {str(path)!r}: {error}") from None
-        return cls.from_mapping(content, str(path))
-
-    @classmethod
-    def from_mapping(cls, content: Mapping[str, Any], where: str = "config"):
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(content) - set(known))
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in {where}; known: {sorted(known)}")
-        values = {}
-        for name, value in content.items():
-            default = known[name].default
-            if isinstance(value, list):
-                value = tuple(value)
-            if (
-                isinstance(default, float)
-                and isinstance(value, int)
-                and not isinstance(value, bool)
-            ):
-                value = float(value)
-            if isinstance(default, tuple) and value and isinstance(default[0], float):
-                value = tuple(
-                    float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value
-                )
-            expected = (str, type(None)) if name == "lattice" else type(default)
-            expected_name = "str" if name == "lattice" else type(default).__name__
-            if not isinstance(value, expected):
-                raise ValueError(
-                    f"{name} in {where} must be of type {expected_name}; got {value!r}"
-                )
-            values[name] = value
-        return cls(**values)
-
-    def smoke(self):
-        """The same config with the tiny sizes of :attr:`SMOKE` (a run that checks wiring)."""
-        return dataclasses.replace(self, **self.SMOKE)
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)

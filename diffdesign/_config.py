@@ -1,0 +1,78 @@
+"""Frozen config dataclasses read from TOML, shared by the studies of every domain."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+class TomlConfig:
+    """Reading a frozen config dataclass from TOML: every key optional, unknown keys are
+    errors that list the known ones, lists become tuples, ints are accepted for floats.
+
+    A field whose default is None accepts the types listed for it in :attr:`OPTIONAL`
+    (e.g. ``{"n_shards": int}``); a field named ``lattice`` accepts a string."""
+
+    #: fields replaced by :meth:`smoke` (tiny sizes that only check that the study runs).
+    SMOKE: ClassVar[dict[str, Any]] = {}
+    #: accepted types of the fields whose default is None.
+    OPTIONAL: ClassVar[dict[str, type | tuple[type, ...]]] = {"lattice": str}
+
+    @classmethod
+    def from_toml(cls, path: str | Path):
+        path = Path(path)
+        if path.suffix != ".toml":
+            raise ValueError(f"study config must be a .toml file; got {path.name!r}")
+        try:
+            content = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ValueError(f"cannot read study config {str(path)!r}: {error}") from None
+        return cls.from_mapping(content, str(path))
+
+    @classmethod
+    def from_mapping(cls, content: Mapping[str, Any], where: str = "config"):
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(content) - set(known))
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in {where}; known: {sorted(known)}")
+        values = {}
+        for name, value in content.items():
+            default = known[name].default
+            if isinstance(value, list):
+                value = tuple(value)
+            if (
+                isinstance(default, float)
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+            ):
+                value = float(value)
+            if isinstance(default, tuple) and value and isinstance(default[0], float):
+                value = tuple(
+                    float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value
+                )
+            if default is None and name in cls.OPTIONAL:
+                accepted = cls.OPTIONAL[name]
+                expected = (accepted if isinstance(accepted, tuple) else (accepted,)) + (
+                    type(None),
+                )
+                expected_name = " or ".join(t.__name__ for t in expected[:-1])
+                if float in expected and isinstance(value, int) and not isinstance(value, bool):
+                    value = float(value)
+            else:
+                expected, expected_name = type(default), type(default).__name__
+            if not isinstance(value, expected):
+                raise ValueError(
+                    f"{name} in {where} must be of type {expected_name}; got {value!r}"
+                )
+            values[name] = value
+        return cls(**values)
+
+    def smoke(self):
+        """The same config with the tiny sizes of :attr:`SMOKE` (a run that checks wiring)."""
+        return dataclasses.replace(self, **self.SMOKE)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
