@@ -62,6 +62,7 @@ def bounded_least_squares(
     rtol: float = 1e-12,
     atol: float = 1e-12,
     max_steps: int = 200,
+    stall: tuple[int, float] | None = None,
 ) -> LeastSquaresResult:
     """Minimise ``sum(residual_fn(x)**2)`` subject to ``lower <= x <= upper``.
 
@@ -71,6 +72,11 @@ def bounded_least_squares(
         lower, upper: the box, lower < upper elementwise.
         rtol, atol: Levenberg-Marquardt tolerances on the unconstrained variables.
         max_steps: iteration limit; the result says whether it converged.
+        stall: ``(window, min_decrease)``: also stop, counted as converged, once the sum of
+            squares fell by less than ``min_decrease`` over the last ``window`` steps. With
+            whitened residuals, a decrease far below 1 is statistically nothing; this ends
+            the slow crawl of Levenberg-Marquardt along a valley the data do not resolve
+            (where the tolerances on x would keep it walking).
 
     Jittable as a whole (``jax.jit(partial(bounded_least_squares, fn))``) and vmappable
     over data closed over by ``residual_fn``.
@@ -78,14 +84,18 @@ def bounded_least_squares(
     lower, upper = jnp.asarray(lower, dtype=float), jnp.asarray(upper, dtype=float)
     _check_box(lower, upper, x0)
     to_x, z0 = _box(lower, upper, x0)
-    solution = optx.least_squares(
-        lambda z, _: residual_fn(to_x(z)),
-        optx.LevenbergMarquardt(rtol=rtol, atol=atol),
-        z0,
-        max_steps=max_steps,
-        throw=False,
-    )
-    x = to_x(solution.value)
+    solver = optx.LevenbergMarquardt(rtol=rtol, atol=atol)
+    if stall is None:
+        solution = optx.least_squares(
+            lambda z, _: residual_fn(to_x(z)), solver, z0, max_steps=max_steps, throw=False
+        )
+        z, converged = solution.value, solution.result == optx.RESULTS.successful
+        num_steps = solution.stats["num_steps"]
+    else:
+        z, converged, num_steps = _solve_until_stall(
+            lambda z: residual_fn(to_x(z)), solver, z0, max_steps, *stall
+        )
+    x = to_x(z)
     jacobian = jax.jacfwd(residual_fn)(x)
     residuals = residual_fn(x)
     covariance, report = gaussian_covariance(jacobian)
@@ -98,8 +108,8 @@ def bounded_least_squares(
         chi2=jnp.sum(residuals**2),
         jacobian=jacobian,
         at_bound=(x - lower < tolerance) | (upper - x < tolerance),
-        converged=solution.result == optx.RESULTS.successful,
-        num_steps=solution.stats["num_steps"],
+        converged=converged,
+        num_steps=num_steps,
         identifiability=report,
     )
 
@@ -151,19 +161,54 @@ def least_squares_path(
     _check_box(lower, upper, x0)
     to_x, z0 = _box(lower, upper, x0)
     solver = optx.LevenbergMarquardt(rtol=rtol, atol=atol)
+    fn = lambda z: residual_fn(to_x(z))
+    step, dynamic = _stepper(fn, solver, z0)
 
-    def fn(z, _):
-        return residual_fn(to_x(z)), None
+    def scan_step(carry, _):
+        z, dynamic, _, chi2 = step(*carry)
+        return (z, dynamic), chi2
 
-    f_struct = jax.eval_shape(lambda z: fn(z, None)[0], z0)
-    state = solver.init(fn, z0, None, {}, f_struct, None, frozenset())
-    # The solver state holds static parts (a jaxpr of the Jacobian): carry only its arrays.
+    _, chi2 = jax.lax.scan(scan_step, (z0, dynamic), None, length=num_steps)
+    return jnp.concatenate([jnp.sum(fn(z0) ** 2)[None], chi2])
+
+
+def _stepper(fn, solver, z0):
+    """One optimistix step as a function of (z, array part of the state), and that state.
+
+    The solver state holds static parts (a jaxpr of the Jacobian): carry only its arrays.
+    Returns ``step(z, dynamic) -> (z, dynamic, terminate, sum of squares at z)``; ``z`` is
+    the last accepted point.
+    """
+    wrapped = lambda z, _: (fn(z), None)
+    f_struct = jax.eval_shape(fn, z0)
+    state = solver.init(wrapped, z0, None, {}, f_struct, None, frozenset())
     dynamic, static = eqx.partition(state, eqx.is_array)
 
-    def step(carry, _):
-        z, dynamic = carry
-        z, state, _ = solver.step(fn, z, None, {}, eqx.combine(dynamic, static), frozenset())
-        return (z, eqx.filter(state, eqx.is_array)), jnp.sum(residual_fn(to_x(z)) ** 2)
+    def step(z, dynamic):
+        state = eqx.combine(dynamic, static)
+        z, state, _ = solver.step(wrapped, z, None, {}, state, frozenset())
+        terminate, _ = solver.terminate(wrapped, z, None, {}, state, frozenset())
+        chi2 = jnp.sum(state.f_info.residual**2)
+        return z, eqx.filter(state, eqx.is_array), terminate, chi2
 
-    _, chi2 = jax.lax.scan(step, (z0, dynamic), None, length=num_steps)
-    return jnp.concatenate([jnp.sum(residual_fn(to_x(z0)) ** 2)[None], chi2])
+    return step, dynamic
+
+
+def _solve_until_stall(fn, solver, z0, max_steps, window, min_decrease):
+    """Step ``solver`` until it terminates, the sum of squares stalls, or ``max_steps``."""
+    step, dynamic = _stepper(fn, solver, z0)
+    history = jnp.full(window, jnp.inf)
+
+    def cond(carry):
+        _, _, k, done, _ = carry
+        return (~done) & (k < max_steps)
+
+    def body(carry):
+        z, dynamic, k, _, history = carry
+        z, dynamic, terminate, chi2 = step(z, dynamic)
+        stalled = history[k % window] - chi2 < min_decrease  # chi2 `window` steps ago
+        history = history.at[k % window].set(chi2)
+        return z, dynamic, k + 1, terminate | stalled, history
+
+    z, _, k, done, _ = jax.lax.while_loop(cond, body, (z0, dynamic, 0, False, history))
+    return z, done, k
