@@ -1,0 +1,128 @@
+"""Contrast and offset by variable projection: their best values for given physics, in closed form.
+
+g2 = offset + contrast * g1^2 is linear in contrast and offset, so for fixed physical
+parameters the weighted least-squares problem in (contrast, offset) per angle is a 2 x 2
+quadratic, solved exactly inside its box. Everything it needs is six weighted sums per angle
+(:func:`scaling_statistics`), which can be accumulated over chunks of points; the minimum
+value of the quadratic is then the profiled chi^2 without another pass over the data.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from diffdesign.xpcs.likelihood import (
+    Problem,
+    chi_squared,
+    chunked,
+    model_g1_squared,
+    pack,
+    residuals,
+    unpack,
+)
+
+#: (contrast_lo, contrast_hi, offset_lo, offset_hi): hashable, so a static jit argument.
+ScalingBox = tuple[float, float, float, float]
+
+
+def n_scalings(problem: Problem) -> int:
+    """Entries of the parameter vector after the physical ones."""
+    return {"individual": 2 * problem.n_phi, "averaged": 2, "constant": 0}[problem.scaling]
+
+
+def _with_placeholders(physical: Array, problem: Problem) -> Array:
+    return jnp.concatenate([physical, jnp.ones(n_scalings(problem), physical.dtype)])
+
+
+def scaling_statistics(
+    physical: Float[Array, " n_phys"], problem: Problem, chunk_size: int | None = None
+) -> Float[Array, "n_seg 6"]:
+    """Weighted sums (1, g, g^2, c, c g, c^2) x w^2 per angle (one row for ``"averaged"``).
+
+    ``g`` is the model's g1^2 and ``c`` the data; with ``chunk_size`` the sums are accumulated
+    over chunks of points (bounded memory).
+    """
+    params = unpack(_with_placeholders(physical, problem), problem)[0]
+    n_seg = problem.n_phi if problem.scaling == "individual" else 1
+
+    def sums(sub: Problem) -> Array:
+        pts = sub.points
+        g = model_g1_squared(params, sub)
+        segments = pts.angle if problem.scaling == "individual" else jnp.zeros_like(pts.angle)
+        columns = jnp.stack([jnp.ones_like(g), g, g * g, pts.c2, pts.c2 * g, pts.c2**2], axis=1)
+        return jax.ops.segment_sum(pts.weight[:, None] ** 2 * columns, segments, num_segments=n_seg)
+
+    if chunk_size is None:
+        return sums(problem)
+    blocks = chunked(problem, chunk_size)
+    total, _ = jax.lax.scan(
+        lambda acc, block: (acc + sums(problem.with_points(block)), None),
+        jnp.zeros((n_seg, 6)),
+        blocks,
+    )
+    return total
+
+
+def solve_scalings(
+    stats: Float[Array, "n_seg 6"], box: ScalingBox
+) -> tuple[Float[Array, " n_seg"], Float[Array, " n_seg"], Float[Array, " n_seg"]]:
+    """(contrast, offset, chi^2) minimising each row's quadratic over the box.
+
+    The interior solution of the 2 x 2 normal equations where it is feasible, else the best of
+    the four edges' clipped one-dimensional minimisers (one of them is the box optimum).
+    """
+    s11, sg, sgg, sc, scg, scc = (stats[:, k] for k in range(6))
+    klo, khi, olo, ohi = box
+
+    def chi2(k, o):  # k, o: (candidates, n_seg)
+        s11_, sg_, sgg_, sc_, scg_, scc_ = (v[None, :] for v in (s11, sg, sgg, sc, scg, scc))
+        return scc_ + k * k * sgg_ + 2 * k * o * sg_ + o * o * s11_ - 2 * k * scg_ - 2 * o * sc_
+
+    det = sgg * s11 - sg * sg
+    ok = det > 1e-12 * sgg * s11
+    safe_det = jnp.where(ok, det, 1.0)
+    k_int = (scg * s11 - sc * sg) / safe_det
+    o_int = (sc * sgg - scg * sg) / safe_det
+    feasible = ok & (k_int >= klo) & (k_int <= khi) & (o_int >= olo) & (o_int <= ohi)
+    safe_s11 = jnp.where(s11 > 0, s11, 1.0)
+    safe_sgg = jnp.where(sgg > 0, sgg, 1.0)
+    ks = [jnp.clip(k_int, klo, khi)]
+    os_ = [jnp.clip(o_int, olo, ohi)]
+    for k_edge in (klo, khi):
+        ks.append(jnp.full_like(s11, k_edge))
+        os_.append(jnp.clip((sc - k_edge * sg) / safe_s11, olo, ohi))
+    for o_edge in (olo, ohi):
+        ks.append(jnp.clip((scg - o_edge * sg) / safe_sgg, klo, khi))
+        os_.append(jnp.full_like(s11, o_edge))
+    ks, os_ = jnp.stack(ks), jnp.stack(os_)
+    values = chi2(ks, os_)
+    values = values.at[0].set(jnp.where(feasible, values[0], jnp.inf))
+    best = jnp.argmin(values, axis=0)[None]
+    pick = lambda a: jnp.take_along_axis(a, best, axis=0)[0]
+    return pick(ks), pick(os_), pick(values)
+
+
+def with_scalings(
+    physical: Float[Array, " n_phys"],
+    problem: Problem,
+    box: ScalingBox,
+    chunk_size: int | None = None,
+) -> tuple[Float[Array, " p"], Float[Array, ""]]:
+    """The full parameter vector (physics plus projected scalings) and its chi^2."""
+    params, contrast, offset = unpack(_with_placeholders(physical, problem), problem)
+    if problem.scaling == "constant":
+        theta = pack(params, contrast, offset, problem)
+        if chunk_size is None:
+            return theta, jnp.sum(residuals(theta, problem) ** 2)
+        return theta, chi_squared(theta, problem, chunk_size)
+    k, o, chi2 = solve_scalings(scaling_statistics(physical, problem, chunk_size), box)
+    if problem.scaling == "averaged":
+        k, o = jnp.full(problem.n_phi, k[0]), jnp.full(problem.n_phi, o[0])
+    return pack(params, k, o, problem), jnp.sum(chi2)
+
+
+def profiled_residuals(physical: Array, problem: Problem, box: ScalingBox) -> Array:
+    """Residuals with contrast and offset at their best values for these physical parameters."""
+    return residuals(with_scalings(physical, problem, box)[0], problem)
