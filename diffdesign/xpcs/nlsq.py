@@ -14,8 +14,9 @@ inside a box. Three ideas make it fast and robust where homodyne's fit struggles
   both move by O(1) in z, and no iterate leaves the box.
 - **Multi-start.** Starts from a Latin hypercube (log-uniform for D0 and gamma_dot_t0) are
   screened by their chi^2 on a stratified subsample of the points, all at once (vmap); the
-  user's guess and the best-screened starts are fitted on all points with one compiled
-  solver, and the lowest chi^2 wins.
+  user's guess and the best-screened starts are fitted on the subsample, and the best of
+  those is refitted on all points (coarse to fine: one fit on all points, however many
+  starts).
 - **A statistical stopping rule.** Where the data do not resolve a direction (D0 against
   D_offset when shear dominates the decay), Levenberg-Marquardt crawls along the valley for
   hundreds of steps, each lowering chi^2 by 1e-3. The fit stops once chi^2 fell by less
@@ -65,6 +66,7 @@ SOLVERS = ("normal-equations", "optimistix")
 #: deviation of a parameter is a change of 1), so the fit ends instead of crawling along a
 #: valley the data do not resolve.
 _STALL = (10, 0.05)
+_MAX_STEP = 0.25
 _LOG_SPACED = ("D0", "gamma_dot_t0")  # strictly positive, spanning decades
 
 
@@ -83,7 +85,8 @@ class NlsqResult(NamedTuple):
         screen_chi2: (n_starts,) chi^2 of each start on the screening subsample (with its
             best contrast/offset); the user's guess (index 0) and the best-screened others
             were refined.
-        refined_chi2: (n_refine,) final chi^2 of each refined start; the best is returned.
+        refined_chi2: (n_refine,) chi^2 on the subsample after fitting each refined start
+            there; the best was refitted on all points (when the subsample is not all).
         wall_time: seconds, compile included.
     """
 
@@ -166,7 +169,8 @@ def fit_nlsq(
         bounds: box per parameter name (``contrast``/``offset`` for the scalings), overriding
             :data:`~diffdesign.xpcs.likelihood.DEFAULT_BOUNDS`.
         n_starts: starts screened (the initial guess plus a Latin hypercube); 1 for none.
-        n_refine: starts fitted to convergence: the initial guess and the best-screened others.
+        n_refine: starts fitted on the subsample: the initial guess and the best-screened
+            others; the best is refitted on all points.
         seed: seed of the Latin hypercube (numpy's generator: host-side set-up).
         solver: ``"normal-equations"`` (streamed, bounded memory) or ``"optimistix"``
             (optimistix's Levenberg-Marquardt on the profiled residuals); see the module doc.
@@ -189,26 +193,28 @@ def fit_nlsq(
     n_screen = -(-problem.points.size // max(screen_points, 1))
     screen = problem.with_points(_first_shard(problem.points, n_screen))
     screen_chi2 = _screen_values(starts, screen, _scaling_box(box))
-    # Refine the user's guess and the best-screened others, each with the same compiled solver.
-    others = [int(k) for k in np.argsort(np.asarray(screen_chi2)) if k != 0]
-    refine = [0, *others[: max(0, n_refine - 1)]]
-    fits = []
-    for k in refine:
+
+    def solve(on: Problem, physical0):
         if solver == "optimistix":
-            theta, converged, steps = _dense_fit(
-                problem, starts[k], lower[:n_phys], upper[:n_phys], box, max_steps, tol
-            )
-        else:
-            theta, converged, steps = _streamed_levenberg_marquardt(
-                problem, starts[k], lower[:n_phys], upper[:n_phys], _scaling_box(box),
-                _log_mask(problem, lower[:n_phys]), chunk_size=chunk_size,
-                max_steps=max_steps, tol=tol,
-            )  # fmt: skip
+            return _dense_fit(on, physical0, lower[:n_phys], upper[:n_phys], box, max_steps, tol)
+        return _streamed_levenberg_marquardt(
+            on, physical0, lower[:n_phys], upper[:n_phys], _scaling_box(box),
+            _log_mask(on, lower[:n_phys]), chunk_size=chunk_size, max_steps=max_steps, tol=tol,
+        )  # fmt: skip
+
+    # Coarse to fine: fit the user's guess and the best-screened others on the subsample
+    # (one compiled solver), then refit the best of them on all points.
+    others = [int(k) for k in np.argsort(np.asarray(screen_chi2)) if k != 0]
+    fits = []
+    for k in [0, *others[: max(0, n_refine - 1)]]:
+        theta, converged, steps = solve(screen, starts[k])
         fits.append(
-            (float(_chi_squared(theta, problem, chunk_size=chunk_size)), theta, converged, steps)
+            (float(_chi_squared(theta, screen, chunk_size=chunk_size)), theta, converged, steps)
         )
     refined_chi2 = jnp.asarray([f[0] for f in fits])
     _, theta, converged, steps = min(fits, key=lambda f: f[0])
+    if n_screen > 1:
+        theta, converged, steps = solve(problem, theta[:n_phys])
     jtj, _, chi2 = _normal_equations(theta, problem, chunk_size=chunk_size)
     covariance, correlation = covariance_from_normal(jtj)
     n_points = problem.n_points
@@ -370,6 +376,9 @@ def _streamed_levenberg_marquardt(
         z, a, g, chi2, lam, nu = (state[k] for k in ("z", "a", "g", "chi2", "lam", "nu"))
         diag = jnp.maximum(jnp.diagonal(a), 1e-12 * jnp.max(jnp.diagonal(a)))
         delta = jnp.linalg.solve(a + lam * jnp.diag(diag), -g)
+        # A trust radius in z: no parameter moves by more than _MAX_STEP per iteration, so a
+        # direction the data barely measure cannot throw the fit against a bound at once.
+        delta = delta * jnp.minimum(1.0, _MAX_STEP / jnp.max(jnp.abs(delta)))
         theta_new, chi2_new = evaluate(z + delta)
         predicted = -(2.0 * g @ delta + delta @ a @ delta)
         rho = (chi2 - chi2_new) / jnp.where(predicted > 0, predicted, jnp.inf)
@@ -401,7 +410,7 @@ def _streamed_levenberg_marquardt(
     theta0, chi2_0 = evaluate(z0)
     a0, g0 = reduced_normal(z0, theta0)
     state = {
-        "z": z0, "theta": theta0, "a": a0, "g": g0, "chi2": chi2_0, "lam": jnp.asarray(1e-3),
+        "z": z0, "theta": theta0, "a": a0, "g": g0, "chi2": chi2_0, "lam": jnp.asarray(1.0),
         "nu": jnp.asarray(2.0), "step": jnp.asarray(0), "done": jnp.asarray(False),
         "converged": jnp.asarray(False), "history": jnp.full(_STALL[0], jnp.inf),
     }  # fmt: skip
