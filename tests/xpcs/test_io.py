@@ -448,7 +448,7 @@ def test_the_packaged_example_loads():
     config = load_data_config(example_path("laminar_flow_example.toml"))
     assert config.file == str(example_path("laminar_flow_example.h5"))
     data = load_data(config.file, config)
-    assert data.c2.shape == (3, 80, 80)
+    assert data.c2.shape == (3, example.N_FRAMES, example.N_FRAMES)
     np.testing.assert_array_equal(data.phi, example.PHI)
     assert float(data.q) == example.Q and float(data.L) == example.L
     np.testing.assert_allclose(data.dt, example.DT)
