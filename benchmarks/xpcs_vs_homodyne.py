@@ -43,7 +43,6 @@ import importlib.metadata
 import json
 import math
 import os
-import pickle
 import platform
 import signal
 import subprocess
@@ -197,7 +196,7 @@ def read_npz(path: str) -> tuple[xpcs.XpcsData, str, dict]:
 
 def child_main(argv: list[str]) -> None:
     """``--_child nlsq DATA.npz OUT.json SOLVER`` or ``--_child cmc DATA.npz OUT.json SMOKE
-    WARM.pkl``: one job in a fresh process."""
+    WARM.npz``: one job in a fresh process."""
     kind, data_path, out_path, extra, *warm_path = argv
     data, mode, init = read_npz(data_path)
     out: dict = {"pid": os.getpid()}
@@ -210,8 +209,7 @@ def child_main(argv: list[str]) -> None:
     else:  # cmc, warm-started from the main process's least-squares fit
         from diffdesign.xpcs.cmc import fit_cmc
 
-        with open(warm_path[0], "rb") as file:
-            warm = pickle.load(file)
+        warm = read_warm(warm_path[0])
         smoke, second = extra[0] == "1", extra[1] == "1"
         start = time.perf_counter()
         cmc = fit_cmc(data, mode, warm_start=warm, progress=True, **cmc_settings(smoke))
@@ -399,15 +397,30 @@ def cmc_block(result, wall: float, mode: str) -> dict:
     }
 
 
+def write_warm(path: Path, nlsq) -> None:
+    """The least-squares fit handed to the CMC child, as plain arrays (no pickle)."""
+    np.savez(path, **{k: np.asarray(v) for k, v in nlsq._asdict().items()})
+
+
+def read_warm(path: str):
+    """Inverse of write_warm."""
+    with np.load(path, allow_pickle=False) as z:
+        fields = {k: z[k] for k in z.files}
+    strings = {"mode", "scaling", "integral"}
+    fields = {k: str(v) if k in strings else v for k, v in fields.items()}
+    fields["names"] = tuple(str(n) for n in fields["names"])
+    fields["wall_time"] = float(fields["wall_time"])
+    return xpcs.NlsqResult(**{k: fields[k] for k in xpcs.NlsqResult._fields})
+
+
 def our_cmc(name: str, nlsq, npz: Path, work: Path, truth: dict, smoke: bool) -> dict:
     """fit_cmc in a fresh process (like homodyne's CMC) under the data set's time limit,
     warm-started from this process's least-squares fit; a second call (steady state) in the
     same process when the first took less than CMC_SECOND_CALL_BELOW_S (not on C)."""
     limit = 120.0 if smoke else OURS_CMC_TIMEOUT[name]
     second = not smoke and name != "C"
-    warm = work / f"warm_{name}.pkl"
-    arrays = {k: np.asarray(v) for k, v in nlsq._asdict().items() if isinstance(v, jax.Array)}
-    warm.write_bytes(pickle.dumps(nlsq._replace(**arrays)))
+    warm = work / f"warm_{name}.npz"
+    write_warm(warm, nlsq)
     progress(f"{name}: our CMC in a fresh process ({cmc_settings(smoke)}, limit {limit:g} s) ...")
     flags = f"{int(smoke)}{int(second)}"
     process_limit = limit + (CMC_SECOND_CALL_BELOW_S + 60 if second else 30)

@@ -9,6 +9,23 @@ whitened residuals the least-squares fit uses (:func:`~diffdesign.xpcs.likelihoo
 with K shards (the prior tempered by 1/K, so the product of the K subposteriors has the full
 prior; Scott et al. 2016, "Bayes and big data: the consensus Monte Carlo algorithm").
 
+**Contrast and offset are integrated out** (``scalings="marginalised"``, the default). The
+model is linear in each angle's (contrast, offset), so for given physics the likelihood is an
+exact 2-D Gaussian in them (:func:`~diffdesign.xpcs.scaling.scaling_gaussian`, from the six
+weighted sums the least-squares fit's variable projection uses) and the marginal posterior of
+the physical parameters is, in closed form,
+
+    -log p(physics | shard) = 0.5 * sum_angles (chi2_min + log det A) - (1/K) log prior + const
+
+with ``chi2_min`` the profiled chi^2 and ``A`` the 2 x 2 precision of each angle's scalings.
+NUTS then moves the 3 (static) or 7 (laminar flow) physical parameters instead of 3 + 2 n_phi
+(53 for 23 angles), which are the directions along which the scalings correlate at -0.9999
+with each other and with D0; each kept draw is completed with (contrast, offset) drawn from
+their conditional Gaussian, so the pairs are draws of the joint posterior. The box on the
+scalings enters this integral as a weak Gaussian (centre, sd half-width; see
+:func:`_scaling_priors`) unless Gaussian priors on them are given. ``scalings="sampled"``
+runs NUTS on every parameter with the uniform box prior instead (the cross-check).
+
 **Variables.** NUTS moves unconstrained ``z`` with ``y = centre + half_width * tanh(z)``
 inside the box (the least-squares fit's map, :func:`~diffdesign.inference.least_squares._box`)
 and ``theta = exp(y)`` for D0 and gamma_dot_t0 (``theta = y`` otherwise), so the potential is
@@ -72,9 +89,12 @@ from diffdesign.xpcs.likelihood import (
     residuals,
 )
 from diffdesign.xpcs.nlsq import NlsqResult, _log_mask, _physical_space, _solver_space, fit_nlsq
+from diffdesign.xpcs.scaling import ScalingGaussian, scaling_gaussian, scaling_statistics
 
 #: Points per shard above which ``n_shards=None`` splits the data (one NUTS run below it).
 SHARD_SIZE = 20_000
+#: How per-angle contrast/offset enter NUTS (see the module docstring).
+SCALING_TREATMENTS = ("marginalised", "sampled")
 #: Heterogeneity p-value below which a parameter's shards are flagged as disagreeing.
 HETEROGENEITY_ALPHA = 0.01
 _HDI_PROB = 0.94
@@ -104,31 +124,49 @@ class ShardDraws(NamedTuple):
 
 
 class _Target(eqx.Module):
-    """The potential of one shard in the preconditioned variables u (``z = anchor + root u``)."""
+    """The potential of one shard in the preconditioned variables u (``z = anchor + root u``).
+
+    ``u`` holds every parameter, or with ``marginal`` the physical ones only: contrast and
+    offset are then integrated out of the potential and drawn afterwards (:meth:`draw`).
+    """
 
     problem: Problem
-    lower: Float[Array, " p"]  # the box in the solver space y (log for D0, gamma_dot_t0)
-    upper: Float[Array, " p"]
-    anchor: Float[Array, " p"]
-    root: Float[Array, "p p"]
-    prior_mean: Float[Array, " p"]
-    prior_precision: Float[Array, " p"]  # 0 where the prior is uniform on the box
+    lower: Float[Array, " q"]  # the box of the sampled parameters in the solver space y
+    upper: Float[Array, " q"]
+    anchor: Float[Array, " q"]
+    root: Float[Array, "q q"]
+    prior_mean: Float[Array, " q"]
+    prior_precision: Float[Array, " q"]  # 0 where the prior is uniform on the box
     prior_weight: Float[Array, ""]  # 1/K
+    scaling_prior_mean: Float[Array, "n_seg 2"]  # (contrast, offset); used when marginal
+    scaling_prior_precision: Float[Array, "n_seg 2"]  # tempered already
+    scaling_reference: Float[Array, "n_seg 2"]  # the start's (contrast, offset)
     logs: tuple[bool, ...] = eqx.field(static=True)
+    marginal: bool = eqx.field(static=True)
 
-    def z(self, u: Float[Array, " p"]) -> Float[Array, " p"]:
+    def z(self, u: Float[Array, " q"]) -> Float[Array, " q"]:
         return self.anchor + self.root @ u
 
-    def theta(self, u: Float[Array, " p"]) -> Float[Array, " p"]:
+    def theta(self, u: Float[Array, " q"]) -> Float[Array, " q"]:
         to_y, _ = _box(self.lower, self.upper, self.anchor)
         return _physical_space(to_y(self.z(u)), self.logs)
 
-    def potential(self, u: Float[Array, " p"]) -> Float[Array, ""]:
+    def _scalings(self, physical: Float[Array, " q"]) -> ScalingGaussian:
+        # In departures from the warm start's scalings (no cancellation in chi2_min).
+        ref = self.scaling_reference
+        stats = scaling_statistics(physical, self.problem, reference=ref)
+        gauss = scaling_gaussian(stats, self.scaling_prior_mean - ref, self.scaling_prior_precision)
+        return gauss._replace(mean=gauss.mean + ref)
+
+    def potential(self, u: Float[Array, " q"]) -> Float[Array, ""]:
         z = self.z(u)
         to_y, _ = _box(self.lower, self.upper, self.anchor)
         y = to_y(z)
         theta = _physical_space(y, self.logs)
-        chi2 = jnp.sum(residuals(theta, self.problem) ** 2)
+        if self.marginal:
+            data_term = self._scalings(theta).neg_log_marginal()
+        else:
+            data_term = 0.5 * jnp.sum(residuals(theta, self.problem) ** 2)
         log_prior = -0.5 * jnp.sum(self.prior_precision * (theta - self.prior_mean) ** 2)
         # dtheta/dz = (theta if log-spaced else 1) * half_width * sech^2(z), in a stable form.
         log_sech2 = 2.0 * (math.log(2.0) - jnp.abs(z) - jnp.log1p(jnp.exp(-2.0 * jnp.abs(z))))
@@ -136,7 +174,17 @@ class _Target(eqx.Module):
         log_jacobian = jnp.sum(jnp.log(half) + log_sech2) + jnp.sum(
             jnp.where(jnp.asarray(self.logs), y, 0.0)
         )
-        return 0.5 * chi2 - self.prior_weight * log_prior - log_jacobian
+        return data_term - self.prior_weight * log_prior - log_jacobian
+
+    def draw(self, u: Float[Array, " q"], key: Array) -> Float[Array, " p"]:
+        """The full parameter vector at ``u``: with ``marginal``, contrast and offset drawn
+        from their exact conditional Gaussian given the physics (so (physics, scalings) is a
+        draw of the joint posterior)."""
+        theta = self.theta(u)
+        if not self.marginal:
+            return theta
+        scalings = self._scalings(theta).sample(key)  # (n_seg, 2)
+        return jnp.concatenate([theta, scalings[:, 0], scalings[:, 1]])
 
 
 def _potential_fn_gen(target: _Target):
@@ -176,13 +224,14 @@ def _run(
     # One target per element; vmap broadcasts the leaves the elements share.
     points = jax.tree.map(lambda x: jnp.repeat(x, num_chains, axis=0), template.problem.points)
     targets = jax.vmap(lambda pts: eqx.tree_at(lambda t: t.problem.points, template, pts))(points)
-    key_start, key_run = jax.random.split(key)
+    key_start, key_run, key_draw = jax.random.split(key, 3)
     u0 = jax.random.normal(key_start, (n_elements, template.anchor.shape[0]))
     keys = jax.random.split(key_run, n_elements)
+    draw_keys = jax.random.split(key_draw, n_elements)  # contrast/offset draws when marginal
     total = num_warmup + num_samples
     every = max(1, total // _PROGRESS_REPORTS)
 
-    def local(keys, u0, targets):
+    def local(keys, u0, targets, draw_keys):
         init_kernel, sample_kernel = hmc(potential_fn_gen=_potential_fn_gen, algo="NUTS")
 
         def init(key, u, target):
@@ -192,8 +241,10 @@ def _run(
         step = jax.vmap(lambda state, target: sample_kernel(state, model_args=(target,)))
         first = jax.lax.axis_index(_AXIS) == 0
 
-        def record(states, targets):
-            theta = jax.vmap(lambda target, u: target.theta(u))(targets, states.z)
+        def record(states, targets, i):
+            theta = jax.vmap(lambda target, u, key: target.draw(u, jax.random.fold_in(key, i)))(
+                targets, states.z, draw_keys
+            )
             return (
                 theta, states.diverging, states.potential_energy, states.num_steps,
                 states.accept_prob,
@@ -203,7 +254,7 @@ def _run(
         # warmup iteration writes into slot 0, which the first draw overwrites.
         buffer = jax.tree.map(
             lambda x: jnp.zeros((num_samples, *x.shape), x.dtype),
-            jax.eval_shape(record, states, targets),
+            jax.eval_shape(record, states, targets, 0),
         )
 
         def iteration(carry, i):
@@ -212,7 +263,7 @@ def _run(
             slot = jnp.maximum(i - num_warmup, 0)
             buffer = jax.tree.map(
                 lambda b, x: jax.lax.dynamic_update_index_in_dim(b, x, slot, 0),
-                buffer, record(states, targets),
+                buffer, record(states, targets, i),
             )  # fmt: skip
             if progress:
                 jax.lax.cond(
@@ -228,9 +279,9 @@ def _run(
 
     mesh = Mesh(np.asarray(devices), (_AXIS,))
     spec = PartitionSpec(_AXIS)
-    out = jax.shard_map(
-        local, mesh=mesh, in_specs=(spec, spec, spec), out_specs=spec, check_vma=False
-    )(keys, u0, targets)
+    out = jax.shard_map(local, mesh=mesh, in_specs=(spec,) * 4, out_specs=spec, check_vma=False)(
+        keys, u0, targets, draw_keys
+    )
     return ShardDraws(*(x.reshape(n_shards, num_chains, *x.shape[1:]) for x in out))
 
 
@@ -256,6 +307,7 @@ def sample_shards(
     seed: int = 0,
     progress: bool = False,
     devices: Sequence[jax.Device] | None = None,
+    scalings: str = "marginalised",
 ) -> ShardDraws:
     """NUTS on every shard (or independent data set) of ``shards``, all in one computation.
 
@@ -279,25 +331,40 @@ def sample_shards(
         progress: print a line every 10 % of the iterations.
         devices: the devices the (shard, chain) elements are split over (default
             ``jax.devices()``); the largest leading subset that divides the elements is used.
+        scalings: ``"marginalised"`` (NUTS on the physical parameters, contrast and offset
+            integrated out and drawn from their conditional) or ``"sampled"`` (NUTS on all).
 
     Returns:
         :class:`ShardDraws` with arrays of shape (K, num_chains, num_samples, ...).
     """
+    if scalings not in SCALING_TREATMENTS:
+        raise ValueError(f"scalings must be one of {SCALING_TREATMENTS}; got {scalings!r}")
     n_shards = int(shards.c2.shape[0])
     lower, upper = parameter_box(problem, bounds)
     p = int(lower.shape[0])
     n_phys = len(problem.physical_names)
-    logs = _log_mask(problem, lower[:n_phys]) + (False,) * (p - n_phys)
+    # The sampled parameters: all of them, or the physical ones with the scalings integrated.
+    marginal = scalings == "marginalised" and p > n_phys
+    q = n_phys if marginal else p
+    logs = _log_mask(problem, lower[:n_phys]) + (False,) * (q - n_phys)
     start = np.asarray(start, dtype=float)
-    lower_y, upper_y, anchor = _anchor(lower, upper, start, logs)
     prior_mean, prior_precision = _prior_arrays(problem, priors)
-    covariance = _with_prior(np.asarray(covariance), prior_weight * prior_precision)
-    root = _preconditioner(anchor, lower_y, upper_y, start, covariance, logs)
+    covariance = _with_prior(np.asarray(covariance), prior_weight * prior_precision)[:q, :q]
+    lower_y, upper_y, anchor = _anchor(lower[:q], upper[:q], start[:q], logs)
+    root = _preconditioner(anchor, lower_y, upper_y, start[:q], covariance, logs)
+    scaling_mean, scaling_precision = _scaling_priors(
+        np.asarray(lower), np.asarray(upper), prior_mean, prior_precision, n_phys
+    )
+    reference = start[n_phys:].reshape(2, -1).T if p > n_phys else np.zeros((1, 2))
     template = _Target(
         problem=problem.with_points(shards), lower=lower_y, upper=upper_y, anchor=anchor,
-        root=root, prior_mean=jnp.asarray(prior_mean),
-        prior_precision=jnp.asarray(prior_precision),
-        prior_weight=jnp.asarray(prior_weight, dtype=float), logs=logs,
+        root=root, prior_mean=jnp.asarray(prior_mean[:q]),
+        prior_precision=jnp.asarray(prior_precision[:q]),
+        prior_weight=jnp.asarray(prior_weight, dtype=float),
+        scaling_prior_mean=jnp.asarray(scaling_mean),
+        scaling_prior_precision=jnp.asarray(prior_weight * scaling_precision),
+        scaling_reference=jnp.asarray(reference),
+        logs=logs, marginal=marginal,
     )  # fmt: skip
     all_devices = jax.devices() if devices is None else devices
     return _run(
@@ -305,6 +372,21 @@ def sample_shards(
         num_chains=num_chains, devices=_devices_for(n_shards * num_chains, all_devices),
         progress=progress,
     )  # fmt: skip
+
+
+def _scaling_priors(lower, upper, mean, precision, n_phys) -> tuple[np.ndarray, np.ndarray]:
+    """(n_seg, 2) prior means and precisions of (contrast, offset) for the marginalised
+    sampler: the user's Gaussian where given, else a weak Gaussian standing for the box
+    (its centre, sd its half-width), which keeps the integral over them finite where the
+    data do not separate contrast from offset. The data's precision on them is 1e4-1e8
+    times larger, so the box's stand-in does not move the posterior."""
+    centre, half = 0.5 * (upper + lower)[n_phys:], 0.5 * (upper - lower)[n_phys:]
+    given = precision[n_phys:] > 0
+    mean = np.where(given, mean[n_phys:], centre)
+    precision = np.where(given, precision[n_phys:], 1.0 / np.maximum(half, 1e-300) ** 2)
+    if mean.size == 0:  # "constant" scaling: nothing to integrate (placeholders)
+        return np.zeros((1, 2)), np.zeros((1, 2))
+    return mean.reshape(2, -1).T, precision.reshape(2, -1).T
 
 
 def _devices_for(n_elements: int, devices: Sequence[jax.Device]) -> tuple[jax.Device, ...]:
@@ -501,6 +583,7 @@ def fit_cmc(
     priors: Mapping[str, tuple[float, float]] | None = None,
     progress: bool = True,
     devices: Sequence[jax.Device] | None = None,
+    scalings: str = "marginalised",
 ) -> CmcResult:
     """Sample the posterior of every parameter by Consensus Monte Carlo (NUTS per shard).
 
@@ -524,14 +607,17 @@ def fit_cmc(
             angles; each is tempered by 1/K over K shards. Uniform on the box otherwise.
         progress: print a line every 10 % of the iterations.
         devices: the devices the shards x chains are split over (default ``jax.devices()``).
+        scalings: ``"marginalised"`` (default: NUTS on the physical parameters only, with
+            the per-angle contrast/offset integrated out analytically and drawn exactly from
+            their conditional Gaussian) or ``"sampled"`` (NUTS on every parameter).
 
     Returns:
         :class:`CmcResult`.
 
     Raises:
-        ValueError: for a bad n_shards, num_warmup, num_samples, num_chains, an unknown prior
-            name or non-positive prior sigma, or a warm start of another problem; before any
-            sampling.
+        ValueError: for a bad n_shards, num_warmup, num_samples, num_chains, scalings, an
+            unknown prior name or non-positive prior sigma, or a warm start of another problem;
+            before any sampling.
 
     Example:
         >>> result = fit_cmc(data, "static", num_samples=500, progress=False)
@@ -544,6 +630,8 @@ def fit_cmc(
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
     if not _is_int(seed):
         raise ValueError(f"seed must be an integer; got {seed!r}")
+    if scalings not in SCALING_TREATMENTS:
+        raise ValueError(f"scalings must be one of {SCALING_TREATMENTS}; got {scalings!r}")
     problem = make_problem(data, mode, scaling=scaling, integral=integral, bounds=bounds)
     n_points = problem.points.size
     if n_shards is None:
@@ -568,14 +656,14 @@ def fit_cmc(
         problem, shards, warm_start.x, n_shards * np.asarray(warm_start.covariance),
         bounds=bounds, priors=priors, prior_weight=1.0 / n_shards, num_warmup=num_warmup,
         num_samples=num_samples, num_chains=num_chains, seed=seed, progress=progress,
-        devices=devices,
+        devices=devices, scalings=scalings,
     )  # fmt: skip
     draws = jax.block_until_ready(draws)
     wall_time = time.perf_counter() - start_time
     settings = {
         "mode": mode, "scaling": scaling, "integral": integral, "num_warmup": num_warmup,
         "num_samples": num_samples, "num_chains": num_chains, "seed": seed,
-        "n_points": n_points, "wall_time_s": wall_time,
+        "scalings": scalings, "n_points": n_points, "wall_time_s": wall_time,
     }  # fmt: skip
     idata = _inference_data(problem, draws, settings)
     return CmcResult(idata=idata, names=problem.names, n_shards=n_shards, wall_time=wall_time)

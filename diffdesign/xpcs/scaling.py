@@ -9,6 +9,8 @@ value of the quadratic is then the profiled chi^2 without another pass over the 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
@@ -37,12 +39,18 @@ def _with_placeholders(physical: Array, problem: Problem) -> Array:
 
 
 def scaling_statistics(
-    physical: Float[Array, " n_phys"], problem: Problem, chunk_size: int | None = None
+    physical: Float[Array, " n_phys"],
+    problem: Problem,
+    chunk_size: int | None = None,
+    reference: Float[Array, "n_seg 2"] | None = None,
 ) -> Float[Array, "n_seg 6"]:
     """Weighted sums (1, g, g^2, c, c g, c^2) x w^2 per angle (one row for ``"averaged"``).
 
     ``g`` is the model's g1^2 and ``c`` the data; with ``chunk_size`` the sums are accumulated
-    over chunks of points (bounded memory).
+    over chunks of points (bounded memory). With ``reference`` (contrast, offset per row),
+    ``c`` is the data minus that reference's model, so the sums describe the quadratic in the
+    *departures* from it: then ``c^2`` is of the order of chi^2 rather than 1e4 times larger,
+    and the quadratic's minimum loses no digits to cancellation.
     """
     params = unpack(_with_placeholders(physical, problem), problem)[0]
     n_seg = problem.n_phi if problem.scaling == "individual" else 1
@@ -51,7 +59,10 @@ def scaling_statistics(
         pts = sub.points
         g = model_g1_squared(params, sub)
         segments = pts.angle if problem.scaling == "individual" else jnp.zeros_like(pts.angle)
-        columns = jnp.stack([jnp.ones_like(g), g, g * g, pts.c2, pts.c2 * g, pts.c2**2], axis=1)
+        c = pts.c2
+        if reference is not None:
+            c = c - reference[segments, 1] - reference[segments, 0] * g
+        columns = jnp.stack([jnp.ones_like(g), g, g * g, c, c * g, c**2], axis=1)
         return jax.ops.segment_sum(pts.weight[:, None] ** 2 * columns, segments, num_segments=n_seg)
 
     if chunk_size is None:
@@ -126,3 +137,61 @@ def with_scalings(
 def profiled_residuals(physical: Array, problem: Problem, box: ScalingBox) -> Array:
     """Residuals with contrast and offset at their best values for these physical parameters."""
     return residuals(with_scalings(physical, problem, box)[0], problem)
+
+
+class ScalingGaussian(NamedTuple):
+    """The Gaussian in (contrast, offset) per segment that the likelihood is for fixed physics.
+
+    With ``A`` the 2 x 2 precision and ``mean`` its minimiser over the whole plane (no box),
+    ``chi2(contrast, offset) = chi2_min + (beta - mean)^T A (beta - mean)`` exactly, since the
+    model is linear in contrast and offset; a Gaussian prior on them only adds to ``A``.
+
+    Attributes:
+        mean: (n_seg, 2) contrast and offset minimising the quadratic.
+        precision: (n_seg, 2, 2) ``A``.
+        chi2_min: (n_seg,) the quadratic's minimum (prior terms included).
+        log_det: (n_seg,) ``log det A``.
+    """
+
+    mean: Float[Array, "n_seg 2"]
+    precision: Float[Array, "n_seg 2 2"]
+    chi2_min: Float[Array, " n_seg"]
+    log_det: Float[Array, " n_seg"]
+
+    def neg_log_marginal(self) -> Float[Array, ""]:
+        """``-log`` of the likelihood integrated over contrast and offset (flat measure), up
+        to a constant: ``0.5 * sum(chi2_min + log det A)``."""
+        return 0.5 * jnp.sum(self.chi2_min + self.log_det)
+
+    def sample(self, key: Array) -> Float[Array, "n_seg 2"]:
+        """One draw of (contrast, offset) per segment from ``N(mean, A^-1)``."""
+        a11, a12, a22 = self.precision[:, 0, 0], self.precision[:, 0, 1], self.precision[:, 1, 1]
+        # A = R^T R with R = ((l11, 0), (l12, l22)) lower triangular; x = R^-1 eps then has
+        # covariance (R^T R)^-1 = A^-1.
+        l22 = jnp.sqrt(a22)
+        l12 = a12 / l22
+        l11 = jnp.sqrt(a11 - l12**2)
+        eps = jax.random.normal(key, self.mean.shape, self.mean.dtype)
+        x1 = eps[:, 0] / l11
+        x2 = (eps[:, 1] - l12 * x1) / l22
+        return self.mean + jnp.stack([x1, x2], axis=1)
+
+
+def scaling_gaussian(
+    stats: Float[Array, "n_seg 6"],
+    prior_mean: Float[Array, "n_seg 2"],
+    prior_precision: Float[Array, "n_seg 2"],
+) -> ScalingGaussian:
+    """The (contrast, offset) Gaussian of each row of :func:`scaling_statistics`, times
+    independent Gaussian priors (``prior_precision`` 0 for a flat one)."""
+    s11, sg, sgg, sc, scg, scc = (stats[:, k] for k in range(6))
+    pk, po = prior_precision[:, 0], prior_precision[:, 1]
+    mk, mo = prior_mean[:, 0], prior_mean[:, 1]
+    a11, a12, a22 = sgg + pk, sg, s11 + po
+    b1, b2 = scg + pk * mk, sc + po * mo
+    c = scc + pk * mk**2 + po * mo**2
+    det = a11 * a22 - a12**2
+    mean = jnp.stack([(a22 * b1 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det], axis=1)
+    chi2_min = c - (b1 * mean[:, 0] + b2 * mean[:, 1])
+    precision = jnp.stack([jnp.stack([a11, a12], -1), jnp.stack([a12, a22], -1)], -2)
+    return ScalingGaussian(mean, precision, chi2_min, jnp.log(det))

@@ -97,8 +97,6 @@ def test_g1_floor_matches_homodyne(name):
     assert np.sum(ours == G1_FLOOR) == int(case["n_g1_floored"]) > 0
 
 
-
-
 def test_static_g1_pairs_broadcasts_angle():
     case = _case("static_fast_decay")
     index = jnp.arange(32)
