@@ -1,0 +1,281 @@
+"""Per-voxel radiation lengths from reconstructed scatters: PoCA and a likelihood along the path.
+
+Both estimators use the Highland relation of :mod:`~diffdesign.muography.scattering` with
+the muons' momenta known (as in TomOpt), and subtract the angles' measurement variances.
+
+**PoCA** (:func:`x0_poca`, TomOpt's kind of estimator). Each muon puts its whole scattering
+at its PoCA: per muon ``m = (beta p / 13.6 MeV)^2 (<dtheta^2> - var) / L``, with ``L`` its path
+through the whole grid, is spread over the voxels with the probability that the PoCA lies in
+each (Gaussian PoCA uncertainty, factorised per axis, so the assignment is differentiable),
+averaged per voxel with the muons' reconstruction weights, and ``X0`` solved from
+``m = (1 / X0) (1 + 0.038 ln(L / X0))^2``. Its global value is exact for a uniform volume, but
+voxel by voxel it is biased in depth (the PoCAs of strongly scattered muons cluster mid-depth)
+and in a heterogeneous volume it credits the scatter of the whole path to one voxel, which
+blurs a dense block in depth ("ghosting") and dilutes its contrast.
+
+**Path likelihood** (:func:`x0_likelihood`). Per muon and projection, the angle change and
+the lateral offset at the grid's bottom, ``d = (dtheta, dx)``, are ``N(0, Sigma)`` with
+
+    Sigma = sum_layers c f_k s_k W_k + M,   W_k = [[L, L (Lp/2 + Tp)],
+                                                    [., L (Lp^2/3 + Lp Tp + Tp^2)]],
+
+``s = 1 / X0`` of the voxel the path crosses in layer ``k`` (incoming line above the PoCA,
+outgoing below; shared bilinearly between the four nearest voxel columns), ``L`` the path
+length in the layer, ``Lp`` and ``Tp`` the projected lengths of the layer and from its bottom
+to the grid's bottom (the lever arm of a kick), ``c = (13.6 MeV / beta p)^2``, ``f_k`` the
+layer's share of the Highland log factor (:func:`_highland_slope`) and ``M`` the measurement
+covariance propagated from the track fits. The offsets say *where* along the path the muon
+scattered, which the angles alone cannot. The maximum-likelihood ``s`` is found by the
+expectation-maximisation iteration of this variance-components model (Schultz et al. 2007,
+"Statistical reconstruction for cosmic ray muon tomography", with angles and offsets):
+
+    s_v <- s_v + s_v^2 / (4 N_v) sum_i w_i b_iv [d^T Sigma^-1 A Sigma^-1 d - tr(Sigma^-1 A)],
+
+``A = c f_k W_k``, ``N_v = sum_i w_i b_iv``, summed over both projections; its fixed point is
+the likelihood's stationary point. It is shrunk towards the start by ``prior_muons``
+pseudo-muons per voxel (so voxels no muon crosses keep their start value), kept within
+``X0_RANGE``, over-relaxed (``relaxation``), started from the global estimate, and
+differentiated through by unrolling a fixed number of iterations (rematerialised, so memory
+does not grow with them). More iterations sharpen a dense block but fit noise in uniform
+regions: 40 is a compromise measured on the lead-block and uniform-iron volumes (60k muons).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import ndtr
+from jaxtyping import Array, Float
+
+from diffdesign.muography.reconstruction import Scatters, Tracks
+from diffdesign.muography.scattering import HIGHLAND_SCALE
+from diffdesign.muography.source import MUON_MASS
+from diffdesign.muography.volume import Volume
+
+_LOG_TERM = 0.038
+#: Radiation lengths the estimates are kept within (m): 1 mm (denser than uranium) to 1 km.
+X0_RANGE = (1e-3, 1e3)
+
+
+def _scale(p: Array) -> tuple[Array, Array]:
+    """(c = (13.6 MeV / beta p)^2, beta^2) per muon."""
+    beta2 = p**2 / (p**2 + MUON_MASS**2)
+    return (HIGHLAND_SCALE**2 / (p**2 * beta2)), beta2
+
+
+def _per_muon(sc: Scatters, p: Array, volume: Volume) -> tuple[Array, Array, Array]:
+    """(m in 1/m, path length L in m, beta^2) per muon."""
+    c, beta2 = _scale(p)
+    slopes = jnp.tan(sc.theta_in)
+    height = volume.z_range[1] - volume.z_range[0]
+    path = height * jnp.sqrt(1 + jnp.sum(slopes**2, axis=1))
+    angle2 = jnp.mean(sc.dtheta**2 - sc.dtheta_variance, axis=1)
+    return angle2 / c / path, path, beta2
+
+
+def _solve_x0(s: Array, path: Array, beta2: Array | float = 1.0, iterations: int = 8) -> Array:
+    """X0 with s = (1 / X0) (1 + 0.038 ln(path / (X0 beta^2)))^2 (fixed point from 1/s)."""
+    s = jnp.clip(s, 1 / X0_RANGE[1], 1 / X0_RANGE[0])
+    x0 = 1 / s
+    for _ in range(iterations):
+        x0 = (1 + _LOG_TERM * jnp.log(path / (x0 * beta2))) ** 2 / s
+    return x0
+
+
+def _axis_probabilities(mean: Array, sd: Array, edges: Array) -> Array:
+    """(n, n_bins) P(coordinate in each bin) for N(mean, sd^2)."""
+    cdf = ndtr((edges[None, :] - mean[:, None]) / sd[:, None])
+    return cdf[:, 1:] - cdf[:, :-1]
+
+
+def x0_poca(
+    sc: Scatters, p: Float[Array, " n"], volume: Volume, prior_muons: float = 1.0
+) -> Float[Array, "nx ny nz"]:
+    """PoCA estimate of X0 per voxel (m); voxels few muons reach tend to the global estimate
+    (``prior_muons`` pseudo-muons of it per voxel)."""
+    m, path, beta2 = _per_muon(sc, p, volume)
+    w = sc.weight
+    probs = []
+    for axis in range(3):
+        edges = volume.lower[axis] + volume.size * jnp.arange(volume.shape[axis] + 1)
+        sd = jnp.sqrt(jnp.maximum(sc.poca_covariance[:, axis, axis], 1e-8))
+        probs.append(_axis_probabilities(sc.poca[:, axis], sd, edges))
+    px, py, pz = probs
+    pxy = (w[:, None] * px)[:, :, None] * py[:, None, :]  # (n, nx, ny)
+    weight = jnp.einsum("nij,nk->ijk", pxy, pz)
+    sum_m = jnp.einsum("nij,nk->ijk", pxy, pz * m[:, None])
+    sum_path = jnp.einsum("nij,nk->ijk", pxy, pz * path[:, None])
+    global_m, global_path = jnp.sum(w * m) / jnp.sum(w), jnp.sum(w * path) / jnp.sum(w)
+    s = (sum_m + prior_muons * global_m) / (weight + prior_muons)
+    mean_path = (sum_path + prior_muons * global_path) / (weight + prior_muons)
+    return _solve_x0(s, mean_path, jnp.sum(w * beta2) / jnp.sum(w))
+
+
+def _path_voxels(sc: Scatters, incoming: Array, outgoing: Array, volume: Volume):
+    """Per muon and layer (incoming line above the PoCA, outgoing below): the 4 voxel indices
+    (flat) and bilinear weights of the path's point at the layer's mid-height (clamped at the
+    grid's edges; 0 outside the grid), the path length in the layer (n, nz), and per
+    projection the stretch sqrt(1 + t^2) of vertical distances into projected ones (2, n, nz)."""
+    nx, ny, nz = volume.shape
+    z_bottom, z_top = volume.z_range
+    zc = volume.lower[2] + volume.size * (jnp.arange(nz) + 0.5)  # (nz,)
+    above = jax.nn.sigmoid((zc[None, :] - sc.poca[:, 2:3]) / (0.1 * volume.size))[None]
+    xy_in = incoming[:2, :, None] + incoming[2:, :, None] * (zc - z_top)[None, None]
+    xy_out = outgoing[:2, :, None] + outgoing[2:, :, None] * (zc - z_bottom)[None, None]
+    xy = above * xy_in + (1 - above) * xy_out  # (2, n, nz)
+    slopes = above * incoming[2:, :, None] + (1 - above) * outgoing[2:, :, None]
+    length = volume.size * jnp.sqrt(1 + jnp.sum(slopes**2, axis=0))  # (n, nz)
+    stretch = jnp.sqrt(1 + slopes**2)  # (2, n, nz)
+    corners = []
+    for axis, n_axis in ((0, nx), (1, ny)):
+        u = (xy[axis] - volume.lower[axis]) / volume.size - 0.5
+        inside = (u >= -0.5) & (u <= n_axis - 0.5)
+        u = jnp.clip(u, 0.0, n_axis - 1.0)
+        i0 = jnp.minimum(jnp.floor(u), max(n_axis - 2, 0))
+        f = u - i0
+        corners.append(((i0.astype(int), 1 - f), (i0.astype(int) + 1, f), inside))
+    (ix, iy) = corners
+    layer = jnp.arange(nz)[None, :]
+    inside = ix[2] & iy[2]
+    index, weight = [], []
+    for i, wi in ix[:2]:
+        for j, wj in iy[:2]:
+            i, j = jnp.minimum(i, nx - 1), jnp.minimum(j, ny - 1)
+            index.append(i * ny * nz + j * nz + layer)
+            weight.append(jnp.where(inside, wi * wj, 0.0))
+    return jnp.stack(index, -1), jnp.stack(weight, -1), length, stretch
+
+
+def _kinks(incoming: Array, outgoing: Array, height: float) -> Array:
+    """Per projection (x, y): the angle change and the lateral offset at the grid's bottom
+    (perpendicular to the incoming track) of one muon's lines (x, y, tx, ty) at top/bottom.
+
+    The offset's sign is that of the angle change for a kink above the bottom (z decreases
+    along the flight, so a kink by dt at height T above the bottom moves the outgoing line by
+    -dt T in x there)."""
+
+    def one(x_in, t_in, x_out, t_out):
+        offset = ((x_in - t_in * height) - x_out) / jnp.sqrt(1 + t_in**2)
+        return jnp.stack([jnp.arctan(t_out) - jnp.arctan(t_in), offset])
+
+    return jnp.stack([one(incoming[a], incoming[a + 2], outgoing[a], outgoing[a + 2])
+                      for a in (0, 1)])  # fmt: skip
+
+
+def _highland_slope(material: Array, beta2: Array) -> Array:
+    """(n, nz) each layer's share of the Highland variance per unit material: with
+    ``G(X) = X (1 + 0.038 ln(X / beta^2))^2`` and X the material accumulated from the top
+    (layer nz - 1) down, ``(G(X_end) - G(X_start)) / (X_end - X_start)``; the simulator's
+    accumulated-Highland variance grows exactly so, so the layers' shares add up to
+    Highland's width of the whole path and lie deeper where the log term puts them."""
+
+    def g(x):
+        x = jnp.maximum(x, 1e-12)
+        return x * (1 + _LOG_TERM * jnp.log(x / beta2[:, None])) ** 2
+
+    end = jnp.flip(jnp.cumsum(jnp.flip(material, 1), axis=1), 1)
+    start = end - material
+    safe = jnp.maximum(material, 1e-12)
+    return jnp.maximum((g(end) - g(start)) / safe, 0.0)
+
+
+def _measurement_covariance(incoming, outgoing, cov_in, cov_out, height) -> Array:
+    """(n, 2, 2, 2): per muon and projection, the covariance of (angle change, offset) from
+    the two tracks' (position, slope) covariances, by first-order propagation."""
+    jac = jax.vmap(jax.jacfwd(lambda a, b: _kinks(a, b, height), argnums=(0, 1)))(
+        incoming.T, outgoing.T
+    )  # each (n, 2 proj, 2 obs, 4 params)
+    out = []
+    for axis in (0, 1):
+        idx = jnp.array([axis, axis + 2])
+        j_in, j_out = jac[0][:, axis][..., idx], jac[1][:, axis][..., idx]  # (n, 2, 2)
+        out.append(
+            j_in @ cov_in @ jnp.swapaxes(j_in, 1, 2) + j_out @ cov_out @ jnp.swapaxes(j_out, 1, 2)
+        )
+    return jnp.stack(out, 1)
+
+
+def x0_likelihood(
+    sc: Scatters,
+    p: Float[Array, " n"],
+    incoming: Tracks,
+    outgoing: Tracks,
+    volume: Volume,
+    iterations: int = 40,
+    start: Float[Array, "nx ny nz"] | str = "uniform",
+    prior_muons: float = 1.0,
+    relaxation: float = 1.5,
+) -> Float[Array, "nx ny nz"]:
+    """Maximum-likelihood X0 per voxel (m) from angles and offsets, by ``iterations`` EM steps.
+
+    Args:
+        sc: the scatters.
+        p: (n,) momenta (eV/c).
+        incoming, outgoing: the fitted tracks at the grid's top and bottom.
+        volume: the grid (its geometry; its X0 is not used).
+        iterations: EM steps.
+        start: X0 map to start from (m), ``"uniform"`` (default: every voxel at the global
+            estimate) or ``"poca"`` (the PoCA map: a dense block converges in half the
+            steps, but PoCA's depth bias in uniform regions takes many more to undo).
+        relaxation: over-relaxation of each EM step (1 plain EM; 1.5 reaches in 40 steps
+            what plain EM reaches in about 60).
+        prior_muons: pseudo-muons per voxel holding it at the start value: voxels few
+            muons cross stay near it instead of running off to 0 or infinity.
+    """
+    c, beta2 = _scale(p)
+    height = volume.z_range[1] - volume.z_range[0]
+    index, bweight, length, stretch = _path_voxels(sc, incoming.line, outgoing.line, volume)
+    n_vox = volume.shape[0] * volume.shape[1] * volume.shape[2]
+    w = sc.weight
+    flat_index = index.reshape(-1)
+    count = jax.ops.segment_sum(
+        (w[:, None, None] * bweight).reshape(-1), flat_index, num_segments=n_vox
+    )
+    data = jnp.moveaxis(jax.vmap(lambda a, b: _kinks(a, b, height), in_axes=(1, 1))(
+        incoming.line, outgoing.line), 0, 0)  # fmt: skip  # (n, 2 proj, 2)
+    noise = _measurement_covariance(
+        incoming.line, outgoing.line, incoming.covariance, outgoing.covariance, height
+    )  # (n, 2 proj, 2, 2)
+    # per layer and projection, the 2 x 2 covariance of (angle, offset at the bottom) per
+    # unit 1/X0 and unit Highland scale: kicks spread over the path length L in the layer,
+    # lever arms in projected lengths (the layer's Lp, and Tp from its bottom to the grid's)
+    el = length[:, None]  # (n, 1, nz)
+    lp = volume.size * jnp.moveaxis(stretch, 0, 1)  # (n, 2, nz)
+    tp = lp * jnp.arange(volume.shape[2])[None, None, :]
+    w11 = jnp.broadcast_to(el, lp.shape)
+    w12, w22 = el * (lp / 2 + tp), el * (lp**2 / 3 + lp * tp + tp**2)
+    if isinstance(start, str) and start == "poca":
+        s0 = 1 / x0_poca(sc, p, volume).reshape(-1)
+    elif isinstance(start, str) and start == "uniform":
+        m, path, _ = _per_muon(sc, p, volume)
+        global_s = 1 / _solve_x0(jnp.sum(w * m) / jnp.sum(w), jnp.sum(w * path) / jnp.sum(w))
+        s0 = jnp.full(n_vox, global_s)
+    elif isinstance(start, str):
+        raise ValueError(f"start must be 'poca', 'uniform' or an X0 map; got {start!r}")
+    else:
+        s0 = 1 / jnp.asarray(start).reshape(-1)
+
+    @jax.checkpoint
+    def em_step(s, _):
+        layer_s = jnp.sum(bweight * s[index], axis=2)  # (n, nz) path-averaged 1/X0
+        scale = c[:, None] * _highland_slope(length * layer_s, beta2)  # (n, nz)
+        sums = [jnp.sum((scale * layer_s)[:, None] * v, axis=2) for v in (w11, w12, w22)]
+        sigma = jnp.stack([jnp.stack([sums[0], sums[1]], -1), jnp.stack([sums[1], sums[2]], -1)],
+                          -2) + noise  # fmt: skip  # (n, 2 proj, 2, 2)
+        inv = jnp.linalg.inv(sigma)
+        r = jnp.einsum("npij,npj->npi", inv, data)[..., None]  # Sigma^-1 d, (n, 2, 2, 1)
+        # d^T S^-1 W S^-1 d - tr(S^-1 W), W = [[w11, w12], [w12, w22]], summed over projections
+        quad = (
+            w11 * r[:, :, 0] ** 2 + 2 * w12 * r[:, :, 0] * r[:, :, 1] + w22 * r[:, :, 1] ** 2
+            - (w11 * inv[..., 0, 0, None] + 2 * w12 * inv[..., 0, 1, None]
+               + w22 * inv[..., 1, 1, None])
+        ).sum(1)  # fmt: skip  # (n, nz)
+        term = (w[:, None] * scale * quad)[..., None] * bweight  # (n, nz, 4)
+        total = jax.ops.segment_sum(term.reshape(-1), flat_index, num_segments=n_vox) / 4
+        # EM (count s + s^2 total) / count, shrunk towards the start by prior_muons
+        em = (count * s + s**2 * total + prior_muons * s0) / (count + prior_muons)
+        s = s + relaxation * (em - s)
+        return jnp.clip(s, 1 / X0_RANGE[1], 1 / X0_RANGE[0]), None
+
+    s, _ = jax.lax.scan(em_step, s0, None, length=iterations)
+    return (1 / s).reshape(volume.shape)

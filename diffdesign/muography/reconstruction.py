@@ -1,0 +1,128 @@
+"""Track fits, scatter points (PoCA) and scattering angles, with their uncertainties.
+
+Each stack's hits are fitted by weighted least squares with straight lines
+``x(z) = x_ref + tx (z - z_ref)`` (and the same in y), weights ``a_i / sigma_i^2`` (the hit's
+recording probability over its variance); the fit's covariance is the inverse of the
+normal matrix when every hit's weight is 1, and in general the sandwich ``N^-1 M N^-1`` (the
+hits' noise does not shrink with their weight). A muon counts with the probability that
+both stacks record at least two hits (independent panels). The scatter point is the point
+of closest approach (PoCA) of the incoming and outgoing lines; the scattering angles are
+the changes of the projected angles ``atan(tx)``, ``atan(ty)``, and their variances and
+the PoCA's covariance follow from the tracks' covariances by first-order propagation (a
+Jacobian by ``jax.jacfwd`` per muon).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from diffdesign.muography.detector import Hits
+
+
+class Tracks(NamedTuple):
+    """Fitted lines of one stack.
+
+    Attributes:
+        line: (4, n) x, y at z_ref and slopes tx, ty.
+        covariance: (n, 2, 2) covariance of (position at z_ref, slope), the same in x and y.
+        detected: (n,) probability of at least two recorded hits.
+    """
+
+    line: Float[Array, "4 n"]
+    covariance: Float[Array, "n 2 2"]
+    detected: Float[Array, " n"]
+
+
+def at_least_two(weight: Float[Array, "n p"]) -> Float[Array, " n"]:
+    """P(at least two of independent Bernoulli(weight_i) succeed), per row."""
+    miss = 1 - weight
+    none = jnp.prod(miss, axis=1)
+    # sum_i a_i prod_{j != i} (1 - a_j), without dividing by (1 - a_i)
+    left = jnp.cumprod(jnp.concatenate([jnp.ones_like(miss[:, :1]), miss[:, :-1]], 1), axis=1)
+    right = jnp.flip(
+        jnp.cumprod(jnp.concatenate([jnp.ones_like(miss[:, :1]), jnp.flip(miss, 1)[:, :-1]], 1), 1),
+        1,
+    )
+    one = jnp.sum(weight * left * right, axis=1)
+    return jnp.clip(1 - none - one, 0.0, 1.0)
+
+
+def fit_tracks(hits: Hits, z_ref: float) -> Tracks:
+    """Weighted straight-line fits of every muon's hits in one stack."""
+    w = hits.weight / hits.sigma[None, :] ** 2 + 1e-12  # (n, p); tiny floor: never singular
+    dz = (hits.z - z_ref)[None, :]
+    s0, s1, s2 = w.sum(1), (w * dz).sum(1), (w * dz**2).sum(1)
+    det = s0 * s2 - s1**2
+    lines = []
+    for axis in (0, 1):
+        r = hits.xy[..., axis]
+        b0, b1 = (w * r).sum(1), (w * r * dz).sum(1)
+        lines.append(((s2 * b0 - s1 * b1) / det, (s0 * b1 - s1 * b0) / det))
+    (x, tx), (y, ty) = lines
+    inverse = jnp.stack([jnp.stack([s2, -s1], -1), jnp.stack([-s1, s0], -1)], -2)
+    inverse = inverse / det[:, None, None]
+    # sandwich: the hits' noise is sigma whatever their weight, N^-1 (sum w^2 sigma^2 d d^T) N^-1
+    v = w**2 * hits.sigma[None, :] ** 2
+    m0, m1, m2 = v.sum(1), (v * dz).sum(1), (v * dz**2).sum(1)
+    middle = jnp.stack([jnp.stack([m0, m1], -1), jnp.stack([m1, m2], -1)], -2)
+    cov = inverse @ middle @ inverse
+    return Tracks(jnp.stack([x, y, tx, ty]), cov, at_least_two(hits.weight))
+
+
+class Scatters(NamedTuple):
+    """Per muon: PoCA, scattering angles and their uncertainties.
+
+    Attributes:
+        poca: (n, 3) point of closest approach (m).
+        poca_covariance: (n, 3, 3).
+        dtheta: (n, 2) change of the projected angles in x and y (rad).
+        dtheta_variance: (n, 2) their measurement variances (rad^2).
+        theta_in: (n, 2) incoming projected angles (rad).
+        weight: (n,) probability the muon is reconstructed (both stacks).
+    """
+
+    poca: Float[Array, "n 3"]
+    poca_covariance: Float[Array, "n 3 3"]
+    dtheta: Float[Array, "n 2"]
+    dtheta_variance: Float[Array, "n 2"]
+    theta_in: Float[Array, "n 2"]
+    weight: Float[Array, " n"]
+
+
+def _poca(params: Float[Array, " 8"], z_in: float, z_out: float) -> Float[Array, " 3"]:
+    """PoCA of the lines (x, y, tx, ty) at z_in and at z_out (one muon)."""
+    x1, y1, tx1, ty1, x2, y2, tx2, ty2 = params
+    p1, u = jnp.stack([x1, y1, z_in]), jnp.stack([tx1, ty1, 1.0])
+    p2, v = jnp.stack([x2, y2, z_out]), jnp.stack([tx2, ty2, 1.0])
+    w0 = p1 - p2
+    a, b, c, d, e = u @ u, u @ v, v @ v, u @ w0, v @ w0
+    denom = a * c - b**2
+    parallel = denom < 1e-12 * a * c
+    safe = jnp.where(parallel, 1.0, denom)
+    s = jnp.where(parallel, 0.5 * (z_out - z_in), (b * e - c * d) / safe)
+    t = jnp.where(parallel, 0.5 * (z_in - z_out), (a * e - b * d) / safe)
+    return 0.5 * (p1 + s * u + p2 + t * v)
+
+
+def scatters(incoming: Tracks, outgoing: Tracks, z_in: float, z_out: float) -> Scatters:
+    """PoCA, angles and uncertainties from the two stacks' fitted tracks."""
+    params = jnp.concatenate([incoming.line, outgoing.line]).T  # (n, 8)
+    poca = jax.vmap(_poca, in_axes=(0, None, None))(params, z_in, z_out)
+    jac = jax.vmap(jax.jacfwd(_poca), in_axes=(0, None, None))(params, z_in, z_out)  # (n, 3, 8)
+    # parameter covariance: (x, tx) and (y, ty) blocks of each track, independent
+    cov = jnp.zeros((params.shape[0], 8, 8))
+    for tracks, base in ((incoming, 0), (outgoing, 4)):
+        for pos, slope in ((base, base + 2), (base + 1, base + 3)):
+            idx = jnp.array([pos, slope])
+            cov = cov.at[:, idx[:, None], idx[None, :]].set(tracks.covariance)
+    poca_cov = jnp.einsum("nik,nkl,njl->nij", jac, cov, jac)
+    slopes_in, slopes_out = incoming.line[2:].T, outgoing.line[2:].T  # (n, 2)
+    theta_in, theta_out = jnp.arctan(slopes_in), jnp.arctan(slopes_out)
+    var_in = incoming.covariance[:, 1, 1][:, None] / (1 + slopes_in**2) ** 2
+    var_out = outgoing.covariance[:, 1, 1][:, None] / (1 + slopes_out**2) ** 2
+    weight = incoming.detected * outgoing.detected
+    return Scatters(poca, poca_cov, theta_out - theta_in, var_in + var_out, theta_in, weight)
