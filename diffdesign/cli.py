@@ -424,6 +424,51 @@ def _add_xpcs_commands(domains) -> None:
     fit.set_defaults(run=_xpcs_fit)
 
 
+def _muography(args: argparse.Namespace) -> int:
+    from diffdesign.muography import studies
+
+    config_class = studies.MuographyStudyConfig
+    config = config_class.from_toml(args.config) if args.config else config_class()
+    config = config.smoke() if args.smoke else config
+    run = {"image": studies.run_lead_block, "design": studies.run_design,
+           "sweep": studies.run_budget_sweep}[args.command]  # fmt: skip
+    results = run(config, args.out)
+    if args.command == "image":
+        for name, entry in results["estimators"].items():
+            print(f"{name:10s} X0 error {entry['x0_error']:.4g}  log error "
+                  f"{entry['log_x0_error']:.4g}  lead median {entry['lead_median_x0_m'] * 1e3:.2f} "
+                  f"mm (true 5.61)")  # fmt: skip
+    elif args.command == "design":
+        for name, entry in results["validation"].items():
+            print(f"{name:18s} {config.loss} {entry[config.loss]:.4g}  cost {entry['cost']:.3g}")
+    else:
+        for row in results["rows"]:
+            print(f"budget {row['budget']:6g}: cost {row['cost']:.3g}  {config.loss} "
+                  f"{row[config.loss]:.4g}")  # fmt: skip
+    return 0
+
+
+def _add_muography_commands(domains) -> None:
+    muography = domains.add_parser(
+        "muography", help="muon scattering tomography: imaging and detector design"
+    )
+    commands = muography.add_subparsers(dest="command", required=True)
+    helps = {
+        "image": "image TomOpt's lead block in beryllium with PoCA and the path likelihood",
+        "design": "optimise the panels from a deliberately poor layout (checkpointed)",
+        "sweep": "budget sweep: panel cost against the achievable X0 error",
+    }
+    for name, text in helps.items():
+        command = commands.add_parser(
+            name, help=text, description=text + ". Settings: TOML keys of "
+            "diffdesign.muography.studies.MuographyStudyConfig (all optional).",
+        )  # fmt: skip
+        command.add_argument("--config", help="TOML config (experiments/muography/*.toml)")
+        command.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
+        command.add_argument("--out", default=f"results/muography_{name}", help="output folder")
+        command.set_defaults(run=_muography)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffdesign", description=__doc__.splitlines()[0])
     domains = parser.add_subparsers(dest="domain", required=True)
@@ -484,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_ring_commands(domains)
     _add_xpcs_commands(domains)
+    _add_muography_commands(domains)
     return parser
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from diffdesign.muography.detector import EDGE_WIDTH, Detector, record_hits
 from diffdesign.muography.inference import x0_likelihood, x0_poca
 from diffdesign.muography.reconstruction import Scatters, Tracks, fit_tracks, scatters
 from diffdesign.muography.scattering import Passage
+from diffdesign.muography.source import MuonBatch
 from diffdesign.muography.volume import Volume
 
 ESTIMATORS = ("likelihood", "poca")
@@ -59,3 +62,17 @@ def predict_x0(
     if estimator == "likelihood":
         return x0_likelihood(rec.scatters, p, rec.incoming, rec.outgoing, volume, iterations)
     raise ValueError(f"estimator must be one of {ESTIMATORS}; got {estimator!r}")
+
+
+def shard_muons(muons: MuonBatch, devices=None) -> MuonBatch:
+    """``muons`` split along the muon axis over ``devices`` (default all), so that jitted
+    work on them (propagation, reconstruction, inference, gradients) runs sharded: XLA
+    partitions the per-muon arithmetic and turns the sums over muons into all-reduces.
+    The muon count must be a multiple of the device count."""
+    devices = jax.devices() if devices is None else list(devices)
+    n = muons.x.shape[0]
+    if n % len(devices):
+        raise ValueError(f"muon count {n} must be a multiple of the {len(devices)} devices")
+    sharding = NamedSharding(Mesh(np.asarray(devices), ("muons",)), PartitionSpec("muons"))
+    placed = [jax.device_put(a, sharding) for a in muons[:5]]
+    return MuonBatch(*placed, muons.z)

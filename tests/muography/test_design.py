@@ -140,3 +140,55 @@ def test_bad_checkpoints(tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         optimize_detector(default_detector(VOLUME), VOLUME, epochs=2, n_muons=600,
                           checkpoint=ckpt.with_name("ok.json"), progress=False)  # fmt: skip
+
+
+_SHARDED = """
+import json, jax, numpy as np
+import diffdesign
+from diffdesign.muography import default_detector, generate_muons, predict_x0, propagate, x0_error
+from diffdesign.muography.pipeline import shard_muons
+from tests.muography.test_design import VOLUME
+muons = generate_muons(jax.random.key(0), 4000, z=0.9, momentum=5e9)
+def loss(det, muons):
+    passage = propagate(jax.random.key(1), muons, VOLUME)
+    return x0_error(predict_x0(jax.random.key(2), det, passage, muons.p, VOLUME), VOLUME.x0)
+f = jax.jit(jax.value_and_grad(loss))
+det = default_detector(VOLUME)
+one_value, one_grad = f(det, muons)
+sharded = shard_muons(muons)
+two_value, two_grad = f(det, sharded)
+assert len(sharded.x.sharding.device_set) == 2
+diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / (np.abs(np.asarray(a)) + 1e-12)))
+           for a, b in zip(jax.tree.leaves(one_grad), jax.tree.leaves(two_grad)))
+print(json.dumps({"devices": jax.device_count(), "value": [float(one_value), float(two_value)],
+                  "grad_difference": diff}))
+"""
+
+
+def test_muon_batches_shard_across_devices():
+    """Loss and gradient with the muons split over 2 (emulated) devices equal the 1-device
+    ones to rounding."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "JAX_PLATFORMS": "cpu"}  # fmt: skip
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", _SHARDED], capture_output=True, text=True,
+                          env=env, cwd=root, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["devices"] == 2
+    one, two = report["value"]
+    assert abs(one - two) <= 1e-10 * abs(one)
+    assert report["grad_difference"] < 1e-8
+
+
+def test_sharding_needs_a_divisible_count():
+    from diffdesign.muography.pipeline import shard_muons
+
+    muons = generate_muons(jax.random.key(0), 7, z=0.9)
+    with pytest.raises(ValueError, match="multiple of the"):
+        shard_muons(muons, [jax.devices()[0]] * 2)
