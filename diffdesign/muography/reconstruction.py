@@ -52,24 +52,34 @@ def at_least_two(weight: Float[Array, "n p"]) -> Float[Array, " n"]:
 
 
 def fit_tracks(hits: Hits, z_ref: float) -> Tracks:
-    """Weighted straight-line fits of every muon's hits in one stack."""
+    """Weighted straight-line fits of every muon's hits in one stack.
+
+    Computed about each muon's weighted mean height (where position and slope are
+    uncorrelated), so a muon with one heavily weighted hit and the rest near zero gets a
+    finite, very uncertain slope instead of the cancellation ``s0 s2 - s1^2 ~ 0``.
+    """
     w = hits.weight / hits.sigma[None, :] ** 2 + 1e-12  # (n, p); tiny floor: never singular
     dz = (hits.z - z_ref)[None, :]
-    s0, s1, s2 = w.sum(1), (w * dz).sum(1), (w * dz**2).sum(1)
-    det = s0 * s2 - s1**2
+    s0 = w.sum(1)
+    zbar = (w * dz).sum(1) / s0
+    u = dz - zbar[:, None]
+    s2 = (w * u**2).sum(1)
     lines = []
     for axis in (0, 1):
         r = hits.xy[..., axis]
-        b0, b1 = (w * r).sum(1), (w * r * dz).sum(1)
-        lines.append(((s2 * b0 - s1 * b1) / det, (s0 * b1 - s1 * b0) / det))
+        mean = (w * r).sum(1) / s0
+        slope = (w * u * r).sum(1) / s2
+        lines.append((mean - slope * zbar, slope))
     (x, tx), (y, ty) = lines
-    inverse = jnp.stack([jnp.stack([s2, -s1], -1), jnp.stack([-s1, s0], -1)], -2)
-    inverse = inverse / det[:, None, None]
-    # sandwich: the hits' noise is sigma whatever their weight, N^-1 (sum w^2 sigma^2 d d^T) N^-1
+    # sandwich about zbar: diag(1/s0, 1/s2) M diag(1/s0, 1/s2), M from the hits' noise
     v = w**2 * hits.sigma[None, :] ** 2
-    m0, m1, m2 = v.sum(1), (v * dz).sum(1), (v * dz**2).sum(1)
-    middle = jnp.stack([jnp.stack([m0, m1], -1), jnp.stack([m1, m2], -1)], -2)
-    cov = inverse @ middle @ inverse
+    m00, m01, m11 = v.sum(1), (v * u).sum(1), (v * u**2).sum(1)
+    c00, c01, c11 = m00 / s0**2, m01 / (s0 * s2), m11 / s2**2
+    # to (position at z_ref, slope): x_ref = mean - zbar slope
+    cov = jnp.stack([
+        jnp.stack([c00 - 2 * zbar * c01 + zbar**2 * c11, c01 - zbar * c11], -1),
+        jnp.stack([c01 - zbar * c11, c11], -1),
+    ], -2)  # fmt: skip
     return Tracks(jnp.stack([x, y, tx, ty]), cov, at_least_two(hits.weight))
 
 

@@ -3,6 +3,7 @@
 The model follows the `homodyne` package's conventions (Angstrom, 1/Angstrom, s, degrees).
 """
 
+from diffdesign.xpcs.cmc import SCALING_TREATMENTS, CmcResult, fit_cmc, sample_shards
 from diffdesign.xpcs.data import Points, XpcsData, points, shard_points, validate
 from diffdesign.xpcs.io import (
     DataConfig,
@@ -44,7 +45,9 @@ from diffdesign.xpcs.nlsq import NlsqResult, fit_nlsq
 __all__ = [
     "DEFAULT_BOUNDS",
     "LAMINAR_PARAMETERS",
+    "SCALING_TREATMENTS",
     "STATIC_PARAMETERS",
+    "CmcResult",
     "DataConfig",
     "NlsqResult",
     "Points",
@@ -52,6 +55,7 @@ __all__ = [
     "TwoTimeRing",
     "XpcsData",
     "estimate_sigma",
+    "fit_cmc",
     "fit_nlsq",
     "g1_pairs",
     "g2",
@@ -71,6 +75,7 @@ __all__ = [
     "read_npz_metadata",
     "read_toml",
     "residuals",
+    "sample_shards",
     "select_angles",
     "shard_points",
     "synthetic_c2",
