@@ -20,7 +20,8 @@ mode, ``initial_parameters.values`` = ``init``, ``analyzer_parameters.dt`` = ``d
 homodyne CLI does) the t = 0 row/column dropped unless ``--keep-t0``.  NLSQ is
 ``homodyne.optimization.nlsq.core.fit_nlsq_jax`` (run twice: with and without JIT compile);
 CMC is ``homodyne.optimization.cmc.fit_mcmc_jax`` warm-started from the NLSQ result exactly as
-the CLI does, run in a child process so that a wall-clock timeout can kill it.
+the CLI does, run in a child process so that a wall-clock timeout can kill it (the result is
+handed over as npz + JSON and rebuilt there; nothing is pickled).
 
 Everything measured goes to OUT.json; homodyne failures are recorded, not raised.  homodyne's
 and nlsq's logging is silenced (WARNING+ records are collected into the JSON); one short
@@ -34,7 +35,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import platform
 import shutil
 import signal
@@ -437,8 +437,8 @@ def ess_rhat(arr: Any) -> tuple[float, float, str]:
 def cmc_child(in_path: str, out_path: str) -> int:
     """Runs in a fresh process: homodyne CMC, then diagnostics; writes JSON to out_path."""
     collector = quiet_logging()
-    with open(in_path, "rb") as f:
-        job = pickle.load(f)
+    with open(in_path) as f:
+        job = json.load(f)
     out: dict[str, Any] = {"cmc_status": "started"}
     try:
         import jax
@@ -448,7 +448,7 @@ def cmc_child(in_path: str, out_path: str) -> int:
         from homodyne.config.parameter_space import ParameterSpace
         from homodyne.optimization.cmc import fit_mcmc_jax
 
-        d, a = job["data"], job["args"]
+        d, a = load_npz(job["data_path"]), job["args"]
         mode = d["mode"]
         c2, t = used_arrays(d, a["keep_t0"])
         cfg = build_config(d, c2.shape[1], a["per_angle"])
@@ -465,7 +465,7 @@ def cmc_child(in_path: str, out_path: str) -> int:
         initial_values = cfg.get_initial_parameters()
         pspace = ParameterSpace.from_config(config_dict=cfg.config, analysis_mode=mode)
         y, t1p, t2p, phip = pooled_arrays(c2, t, d["phi"])
-        nlsq_obj = job["nlsq_result"]
+        nlsq_obj = read_warm_start(job["nlsq_result"])
         t0 = time.perf_counter()
         res = fit_mcmc_jax(
             y,
@@ -547,7 +547,36 @@ def cmc_child(in_path: str, out_path: str) -> int:
     return 0
 
 
+#: Fields of homodyne's OptimizationResult handed to the CMC child (its warm start reads
+#: ``parameters`` and ``uncertainties``); arrays go to an npz beside the job's JSON.
+_WARM_ARRAYS = ("parameters", "uncertainties", "covariance")
+_WARM_SCALARS = ("chi_squared", "reduced_chi_squared", "convergence_status", "iterations",
+                 "execution_time", "quality_flag")  # fmt: skip
+
+
+def write_warm_start(result: Any, path: str) -> dict[str, Any]:
+    """homodyne's NLSQ result as plain data (npz + JSON fields): no pickle between processes."""
+    import numpy as np
+
+    np.savez(path, **{k: np.asarray(getattr(result, k), dtype=float) for k in _WARM_ARRAYS})
+    fields = {k: jsonable(getattr(result, k)) for k in _WARM_SCALARS}
+    return {"arrays": path, "fields": fields, "device_info": jsonable(result.device_info)}
+
+
+def read_warm_start(entry: dict[str, Any] | None) -> Any:
+    """Inverse of write_warm_start: a homodyne OptimizationResult (None stays None)."""
+    if entry is None:
+        return None
+    import numpy as np
+    from homodyne.optimization.nlsq.results import OptimizationResult
+
+    with np.load(entry["arrays"], allow_pickle=False) as z:
+        arrays = {k: z[k] for k in _WARM_ARRAYS}
+    return OptimizationResult(**arrays, **entry["fields"], device_info=entry["device_info"])
+
+
 def run_cmc(
+    data_path: str,
     d: dict[str, Any],
     args: argparse.Namespace,
     nlsq_res: Any,
@@ -575,9 +604,11 @@ def run_cmc(
         )
     else:
         warm = nlsq_res
-        block["warm_start"] = "NLSQ OptimizationResult passed as nlsq_result (as the CLI does)"
+        block["warm_start"] = (
+            "NLSQ OptimizationResult passed as nlsq_result (as the CLI does; rebuilt in the child from its arrays and fields)"
+        )
     job = {
-        "data": d,
+        "data_path": os.path.abspath(data_path),
         "args": {
             "keep_t0": args.keep_t0,
             "per_angle": args.per_angle,
@@ -586,18 +617,17 @@ def run_cmc(
             "cmc_chains": args.cmc_chains,
             "cmc_no_adaptive": args.cmc_no_adaptive,
         },
-        "nlsq_result": warm,
+        "nlsq_result": None,
     }
-    in_path = os.path.join(workdir, "cmc_job.pkl")
+    if warm is not None:
+        try:
+            job["nlsq_result"] = write_warm_start(warm, os.path.join(workdir, "warm.npz"))
+        except Exception as exc:  # a result without the expected fields: cold start instead
+            block["warm_start"] = f"none: could not write the NLSQ result ({exc})"
+    in_path = os.path.join(workdir, "cmc_job.json")
     out_path = os.path.join(workdir, "cmc_out.json")
-    try:
-        with open(in_path, "wb") as f:
-            pickle.dump(job, f)
-    except Exception as exc:  # unpicklable result: cold start instead
-        job["nlsq_result"] = None
-        block["warm_start"] = f"none: could not pickle NLSQ result ({exc})"
-        with open(in_path, "wb") as f:
-            pickle.dump(job, f)
+    with open(in_path, "w") as f:
+        json.dump(job, f)
     cmd = [
         sys.executable,
         os.path.abspath(__file__),
@@ -735,7 +765,7 @@ def main(argv: list[str]) -> int:
             report["errors"].append(f"nlsq: {err_text(exc)}")
         if args.cmc:
             try:
-                run_cmc(d, args, nlsq_res, report, workdir)
+                run_cmc(data_path, d, args, nlsq_res, report, workdir)
             except Exception as exc:
                 report["errors"].append(f"cmc: {err_text(exc)}")
                 if report["cmc"] is None:
