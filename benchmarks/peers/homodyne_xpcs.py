@@ -605,7 +605,8 @@ def run_cmc(
     else:
         warm = nlsq_res
         block["warm_start"] = (
-            "NLSQ OptimizationResult passed as nlsq_result (as the CLI does; rebuilt in the child from its arrays and fields)"
+            "NLSQ OptimizationResult passed as nlsq_result (as the CLI does; rebuilt in the "
+            "child from its arrays and fields)"
         )
     job = {
         "data_path": os.path.abspath(data_path),
