@@ -103,42 +103,23 @@ def build_volume():
     from torch import Tensor, nn
 
     lwh = Tensor([LW[0], LW[1], 1.0])
-    layers = [
-        PanelDetectorLayer(
-            pos="above",
-            lw=lwh[:2],
-            z=DET_ABOVE_Z,
-            size=DET_SIZE,
-            panels=[
-                DetectorPanel(
-                    res=RES,
-                    eff=EFF,
-                    init_xyz=[0.5, 0.5, DET_ABOVE_Z - i * DET_SIZE / N_PANELS],
-                    init_xy_span=list(SPAN),
-                )
-                for i in range(N_PANELS)
-            ],
-        )
-    ]
+
+    def stack(pos: str, z: float):
+        panels = [
+            DetectorPanel(
+                res=RES,
+                eff=EFF,
+                init_xyz=[0.5, 0.5, z - i * DET_SIZE / N_PANELS],
+                init_xy_span=list(SPAN),
+            )
+            for i in range(N_PANELS)
+        ]
+        return PanelDetectorLayer(pos=pos, lw=lwh[:2], z=z, size=DET_SIZE, panels=panels)
+
+    layers = [stack("above", DET_ABOVE_Z)]
     for z in PASSIVE_TOPS:
         layers.append(PassiveLayer(lw=lwh[:2], z=z, size=VOXEL))
-    layers.append(
-        PanelDetectorLayer(
-            pos="below",
-            lw=lwh[:2],
-            z=DET_BELOW_Z,
-            size=DET_SIZE,
-            panels=[
-                DetectorPanel(
-                    res=RES,
-                    eff=EFF,
-                    init_xyz=[0.5, 0.5, DET_BELOW_Z - i * DET_SIZE / N_PANELS],
-                    init_xy_span=list(SPAN),
-                )
-                for i in range(N_PANELS)
-            ],
-        )
-    )
+    layers.append(stack("below", DET_BELOW_Z))
 
     def lead_block(*, z, lw, size):
         rl = torch.ones(list((lw / size).long())) * X0_BE

@@ -32,6 +32,7 @@ from diffdesign.muography.optimise import (
     DesignResult,
     default_bounds,
     detector_from_json,
+    detector_to_json,
     optimize_detector,
 )
 from diffdesign.muography.pipeline import ESTIMATORS, predict_x0, reconstruct
@@ -53,7 +54,8 @@ __all__ = [
     "DEFAULT_LEARNING_RATES", "ESTIMATORS", "MATERIALS", "DesignResult", "Detector", "Material",
     "MuonBatch", "Panels", "Passage", "Scatters", "Tracks", "Volume", "acceptance",
     "block_in_matrix", "block_presence_loss", "budget_penalty", "check_detector",
-    "default_bounds", "default_detector", "detector_from_json", "fill_height", "fill_level",
+    "default_bounds", "default_detector", "detector_from_json", "detector_to_json", "fill_height",
+    "fill_level",
     "fit_tracks", "generate_muons", "guan_flux", "highland_variance", "log_x0_error",
     "make_panels", "make_volume", "material", "optimize_detector", "panel_cost", "predict_x0",
     "propagate", "reconstruct", "record_hits", "scatters", "stack_volumes", "uniform_volume",

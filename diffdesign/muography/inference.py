@@ -23,7 +23,7 @@ the lateral offset at the grid's bottom, ``d = (dtheta, dx)``, are ``N(0, Sigma)
 outgoing below; shared bilinearly between the four nearest voxel columns), ``L`` the path
 length in the layer, ``Lp`` and ``Tp`` the projected lengths of the layer and from its bottom
 to the grid's bottom (the lever arm of a kick), ``c = (13.6 MeV / beta p)^2``, ``f_k`` the
-layer's share of the Highland log factor (:func:`_highland_slope`) and ``M`` the measurement
+layer's share of the Highland log factor (:func:`_layer_scale`) and ``M`` the measurement
 covariance propagated from the track fits. The offsets say *where* along the path the muon
 scattered, which the angles alone cannot. The maximum-likelihood ``s`` is found by the
 expectation-maximisation iteration of this variance-components model (Schultz et al. 2007,
@@ -48,11 +48,11 @@ from jax.scipy.special import ndtr
 from jaxtyping import Array, Float
 
 from diffdesign.muography.reconstruction import Scatters, Tracks
-from diffdesign.muography.scattering import HIGHLAND_SCALE
+from diffdesign.muography.scattering import HIGHLAND_LOG_TERM, HIGHLAND_SCALE, highland_variance
 from diffdesign.muography.source import MUON_MASS
 from diffdesign.muography.volume import Volume
 
-_LOG_TERM = 0.038
+_LOG_TERM = HIGHLAND_LOG_TERM
 #: Radiation lengths the estimates are kept within (m): 1 mm (denser than uranium) to 1 km.
 X0_RANGE = (1e-3, 1e3)
 
@@ -71,6 +71,13 @@ def _per_muon(sc: Scatters, p: Array, volume: Volume) -> tuple[Array, Array, Arr
     path = height * jnp.sqrt(1 + jnp.sum(slopes**2, axis=1))
     angle2 = jnp.mean(sc.dtheta**2 - sc.dtheta_variance, axis=1)
     return angle2 / c / path, path, beta2
+
+
+def _global(sc: Scatters, p: Array, volume: Volume) -> tuple[tuple[Array, ...], Array, Array]:
+    """Per muon (m, path, beta^2) and their reconstruction-weighted means over all muons."""
+    m, path, beta2 = _per_muon(sc, p, volume)
+    w = sc.weight
+    return (m, path, beta2), jnp.sum(w * m) / jnp.sum(w), jnp.sum(w * path) / jnp.sum(w)
 
 
 def _solve_x0(s: Array, path: Array, beta2: Array | float = 1.0, iterations: int = 8) -> Array:
@@ -93,7 +100,7 @@ def x0_poca(
 ) -> Float[Array, "nx ny nz"]:
     """PoCA estimate of X0 per voxel (m); voxels few muons reach tend to the global estimate
     (``prior_muons`` pseudo-muons of it per voxel)."""
-    m, path, beta2 = _per_muon(sc, p, volume)
+    (m, path, beta2), global_m, global_path = _global(sc, p, volume)
     w = sc.weight
     probs = []
     for axis in range(3):
@@ -105,7 +112,6 @@ def x0_poca(
     weight = jnp.einsum("nij,nk->ijk", pxy, pz)
     sum_m = jnp.einsum("nij,nk->ijk", pxy, pz * m[:, None])
     sum_path = jnp.einsum("nij,nk->ijk", pxy, pz * path[:, None])
-    global_m, global_path = jnp.sum(w * m) / jnp.sum(w), jnp.sum(w * path) / jnp.sum(w)
     s = (sum_m + prior_muons * global_m) / (weight + prior_muons)
     mean_path = (sum_path + prior_muons * global_path) / (weight + prior_muons)
     return _solve_x0(s, mean_path, jnp.sum(w * beta2) / jnp.sum(w))
@@ -162,21 +168,16 @@ def _kinks(incoming: Array, outgoing: Array, height: float) -> Array:
                       for a in (0, 1)])  # fmt: skip
 
 
-def _highland_slope(material: Array, beta2: Array) -> Array:
-    """(n, nz) each layer's share of the Highland variance per unit material: with
-    ``G(X) = X (1 + 0.038 ln(X / beta^2))^2`` and X the material accumulated from the top
-    (layer nz - 1) down, ``(G(X_end) - G(X_start)) / (X_end - X_start)``; the simulator's
-    accumulated-Highland variance grows exactly so, so the layers' shares add up to
-    Highland's width of the whole path and lie deeper where the log term puts them."""
-
-    def g(x):
-        x = jnp.maximum(x, 1e-12)
-        return x * (1 + _LOG_TERM * jnp.log(x / beta2[:, None])) ** 2
-
+def _layer_scale(material: Array, p: Array) -> Array:
+    """(n, nz) each layer's Highland variance per unit material (rad^2): the increase of
+    :func:`~diffdesign.muography.scattering.highland_variance` across the layer, with the
+    material accumulated from the top (layer nz - 1) down, over the layer's material. The
+    simulator's variance grows exactly so, so the layers' shares add up to Highland's width
+    of the whole path and lie deeper where the log term puts them."""
     end = jnp.flip(jnp.cumsum(jnp.flip(material, 1), axis=1), 1)
     start = end - material
-    safe = jnp.maximum(material, 1e-12)
-    return jnp.maximum((g(end) - g(start)) / safe, 0.0)
+    grown = highland_variance(end, p[:, None]) - highland_variance(start, p[:, None])
+    return jnp.maximum(grown / jnp.maximum(material, 1e-12), 0.0)
 
 
 def _measurement_covariance(incoming, outgoing, cov_in, cov_out, height) -> Array:
@@ -222,7 +223,6 @@ def x0_likelihood(
         prior_muons: pseudo-muons per voxel holding it at the start value: voxels few
             muons cross stay near it instead of running off to 0 or infinity.
     """
-    c, beta2 = _scale(p)
     height = volume.z_range[1] - volume.z_range[0]
     index, bweight, length, stretch = _path_voxels(sc, incoming.line, outgoing.line, volume)
     n_vox = volume.shape[0] * volume.shape[1] * volume.shape[2]
@@ -247,8 +247,8 @@ def x0_likelihood(
     if isinstance(start, str) and start == "poca":
         s0 = 1 / x0_poca(sc, p, volume).reshape(-1)
     elif isinstance(start, str) and start == "uniform":
-        m, path, _ = _per_muon(sc, p, volume)
-        global_s = 1 / _solve_x0(jnp.sum(w * m) / jnp.sum(w), jnp.sum(w * path) / jnp.sum(w))
+        _, global_m, global_path = _global(sc, p, volume)
+        global_s = 1 / _solve_x0(global_m, global_path)
         s0 = jnp.full(n_vox, global_s)
     elif isinstance(start, str):
         raise ValueError(f"start must be 'poca', 'uniform' or an X0 map; got {start!r}")
@@ -258,7 +258,7 @@ def x0_likelihood(
     @jax.checkpoint
     def em_step(s, _):
         layer_s = jnp.sum(bweight * s[index], axis=2)  # (n, nz) path-averaged 1/X0
-        scale = c[:, None] * _highland_slope(length * layer_s, beta2)  # (n, nz)
+        scale = _layer_scale(length * layer_s, p)  # (n, nz)
         sums = [jnp.sum((scale * layer_s)[:, None] * v, axis=2) for v in (w11, w12, w22)]
         sigma = jnp.stack([jnp.stack([sums[0], sums[1]], -1), jnp.stack([sums[1], sums[2]], -1)],
                           -2) + noise  # fmt: skip  # (n, 2 proj, 2, 2)

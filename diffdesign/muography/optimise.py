@@ -76,7 +76,8 @@ def _project(detector: Detector, bounds) -> Detector:
     return Detector(*sides)
 
 
-def _detector_json(detector: Detector) -> dict:
+def detector_to_json(detector: Detector) -> dict:
+    """Side -> field -> nested lists (the checkpoint's ``detector`` entry)."""
     return {
         side: {f: np.asarray(getattr(getattr(detector, side), f)).tolist() for f in FIELDS}
         for side in ("above", "below")
@@ -306,7 +307,7 @@ def _save(path: Path, detector, opt_state, history, settings) -> None:
     np.savez(path.with_suffix(".npz"), *[np.asarray(x) for x in leaves])
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({
-        "settings": settings, "detector": _detector_json(detector), "history": history,
+        "settings": settings, "detector": detector_to_json(detector), "history": history,
         "optimiser_leaves": len(leaves),
     }, indent=1))  # fmt: skip
     tmp.replace(path)

@@ -56,12 +56,12 @@ def predict_x0(
 ) -> Float[Array, "nx ny nz"]:
     """Predicted X0 map (m) of ``volume`` seen by ``detector`` (``estimator`` in ESTIMATORS;
     ``p`` the momenta the inference assumes, eV/c)."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}; got {estimator!r}")
     rec = reconstruct(key, detector, passage, volume)
     if estimator == "poca":
         return x0_poca(rec.scatters, p, volume)
-    if estimator == "likelihood":
-        return x0_likelihood(rec.scatters, p, rec.incoming, rec.outgoing, volume, iterations)
-    raise ValueError(f"estimator must be one of {ESTIMATORS}; got {estimator!r}")
+    return x0_likelihood(rec.scatters, p, rec.incoming, rec.outgoing, volume, iterations)
 
 
 def shard_muons(muons: MuonBatch, devices=None) -> MuonBatch:

@@ -28,6 +28,7 @@ from diffdesign.muography.source import MUON_MASS, MuonBatch
 from diffdesign.muography.volume import Volume
 
 HIGHLAND_SCALE = 13.6e6  # eV
+HIGHLAND_LOG_TERM = 0.038
 X0_AIR = MATERIALS["air"].x0
 #: Mass stopping power of a minimum-ionising muon, eV m^2 / kg (1.7 MeV cm^2 / g).
 STOPPING_POWER = 1.7e5
@@ -56,17 +57,26 @@ def highland_variance(material: Array, p: Array) -> Array:
     energy = jnp.sqrt(p**2 + MUON_MASS**2)
     beta2 = (p / energy) ** 2
     x = jnp.maximum(material, 1e-9)
-    return (HIGHLAND_SCALE / (p * jnp.sqrt(beta2))) ** 2 * x * (1 + 0.038 * jnp.log(x / beta2)) ** 2
+    return (
+        (HIGHLAND_SCALE / (p * jnp.sqrt(beta2))) ** 2
+        * x
+        * (1 + HIGHLAND_LOG_TERM * jnp.log(x / beta2)) ** 2
+    )
 
 
-def voxel_x0(volume: Volume, x: Array, y: Array, layer: Array) -> Array:
-    """X0 (m) of the voxel of layer ``layer`` under (x, y); air outside the grid."""
+def _column(volume: Volume, x: Array, y: Array) -> tuple[Array, Array, Array]:
+    """Voxel column (i, j) under (x, y), clipped into the grid, and whether it is inside."""
     nx, ny, _ = volume.shape
     i = jnp.floor((x - volume.lower[0]) / volume.size).astype(int)
     j = jnp.floor((y - volume.lower[1]) / volume.size).astype(int)
     inside = (i >= 0) & (i < nx) & (j >= 0) & (j < ny)
-    value = volume.x0[jnp.clip(i, 0, nx - 1), jnp.clip(j, 0, ny - 1), layer]
-    return jnp.where(inside, value, X0_AIR)
+    return jnp.clip(i, 0, nx - 1), jnp.clip(j, 0, ny - 1), inside
+
+
+def voxel_x0(volume: Volume, x: Array, y: Array, layer: Array) -> Array:
+    """X0 (m) of the voxel of layer ``layer`` under (x, y); air outside the grid."""
+    i, j, inside = _column(volume, x, y)
+    return jnp.where(inside, volume.x0[i, j, layer], X0_AIR)
 
 
 def propagate(
@@ -100,7 +110,7 @@ def propagate(
         x, y, tx, ty, p, material, alive = carry
         layer = nz - 1 - index // substeps
         xm, ym = x - 0.5 * h * tx, y - 0.5 * h * ty  # the step's midpoint
-        x0 = voxel_x0(volume, xm, ym, layer)
+        x0 = voxel_x0(volume, xm, ym, layer)  # air outside the grid (density too)
         length = h * jnp.sqrt(1 + tx**2 + ty**2)
         added = material + length / x0
         variance = jnp.maximum(highland_variance(added, p) - highland_variance(material, p), 0.0)
@@ -115,13 +125,8 @@ def propagate(
         y = y - h * ty - dperp[1] / jnp.cos(ay)
         tx, ty = jnp.tan(ax + dtheta[0]), jnp.tan(ay + dtheta[1])
         if density is not None:
-            rho = density[
-                jnp.clip(jnp.floor((xm - volume.lower[0]) / volume.size).astype(int), 0,
-                         volume.shape[0] - 1),
-                jnp.clip(jnp.floor((ym - volume.lower[1]) / volume.size).astype(int), 0,
-                         volume.shape[1] - 1),
-                layer,
-            ]  # fmt: skip
+            i, j, inside = _column(volume, xm, ym)
+            rho = jnp.where(inside, density[i, j, layer], MATERIALS["air"].density)
             energy = jnp.sqrt(p**2 + MUON_MASS**2) - STOPPING_POWER * rho * length
             alive = alive & (energy > MUON_MASS * (1 + 1e-6))
             p = jnp.sqrt(jnp.maximum(energy**2 - MUON_MASS**2, (1e-3 * MUON_MASS) ** 2))

@@ -21,13 +21,19 @@ import numpy as np
 from diffdesign._config import TomlConfig
 from diffdesign.muography.detector import Detector, make_panels
 from diffdesign.muography.losses import log_x0_error, panel_cost, x0_error
-from diffdesign.muography.optimise import DEFAULT_LEARNING_RATES, optimize_detector
+from diffdesign.muography.optimise import (
+    DEFAULT_LEARNING_RATES,
+    detector_to_json,
+    optimize_detector,
+)
 from diffdesign.muography.pipeline import ESTIMATORS, predict_x0
 from diffdesign.muography.scattering import propagate
 from diffdesign.muography.source import generate_muons
 from diffdesign.muography.volume import Volume, block_in_matrix
 
 LOSSES = {"x0_error": x0_error, "log_x0_error": log_x0_error}
+#: predict_x0 jitted once for every study and layout (the estimator is static).
+_predict = jax.jit(predict_x0, static_argnums=(5,))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +134,7 @@ def _sample(config: MuographyStudyConfig, n: int, key, volume: Volume):
 def score(detector: Detector, config: MuographyStudyConfig, volume: Volume, sample) -> dict:
     """Both task losses and the cost of a layout on a fixed sample."""
     muons, passage = sample
-    pred = jax.jit(predict_x0, static_argnums=(5,))(
+    pred = _predict(
         jax.random.key(config.seed + 7), detector, passage, muons.p, volume, config.estimator
     )
     return {
@@ -137,12 +143,6 @@ def score(detector: Detector, config: MuographyStudyConfig, volume: Volume, samp
         "cost": float(panel_cost(detector)),
         "prediction": np.asarray(pred),
     }
-
-
-def _detector_json(detector: Detector) -> dict:
-    return {side: {f: np.asarray(getattr(getattr(detector, side), f)).round(6).tolist()
-                   for f in ("xy", "z", "span", "sigma", "efficiency")}
-            for side in ("above", "below")}  # fmt: skip
 
 
 def run_lead_block(config: MuographyStudyConfig, out: str | Path) -> dict:
@@ -162,7 +162,7 @@ def run_lead_block(config: MuographyStudyConfig, out: str | Path) -> dict:
     results: dict = {"config": config.to_json(), "n_muons": config.image_muons, "estimators": {}}
     maps = {"truth": true}
     for estimator in ESTIMATORS[::-1]:
-        pred = np.asarray(jax.jit(predict_x0, static_argnums=(5,))(
+        pred = np.asarray(_predict(
             jax.random.key(config.seed + 1), detector, passage, muons.p, volume, estimator
         ))  # fmt: skip
         maps[estimator] = pred
@@ -215,7 +215,7 @@ def run_design(config: MuographyStudyConfig, out: str | Path) -> dict:
     plot_layout(result.detector, volume, out / "layout_final.png", "optimised layout")
     results = {
         "config": config.to_json(), "history": result.history,
-        "initial": _detector_json(start), "final": _detector_json(result.detector),
+        "initial": detector_to_json(start), "final": detector_to_json(result.detector),
         "validation": {k: {m: v for m, v in s.items() if m != "prediction"}
                        for k, s in scores.items()},
     }  # fmt: skip
@@ -248,7 +248,7 @@ def run_budget_sweep(config: MuographyStudyConfig, out: str | Path) -> dict:
         s = score(result.detector, config, volume, sample)
         rows.append({"budget": budget, "cost": s["cost"], "x0_error": s["x0_error"],
                      "log_x0_error": s["log_x0_error"],
-                     "detector": _detector_json(result.detector)})  # fmt: skip
+                     "detector": detector_to_json(result.detector)})  # fmt: skip
         _say(f"budget {budget:g}: cost {s['cost']:.3g}, {config.loss} {s[config.loss]:.4g}")
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot([r["cost"] for r in rows], [r[config.loss] for r in rows], "o-")

@@ -21,17 +21,17 @@ def test_studies_run_and_write_results(tmp_path, command, capsys):
     assert capsys.readouterr().out.strip()
 
 
-def test_config_errors(tmp_path):
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("epochs = 0\n", "epochs must be >= 1"),
+        ('estimator = "mlem"\n', "estimator must be one of"),
+        ("colour = 1\n", "unknown key"),
+        ("budgets = [-1.0]\n", "budgets must be positive"),
+    ],
+)
+def test_config_errors(tmp_path, content, match):
     bad = tmp_path / "bad.toml"
-    bad.write_text("epochs = 0\n")
-    with pytest.raises(ValueError, match="epochs must be >= 1"):
-        MuographyStudyConfig.from_toml(bad)
-    bad.write_text('estimator = "mlem"\n')
-    with pytest.raises(ValueError, match="estimator must be one of"):
-        MuographyStudyConfig.from_toml(bad)
-    bad.write_text("colour = 1\n")
-    with pytest.raises(ValueError, match="unknown key"):
-        MuographyStudyConfig.from_toml(bad)
-    bad.write_text("budgets = [-1.0]\n")
-    with pytest.raises(ValueError, match="budgets must be positive"):
+    bad.write_text(content)
+    with pytest.raises(ValueError, match=match):
         MuographyStudyConfig.from_toml(bad)
