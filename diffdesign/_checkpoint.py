@@ -1,0 +1,102 @@
+"""Checkpoints of long runs: a PyTree of arrays and JSON metadata in one ``.npz`` file.
+
+The file is written atomically (a temporary file, then a rename), so an interrupted run
+leaves either the previous checkpoint or the new one, never half of each. It holds only
+numeric arrays and a UTF-8 JSON string stored as bytes, and is read with
+``allow_pickle=False``: nothing in it is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from jaxtyping import PyTree
+
+_FORMAT = "diffdesign.checkpoint"
+_VERSION = 1
+_METADATA = "__metadata__"
+
+
+def save_checkpoint(path: str | os.PathLike, tree: PyTree, metadata: Mapping[str, Any]) -> None:
+    """Write ``tree``'s leaves and ``metadata`` (JSON-able) to ``path`` (``.npz``) atomically."""
+    path = Path(path)
+    leaves = jax.tree.leaves(tree)
+    header = {"format": _FORMAT, "version": _VERSION, "n_leaves": len(leaves), **metadata}
+    encoded = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    arrays = {f"leaf_{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
+    tmp = path.with_name(path.name + ".tmp.npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(tmp, **arrays, **{_METADATA: encoded})
+    tmp.replace(path)
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    template: PyTree,
+    settings: Mapping[str, Any] | None = None,
+    *,
+    growing: bool = False,
+) -> tuple[PyTree, dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_checkpoint` into the structure of ``template``.
+
+    Args:
+        path: the ``.npz`` file.
+        template: a PyTree with the structure, shapes and dtypes the run expects.
+        settings: if given, must equal ``metadata["settings"]`` key by key (a checkpoint of a
+            run with other settings is refused, naming the differences).
+        growing: accept any length of the leading axis (buffers that grow during a run);
+            the other axes must still match.
+
+    Returns:
+        ``(tree, metadata)``.
+
+    Raises:
+        ValueError: if the file is not such a checkpoint or does not fit ``template`` or
+            ``settings``.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            header = json.loads(archive[_METADATA].tobytes().decode())
+            n = header.get("n_leaves")
+            leaves = [archive[f"leaf_{i}"] for i in range(n)]
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise ValueError(f"{path} is not a readable diffdesign checkpoint: {error}") from None
+    if header.get("format") != _FORMAT or header.get("version") != _VERSION:
+        raise ValueError(f"{path} is not a diffdesign checkpoint (version {_VERSION})")
+    if settings is not None:
+        settings = json.loads(json.dumps(settings))  # tuples -> lists, as saved
+        saved = header.get("settings", {})
+        changed = {
+            key: {"checkpoint": saved.get(key), "now": value}
+            for key, value in settings.items()
+            if saved.get(key) != value
+        }
+        if changed:
+            raise ValueError(
+                f"checkpoint {path} was written with other settings: {changed}; use another "
+                "output folder or delete the checkpoint"
+            )
+    expected, treedef = jax.tree.flatten(template)
+
+    def fits(saved, wanted):
+        saved, wanted = np.shape(saved), np.shape(wanted)
+        if growing and saved and wanted:
+            return saved[1:] == wanted[1:]
+        return saved == wanted
+
+    if len(leaves) != len(expected) or not all(
+        fits(a, b) for a, b in zip(leaves, expected, strict=True)
+    ):
+        raise ValueError(f"checkpoint {path} does not match the structure of this run")
+    tree = jax.tree.unflatten(
+        treedef,
+        [np.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(leaves, expected, strict=True)],
+    )
+    return tree, header
