@@ -1,0 +1,51 @@
+"""Plots of the L-GSO benchmark study: the objective against simulator calls per method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+_STYLE = {
+    "lgso": ("C3", "L-GSO"),
+    "numerical": ("C0", "numerical differentiation"),
+    "cma_es": ("C2", "CMA-ES"),
+    "bayesopt": ("C1", "Bayesian optimisation"),
+}
+
+
+def plot_problem(
+    name: str, runs: list[dict], target: float, optimum: float, path: str | Path
+) -> Path:
+    """True objective at each method's current parameters against simulator calls."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    shown = set()
+    for run in runs:
+        colour, label = _STYLE[run["method"]]
+        ax.plot(
+            run["calls"],
+            run["true_objective"],
+            color=colour,
+            lw=1.2,
+            alpha=0.8,
+            label=label if run["method"] not in shown else None,
+        )
+        shown.add(run["method"])
+    ax.axhline(target, color="0.3", ls="--", lw=0.8, label=f"target {target:g}")
+    ax.axhline(optimum, color="0.6", ls=":", lw=0.8, label=f"optimum {optimum:g}")
+    ax.set(
+        xscale="log",
+        xlabel="simulator calls",
+        ylabel="objective E[R(y)]",
+        title=name.replace("_", " "),
+    )
+    if optimum == 0:
+        ax.set_yscale("symlog", linthresh=0.1)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

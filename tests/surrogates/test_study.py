@@ -1,0 +1,42 @@
+"""The L-GSO benchmark study runs end to end (smoke sizes), resumes, validates its config."""
+
+import json
+
+import pytest
+
+from diffdesign.cli import main
+from diffdesign.surrogates.study import LgsoStudyConfig
+
+
+def test_study_runs_writes_results_and_resumes(tmp_path, capsys):
+    assert main(["lgso", "benchmarks", "--smoke", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    summary = results["summary"]["three_hump"]
+    assert set(summary) == {"lgso", "numerical", "cma_es", "bayesopt"}
+    for entry in summary.values():
+        assert entry["median_calls_spent"] <= 30_000
+        assert -1.0 < entry["median_final_objective"] < 0.0
+    assert (tmp_path / "three_hump.png").stat().st_size > 10_000
+    assert "three_hump" in capsys.readouterr().out
+    runs = sorted(p.name for p in (tmp_path / "runs").glob("*.json"))
+    assert len(runs) == 4
+    before = (tmp_path / "runs" / "three_hump_lgso_0.json").stat().st_mtime_ns
+    assert main(["lgso", "benchmarks", "--smoke", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "runs" / "three_hump_lgso_0.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ('problems = ["hartmann"]\n', "problems must be a non-empty subset"),
+        ('methods = ["adam"]\n', "methods must be a non-empty subset"),
+        ("budgets = [1.0]\n", "budgets must be 4 positive call counts"),
+        ("seeds = 0\n", "seeds must be >= 1"),
+        ("cma_sigma0 = -1.0\n", "cma_sigma0 must be > 0"),
+    ],
+)
+def test_config_errors(tmp_path, content, match):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(content)
+    with pytest.raises(ValueError, match=match):
+        LgsoStudyConfig.from_toml(bad)
