@@ -7,6 +7,9 @@ diffdesign ring degeneracy LATTICE [--config TOML] [--smoke] [--out DIR]
 diffdesign ring loco LATTICE [--config TOML] [--measured ORM.json] [--smoke] [--out DIR]
 diffdesign xpcs fit [DATA] [--config TOML] [--mode static|laminar_flow] [--method nlsq|cmc|both]
                     [--example] [--smoke] [--out DIR]
+diffdesign muography image|design|sweep [--config TOML] [--smoke] [--out DIR]
+diffdesign inferno benchmarks [--config TOML] [--smoke] [--out DIR]
+diffdesign lgso benchmarks [--config TOML] [--smoke] [--out DIR]
 """
 
 from __future__ import annotations
@@ -469,6 +472,81 @@ def _add_muography_commands(domains) -> None:
         command.set_defaults(run=_muography)
 
 
+def _inferno_benchmarks(args: argparse.Namespace) -> int:
+    from diffdesign.inference.inferno_mixture import PAPER_TABLE_2
+    from diffdesign.inference.inferno_study import InfernoStudyConfig, run_study
+
+    config = InfernoStudyConfig.from_toml(args.config) if args.config else InfernoStudyConfig()
+    config = config.smoke() if args.smoke else config
+    results = run_study(config, args.out)
+    rows = results["rows"]
+    print(
+        f"\nexpected uncertainty on s, median over {config.n_initialisations} initialisations "
+        "(the paper's in brackets)"
+    )
+    print(f"{'model':28s}" + "".join(f"{'benchmark ' + str(i):>18s}" for i in range(5)))
+    lines = [("NN classifier", [q["median"] for q in rows["classifier"]], "classifier")]
+    matching = results["matching_inferno"]
+    lines.append(
+        (
+            "INFERNO (matching)",
+            [matching.get(str(i), {}).get("median", float("nan")) for i in range(5)],
+            "inferno",
+        )
+    )
+    lines += [
+        ("optimal classifier", rows["optimal_classifier"], "optimal_classifier"),
+        ("analytical likelihood", rows["analytic"], "analytic"),
+    ]
+    for label, values, key in lines:
+        print(
+            f"{label:28s}"
+            + "".join(
+                f"{v:9.2f} [{p:6.2f}]" for v, p in zip(values, PAPER_TABLE_2[key], strict=True)
+            )
+        )
+    print(f"wrote {Path(args.out) / 'results.json'} and plots")
+    return 0
+
+
+def _lgso_benchmarks(args: argparse.Namespace) -> int:
+    from diffdesign.surrogates.study import LgsoStudyConfig, run_study
+
+    config = LgsoStudyConfig.from_toml(args.config) if args.config else LgsoStudyConfig()
+    results = run_study(config.smoke() if args.smoke else config, args.out)
+    print(
+        f"\n{'problem':24s} {'method':10s} {'reached':>8s} {'calls to target':>16s} "
+        f"{'final objective':>16s} {'wall s':>8s}"
+    )
+    for problem, methods in results["summary"].items():
+        for method, entry in methods.items():
+            calls = entry["median_calls_to_target"]
+            print(
+                f"{problem:24s} {method:10s} {entry['reached_target']:>8s} "
+                f"{'-' if calls is None else format(int(calls), ','):>16s} "
+                f"{entry['median_final_objective']:16.4g} {entry['median_wall_s']:8.0f}"
+            )
+    print(f"wrote {Path(args.out) / 'results.json'} and plots")
+    return 0
+
+
+def _add_study_command(
+    domains, domain: str, help_text: str, command: str, description: str, settings: str, run
+) -> None:
+    group = domains.add_parser(domain, help=help_text)
+    commands = group.add_subparsers(dest="command", required=True)
+    parser = commands.add_parser(
+        command,
+        help=description.split(":")[0],
+        description=f"{description} Settings: TOML keys of {settings} (all optional). "
+        "Checkpointed: rerun into the same --out to resume.",
+    )
+    parser.add_argument("--config", help=f"TOML config (experiments/{domain}/*.toml)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
+    parser.add_argument("--out", default=f"results/{domain}_{command}", help="output folder")
+    parser.set_defaults(run=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffdesign", description=__doc__.splitlines()[0])
     domains = parser.add_subparsers(dest="domain", required=True)
@@ -530,6 +608,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ring_commands(domains)
     _add_xpcs_commands(domains)
     _add_muography_commands(domains)
+    _add_study_command(
+        domains,
+        "inferno",
+        "INFERNO: inference-aware summary statistics",
+        "benchmarks",
+        "The INFERNO paper's synthetic benchmarks 0-4: classifier and INFERNO summaries over "
+        "many initialisations, the optimal classifier and the likelihood bound (its Table 2), "
+        "and benchmark 2's profile likelihoods.",
+        "diffdesign.inference.inferno_study.InfernoStudyConfig",
+        _inferno_benchmarks,
+    )
+    _add_study_command(
+        domains,
+        "lgso",
+        "L-GSO: local generative surrogates for black-box simulators",
+        "benchmarks",
+        "The L-GSO paper's problems (three hump, Rosenbrock 10D, submanifold Rosenbrock, "
+        "nonlinear submanifold hump): L-GSO against numerical differentiation, CMA-ES and "
+        "Bayesian optimisation at equal simulator calls.",
+        "diffdesign.surrogates.study.LgsoStudyConfig",
+        _lgso_benchmarks,
+    )
     return parser
 
 
