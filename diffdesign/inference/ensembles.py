@@ -58,7 +58,9 @@ class EnsembleRun(NamedTuple):
 
     Attributes:
         params: the trained parameters (leading axis: members).
-        history: ``(n_chunks, n_members)`` mean loss of each member over each chunk of steps.
+        history: ``(n_chunks, n_members)`` mean loss of each member over each chunk of steps
+            (non-finite where a member's loss was: its updates are the optimiser's to skip,
+            e.g. with ``optax.apply_if_finite``).
         steps: steps done.
         wall_s: seconds spent training in this process (a resumed run counts only its part).
     """
@@ -152,11 +154,16 @@ def train_ensemble(
                 },
             )
         if progress:
-            _say(
-                f"{label}: step {i * chunk + length}/{n_steps}, loss median "
-                f"{np.median(history[i]):.5g} [min {np.min(history[i]):.5g}, max "
-                f"{np.max(history[i]):.5g}] ({wall:.0f} s)"
-            )
+            values = history[i][np.isfinite(history[i])]
+            line = f"{label}: step {i * chunk + length}/{n_steps}, loss "
+            if values.size:
+                line += (
+                    f"median {np.median(values):.5g} [min {values.min():.5g}, max "
+                    f"{values.max():.5g}]"
+                )
+            if values.size < history.shape[1]:
+                line += f", {history.shape[1] - values.size} member(s) non-finite"
+            _say(f"{line} ({wall:.0f} s)")
     return EnsembleRun(params, history, n_steps, wall)
 
 

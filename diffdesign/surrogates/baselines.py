@@ -206,7 +206,8 @@ def bayesian_optimisation(
     progress: bool = True,
 ) -> BaselineResult:
     """GP Bayesian optimisation (log-EI) in ``psi0 +- half_width``; the start is evaluated
-    first; records the point with the best estimate so far. Checkpointed when asked."""
+    first, then a Latin hypercube of ``min(d + 1, half the evaluations)`` points; records
+    the point with the best estimate so far. Checkpointed when asked."""
     from diffdesign.design.bayesopt import BayesianOptimisation
 
     psi0 = np.array(psi0, dtype=float)
@@ -221,7 +222,8 @@ def bayesian_optimisation(
         )
 
     tic = time.perf_counter()
-    n_initial = min(psi0.size + 1, n_evaluations)
+    # d + 1 space-filling points first, but at most half the budget (100-D problems)
+    n_initial = min(psi0.size + 1, max(2, n_evaluations // 2))
     if checkpoint is not None and Path(checkpoint).exists():
         state = search.load_checkpoint(checkpoint)
         counter["n"] = state.iteration

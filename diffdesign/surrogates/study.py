@@ -71,7 +71,7 @@ class LgsoStudyConfig(TomlConfig):
     gradient_samples: int = 10_000
     cma_sigma0: float = 0.5
     bo_half_width: float = 7.5
-    bo_max_evaluations: int = 150
+    bo_max_evaluations: int = 100
     evaluation_samples: int = 100_000
 
     SMOKE: ClassVar[dict] = {
@@ -230,6 +230,38 @@ def run_one(
     return run
 
 
+_METHOD_SETTINGS = {
+    "lgso": ("learning_rate", "train_steps", "batch_size", "gradient_samples"),
+    "numerical": ("learning_rate",),
+    "cma_es": ("cma_sigma0",),
+    "bayesopt": ("bo_half_width", "bo_max_evaluations"),
+}
+
+
+def _run_settings(config: LgsoStudyConfig, method: str, budget: float) -> dict:
+    """What a saved run must have been made with to count as this config's run."""
+    keys = ("samples_per_point", "evaluation_samples", *_METHOD_SETTINGS[method])
+    return {"budget": float(budget), **{key: getattr(config, key) for key in keys}}
+
+
+def _load_run(path: Path, settings: dict) -> dict:
+    try:
+        run = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read the saved run {path}: {error}") from None
+    changed = {
+        k: (run.get("settings", {}).get(k), v)
+        for k, v in settings.items()
+        if run.get("settings", {}).get(k) != v
+    }
+    if changed:
+        raise ValueError(
+            f"the saved run {path} was made with other settings (saved, now): {changed}; use "
+            "another --out folder or delete the run and its checkpoint"
+        )
+    return run
+
+
 def summarise(runs: list[dict]) -> dict:
     """Per problem and method: medians over seeds of calls to target, final objective, wall."""
     summary: dict = {}
@@ -268,11 +300,12 @@ def run_study(config: LgsoStudyConfig, out: str | Path) -> dict:
         for method in config.methods:
             for seed in range(config.seeds):
                 path = out / "runs" / f"{name}_{method}_{seed}.json"
+                settings = _run_settings(config, method, budget)
                 if path.exists():
-                    run = json.loads(path.read_text())
+                    run = _load_run(path, settings)
                 else:
                     run = run_one(config, name, method, seed, int(budget), out)
-                    path.write_text(json.dumps(run))
+                    path.write_text(json.dumps({**run, "settings": settings}))
                 runs.append(run)
         settings = paper_problem(name)
         plot_problem(

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from diffdesign.cli import main
-from diffdesign.surrogates.study import LgsoStudyConfig
+from diffdesign.surrogates.study import LgsoStudyConfig, run_study
 
 
 def test_study_runs_writes_results_and_resumes(tmp_path, capsys):
@@ -23,6 +23,12 @@ def test_study_runs_writes_results_and_resumes(tmp_path, capsys):
     before = (tmp_path / "runs" / "three_hump_lgso_0.json").stat().st_mtime_ns
     assert main(["lgso", "benchmarks", "--smoke", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "runs" / "three_hump_lgso_0.json").stat().st_mtime_ns == before
+    # runs saved with other settings are not mixed into a study
+    changed = tmp_path / "changed.toml"
+    changed.write_text("cma_sigma0 = 0.2\n")
+    config = LgsoStudyConfig.from_toml(changed).smoke()
+    with pytest.raises(ValueError, match=r"three_hump_cma_es_0\.json was made with other settings"):
+        run_study(config, tmp_path)
 
 
 @pytest.mark.parametrize(
