@@ -197,17 +197,18 @@ def _uncertainties(counts) -> jnp.ndarray:
     return jnp.stack(values)
 
 
-def score_ensemble(bins_of, params, data: _Data, n_bins: int) -> np.ndarray:
-    """``(n_members, 5)`` expected uncertainties of hard-histogram summaries on the test data.
+def map_members(bins_of, params, data: _Data, n_bins: int, of_counts) -> np.ndarray:
+    """``of_counts(counts)`` for every member's hard-histogram counts on the test data.
 
-    ``bins_of(member_params)`` returns the event -> bin function of one member.
+    ``bins_of(member_params)`` returns the event -> bin function of one member; the members
+    go one after another (``lax.map``), so memory stays that of one.
     """
 
     def one(member):
         counts = mixture.template_expected_counts(
             bins_of(member), n_bins, data.test_signal, data.test_background
         )
-        return _uncertainties(counts)
+        return of_counts(counts)
 
     return np.asarray(jax.lax.map(one, params))
 
@@ -297,21 +298,6 @@ def _settings(config: InfernoStudyConfig, model: str) -> dict:
     return {"model": model, "optimiser": schedule, **{k: getattr(config, k) for k in keep}}
 
 
-def profile_ensemble(
-    bins_of, params, data: _Data, n_bins: int, poi_values: np.ndarray, index: int = 2
-) -> np.ndarray:
-    """``(n_members, n_scan)`` profiled ``Delta NLL`` of ``s`` in benchmark ``index``."""
-    setup = mixture.benchmark(index)
-
-    def one(member):
-        counts = mixture.template_expected_counts(
-            bins_of(member), n_bins, data.test_signal, data.test_background
-        )
-        return profile_nll(counts, setup, poi_values)
-
-    return np.asarray(jax.lax.map(one, params))
-
-
 def run_study(config: InfernoStudyConfig, out: str | Path) -> dict:
     """Train, score and profile every model; write ``results.json`` and plots into ``out``."""
     from diffdesign.inference.inferno_plots import plot_history, plot_profiles, plot_table
@@ -345,13 +331,17 @@ def run_study(config: InfernoStudyConfig, out: str | Path) -> dict:
     scores, histories, profiles = {}, {}, {}
     run = _train_classifier(config, models, data, out)
     histories["classifier"], results["wall_s"]["classifier_training"] = run.history, run.wall_s
-    scores["classifier"] = score_ensemble(models.classifier_bins, run.params, data, config.n_bins)
+    scores["classifier"] = map_members(
+        models.classifier_bins, run.params, data, config.n_bins, _uncertainties
+    )
     classifier_params = run.params
     for index in config.benchmarks:
         run = _train_inferno(config, models, data, index, out)
         label = f"inferno_{index}"
         histories[label], results["wall_s"][f"{label}_training"] = run.history, run.wall_s
-        scores[label] = score_ensemble(models.inferno_bins, run.params, data, config.n_bins)
+        scores[label] = map_members(
+            models.inferno_bins, run.params, data, config.n_bins, _uncertainties
+        )
         _say(
             f"{label}: median uncertainty on s in benchmark {index}: "
             f"{np.nanmedian(scores[label][:, index]):.3f} (paper "
@@ -370,17 +360,24 @@ def run_study(config: InfernoStudyConfig, out: str | Path) -> dict:
     if config.n_profile:
         _say(f"profiling benchmark 2 for {config.n_profile} models ...")
         poi_values = np.linspace(10.0, 90.0, 81)
-        take = jax.tree.map(lambda leaf: leaf[: config.n_profile], classifier_params)
-        curves = {
-            "classifier": profile_ensemble(
-                models.classifier_bins, take, data, config.n_bins, poi_values
-            )
-        }
+        setup = mixture.benchmark(2)
+
+        def profile(counts):
+            return profile_nll(counts, setup, poi_values)
+
+        profiled = {"classifier": (models.classifier_bins, classifier_params)}
         if "inferno_2" in profiles:
-            take = jax.tree.map(lambda leaf: leaf[: config.n_profile], profiles["inferno_2"])
-            curves["inferno_2"] = profile_ensemble(
-                models.inferno_bins, take, data, config.n_bins, poi_values
+            profiled["inferno_2"] = (models.inferno_bins, profiles["inferno_2"])
+        curves = {
+            name: map_members(
+                bins_of,
+                jax.tree.map(lambda leaf: leaf[: config.n_profile], params),
+                data,
+                config.n_bins,
+                profile,
             )
+            for name, (bins_of, params) in profiled.items()
+        }
         widths = {
             name: [interval_half_width(poi_values, c) for c in curve]
             for name, curve in curves.items()
