@@ -397,4 +397,48 @@ def run_study(config: InfernoStudyConfig, out: str | Path) -> dict:
     plot_table(results, out / "table_2.png")
     plot_history(histories, out / "training.png")
     (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(markdown_table(results))
     return results
+
+
+def _ours(q: dict) -> str:
+    return f"{q['median']:.2f} [{q['q16']:.2f}, {q['q84']:.2f}]"
+
+
+def markdown_table(results: dict) -> str:
+    """Table 2 side by side with the paper's (our median [q16, q84]; paper's +q84/-q36)."""
+    rows, paper = results["rows"], results["paper_table_2"]
+    spread = results["paper_table_2_spread_plus_q84_minus_q36"]
+    lines = [
+        "| benchmark | NN classifier | paper | INFERNO | paper | optimal classifier | paper "
+        "| analytical | paper |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for i in sorted(int(k) for k in results["matching_inferno"]):
+        cells = [str(i)]
+        for kind, ours in (
+            ("classifier", _ours(rows["classifier"][i])),
+            ("inferno", _ours(results["matching_inferno"][str(i)])),
+        ):
+            up, down = spread[kind][i]
+            cells += [ours, f"{paper[kind][i]:.2f} +{up:.2f}/−{down:.2f}"]
+        for kind in ("optimal_classifier", "analytic"):
+            cells += [f"{rows[kind][i]:.2f}", f"{paper[kind][i]:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    profile = results.get("profile_benchmark_2")
+    if profile:
+        lines.append("")
+        lines.append(
+            "Benchmark 2, half-width of the profile-likelihood interval on s (Δ NLL = 0.5), "
+            f"{len(profile['half_width']['classifier']['values'])} models each, mean ± std "
+            "[median] (the paper's mean ± std):"
+        )
+        for name, label in (("classifier", "classifier"), ("inferno_2", "inferno")):
+            if name in profile["half_width"]:
+                w = profile["half_width"][name]
+                mean, std = profile["paper_mean_std"][label]
+                lines.append(
+                    f"- {label}: {w['mean']:.2f} ± {w['std']:.2f} "
+                    f"[{float(np.nanmedian(w['values'])):.2f}] (paper {mean} ± {std})"
+                )
+    return "\n".join(lines) + "\n"

@@ -333,4 +333,37 @@ def run_study(config: LgsoStudyConfig, out: str | Path) -> dict:
         "paper": PAPER_RESULTS,
     }
     (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(markdown_table(results))
     return results
+
+
+_METHOD_NAMES = {
+    "lgso": "L-GSO",
+    "numerical": "numerical differentiation",
+    "cma_es": "CMA-ES",
+    "bayesopt": "Bayesian optimisation",
+}
+
+
+def _calls(value: float | None) -> str:
+    return "—" if value is None else f"{value / 1e3:,.0f}k"
+
+
+def markdown_table(results: dict) -> str:
+    """One row per problem and method: calls to the target per seed, objectives, wall time."""
+    lines = [
+        "| problem (target) | method | reached | calls to target (per seed) | final objective "
+        "(median) | best objective (median) | calls spent | wall s (median) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for problem, methods in results["summary"].items():
+        target = results["problems"][problem]["target"]
+        for method, row in methods.items():
+            per_seed = ", ".join(_calls(c) for c in row["calls_to_target"])
+            lines.append(
+                f"| {problem} ({target}) | {_METHOD_NAMES.get(method, method)} "
+                f"| {row['reached_target']} | {per_seed} "
+                f"| {row['median_final_objective']:.3g} | {row['median_best_objective']:.3g} "
+                f"| {_calls(row['median_calls_spent'])} | {row['median_wall_s']:.0f} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -22,6 +22,10 @@ def test_study_runs_writes_results_and_resumes(tmp_path, capsys):
         "training.png",
         "profile_benchmark_2.png",
     }
+    table = (tmp_path / "results.md").read_text().splitlines()
+    assert list(results["matching_inferno"]) == ["2"]  # the smoke trains benchmark 2 only
+    assert table[2].startswith("| 2 | ") and table[2].endswith("| 15.65 |")  # paper's bound
+    assert len(table) == 3 + 4  # + the profile lines
     out = capsys.readouterr().out
     assert "analytical likelihood" in out and "[ 14.71]" in out
     # a rerun finds the finished checkpoints and trains nothing

@@ -17,6 +17,13 @@ def test_study_runs_writes_results_and_resumes(tmp_path, capsys):
         assert entry["median_calls_spent"] <= 30_000
         assert -1.0 < entry["median_final_objective"] < 0.0
     assert (tmp_path / "three_hump.png").stat().st_size > 10_000
+    table = (tmp_path / "results.md").read_text().splitlines()
+    assert [row.split(" | ")[1] for row in table[2:]] == [
+        "L-GSO",
+        "numerical differentiation",
+        "CMA-ES",
+        "Bayesian optimisation",
+    ]
     assert "three_hump" in capsys.readouterr().out
     runs = sorted(p.name for p in (tmp_path / "runs").glob("*.json"))
     assert len(runs) == 4
