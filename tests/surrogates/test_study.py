@@ -1,11 +1,12 @@
 """The L-GSO benchmark study runs end to end (smoke sizes), resumes, validates its config."""
 
+import dataclasses
 import json
 
 import pytest
 
 from diffdesign.cli import main
-from diffdesign.surrogates.study import LgsoStudyConfig, run_study
+from diffdesign.surrogates.study import LgsoStudyConfig, _run_order, run_study
 
 
 def test_study_runs_writes_results_and_resumes(tmp_path, capsys):
@@ -46,6 +47,8 @@ def test_study_runs_writes_results_and_resumes(tmp_path, capsys):
         ("budgets = [1.0]\n", "budgets must be 4 positive call counts"),
         ("seeds = 0\n", "seeds must be >= 1"),
         ("cma_sigma0 = -1.0\n", "cma_sigma0 must be > 0"),
+        ("bo_seeds = 4\n", r"bo_seeds must be in \[1, seeds=3\]"),
+        ('bo_seeds = "one"\n', "bo_seeds"),
     ],
 )
 def test_config_errors(tmp_path, content, match):
@@ -53,3 +56,19 @@ def test_config_errors(tmp_path, content, match):
     bad.write_text(content)
     with pytest.raises(ValueError, match=match):
         LgsoStudyConfig.from_toml(bad)
+
+
+def test_bo_runs_come_last_seed_by_seed_and_can_be_fewer():
+    config = LgsoStudyConfig(
+        problems=("three_hump", "rosenbrock_10d"), budgets=(1e5, 2e5), bo_seeds=2
+    )
+    order = [(name, method, seed) for name, method, seed, _ in _run_order(config)]
+    assert len(order) == 2 * 3 * 3 + 2 * 2
+    assert order[-4:] == [
+        ("three_hump", "bayesopt", 0),
+        ("rosenbrock_10d", "bayesopt", 0),
+        ("three_hump", "bayesopt", 1),
+        ("rosenbrock_10d", "bayesopt", 1),
+    ]
+    assert all(method != "bayesopt" for _, method, _ in order[:-4])
+    assert len(_run_order(dataclasses.replace(config, bo_seeds=None))) == 2 * 4 * 3
