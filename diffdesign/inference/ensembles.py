@@ -62,7 +62,8 @@ class EnsembleRun(NamedTuple):
             (non-finite where a member's loss was: its updates are the optimiser's to skip,
             e.g. with ``optax.apply_if_finite``).
         steps: steps done.
-        wall_s: seconds spent training in this process (a resumed run counts only its part).
+        wall_s: seconds spent training, summed over resumed runs (NaN when resumed from a
+            checkpoint that did not record them).
     """
 
     params: PyTree
@@ -110,13 +111,14 @@ def train_ensemble(
     opt_state = jax.vmap(optimiser.init)(params)
     n_chunks = -(-n_steps // chunk)
     history = np.full((n_chunks, jax.tree.leaves(params)[0].shape[0]), np.nan)
-    done = 0
+    done, wall = 0, 0.0
     if checkpoint is not None and Path(checkpoint).exists():
         template = {"params": params, "opt_state": opt_state}
         state, header = load_checkpoint(checkpoint, template, settings)
         params, opt_state = state["params"], state["opt_state"]
         done = min(int(header["chunks_done"]), n_chunks)
         history[:done] = np.array(header["history"], dtype=float)[:done]
+        wall = np.nan if header.get("wall_s") is None else float(header["wall_s"])
         if progress:
             _say(f"{label}: resumed {checkpoint} at step {min(done * chunk, n_steps)}")
 
@@ -134,7 +136,6 @@ def train_ensemble(
         return params, opt_state, jnp.mean(values, axis=0)
 
     run_chunk = jax.jit(run_chunk, static_argnums=3)
-    wall = 0.0
     for i in range(done, n_chunks):
         length = min(chunk, n_steps - i * chunk)
         tic = time.perf_counter()
@@ -148,6 +149,7 @@ def train_ensemble(
                 {
                     "settings": settings or {},
                     "chunks_done": i + 1,
+                    "wall_s": wall if np.isfinite(wall) else None,
                     "history": np.where(
                         np.isnan(history[: i + 1]), None, history[: i + 1]
                     ).tolist(),

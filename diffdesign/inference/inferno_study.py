@@ -298,6 +298,11 @@ def _settings(config: InfernoStudyConfig, model: str) -> dict:
     return {"model": model, "optimiser": schedule, **{k: getattr(config, k) for k in keep}}
 
 
+def _seconds(wall: float) -> float | None:
+    """Training seconds for JSON: None where a checkpoint did not record them."""
+    return float(wall) if np.isfinite(wall) else None
+
+
 def run_study(config: InfernoStudyConfig, out: str | Path) -> dict:
     """Train, score and profile every model; write ``results.json`` and plots into ``out``."""
     from diffdesign.inference.inferno_plots import plot_history, plot_profiles, plot_table
@@ -330,7 +335,8 @@ def run_study(config: InfernoStudyConfig, out: str | Path) -> dict:
 
     scores, histories, profiles = {}, {}, {}
     run = _train_classifier(config, models, data, out)
-    histories["classifier"], results["wall_s"]["classifier_training"] = run.history, run.wall_s
+    histories["classifier"] = run.history
+    results["wall_s"]["classifier_training"] = _seconds(run.wall_s)
     scores["classifier"] = map_members(
         models.classifier_bins, run.params, data, config.n_bins, _uncertainties
     )
@@ -338,7 +344,8 @@ def run_study(config: InfernoStudyConfig, out: str | Path) -> dict:
     for index in config.benchmarks:
         run = _train_inferno(config, models, data, index, out)
         label = f"inferno_{index}"
-        histories[label], results["wall_s"][f"{label}_training"] = run.history, run.wall_s
+        histories[label] = run.history
+        results["wall_s"][f"{label}_training"] = _seconds(run.wall_s)
         scores[label] = map_members(
             models.inferno_bins, run.params, data, config.n_bins, _uncertainties
         )

@@ -39,12 +39,13 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
     whole = train_ensemble(noisy, starts(), optax.adam(0.05), batches, 60, jax.random.key(1),
                            chunk=20, progress=False)  # fmt: skip
     path = tmp_path / "run.npz"
-    train_ensemble(noisy, starts(), optax.adam(0.05), batches, 40, jax.random.key(1), chunk=20,
-                   checkpoint=path, settings={"a": 1}, progress=False)  # fmt: skip
+    first = train_ensemble(noisy, starts(), optax.adam(0.05), batches, 40, jax.random.key(1),
+                           chunk=20, checkpoint=path, settings={"a": 1}, progress=False)  # fmt: skip
     # the first 40 steps were checkpointed; the rerun with 60 steps does only the rest
     resumed = train_ensemble(noisy, starts(), optax.adam(0.05), batches, 60, jax.random.key(1),
                              chunk=20, checkpoint=path, settings={"a": 1}, progress=False)  # fmt: skip
     np.testing.assert_array_equal(resumed.params["w"], whole.params["w"])
+    assert resumed.wall_s > first.wall_s > 0  # training time summed over the two runs
     with pytest.raises(ValueError, match="other settings"):
         train_ensemble(noisy, starts(), optax.adam(0.05), batches, 60, jax.random.key(1),
                        chunk=20, checkpoint=path, settings={"a": 2}, progress=False)  # fmt: skip
