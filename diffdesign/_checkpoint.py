@@ -36,6 +36,25 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree, metadata: Mapping[str
     tmp.replace(path)
 
 
+def check_settings(saved: Mapping[str, Any], settings: Mapping[str, Any], what: str) -> None:
+    """Refuse a saved run or checkpoint made with other ``settings`` (compared as JSON, so
+    tuples equal the lists they were saved as), naming each difference.
+
+    Raises:
+        ValueError: ``"{what} with other settings: {key: {saved, now}}; ..."``.
+    """
+    now = json.loads(json.dumps(dict(settings)))
+    changed = {
+        key: {"saved": saved.get(key), "now": value}
+        for key, value in now.items()
+        if saved.get(key) != value
+    }
+    if changed:
+        raise ValueError(
+            f"{what} with other settings: {changed}; use another output folder or delete it"
+        )
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     template: PyTree,
@@ -71,18 +90,7 @@ def load_checkpoint(
     if header.get("format") != _FORMAT or header.get("version") != _VERSION:
         raise ValueError(f"{path} is not a diffdesign checkpoint (version {_VERSION})")
     if settings is not None:
-        settings = json.loads(json.dumps(settings))  # tuples -> lists, as saved
-        saved = header.get("settings", {})
-        changed = {
-            key: {"checkpoint": saved.get(key), "now": value}
-            for key, value in settings.items()
-            if saved.get(key) != value
-        }
-        if changed:
-            raise ValueError(
-                f"checkpoint {path} was written with other settings: {changed}; use another "
-                "output folder or delete the checkpoint"
-            )
+        check_settings(header.get("settings", {}), settings, f"checkpoint {path} was written")
     expected, treedef = jax.tree.flatten(template)
 
     def fits(saved, wanted):

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from diffdesign._checkpoint import check_settings
 from diffdesign.muography.detector import Detector, Panels, check_detector
 from diffdesign.muography.losses import budget_penalty, panel_cost, x0_error
 from diffdesign.muography.pipeline import ESTIMATORS, predict_x0
@@ -318,11 +319,9 @@ def _resume(path: Path, settings, opt_state_template):
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"checkpoint {path} is not readable JSON: {exc}") from None
-    saved = data.get("settings", {})
-    changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
-    changed.pop("epochs", None)  # a resumed run may go on for more epochs
-    if changed:
-        raise ValueError(f"checkpoint {path} was written with other settings: {changed}")
+    # a resumed run may go on for more epochs
+    fixed = {k: v for k, v in settings.items() if k != "epochs"}
+    check_settings(data.get("settings", {}), fixed, f"checkpoint {path} was written")
     detector = detector_from_json(data["detector"])
     template, treedef = jax.tree.flatten(opt_state_template)
     with np.load(path.with_suffix(".npz"), allow_pickle=False) as z:

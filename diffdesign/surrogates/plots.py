@@ -9,12 +9,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-_STYLE = {
-    "lgso": ("C3", "L-GSO"),
-    "numerical": ("C0", "numerical differentiation"),
-    "cma_es": ("C2", "CMA-ES"),
-    "bayesopt": ("C1", "Bayesian optimisation"),
-}
+from diffdesign.surrogates.study import METHOD_NAMES
+
+_COLOURS = {"lgso": "C3", "numerical": "C0", "cma_es": "C2", "bayesopt": "C1"}
 
 
 def plot_problem(
@@ -24,7 +21,7 @@ def plot_problem(
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     shown = set()
     for run in runs:
-        colour, label = _STYLE[run["method"]]
+        colour, label = _COLOURS[run["method"]], METHOD_NAMES[run["method"]]
         ax.plot(
             run["calls"],
             run["true_objective"],

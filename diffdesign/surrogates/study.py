@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from diffdesign._checkpoint import check_settings
 from diffdesign._config import TomlConfig
 from diffdesign.surrogates import baselines
 from diffdesign.surrogates.blackbox import run_simulation, sample_inputs_checked
@@ -256,16 +257,7 @@ def _load_run(path: Path, settings: dict) -> dict:
         run = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"cannot read the saved run {path}: {error}") from None
-    changed = {
-        k: (run.get("settings", {}).get(k), v)
-        for k, v in settings.items()
-        if run.get("settings", {}).get(k) != v
-    }
-    if changed:
-        raise ValueError(
-            f"the saved run {path} was made with other settings (saved, now): {changed}; use "
-            "another --out folder or delete the run and its checkpoint"
-        )
+    check_settings(run.get("settings", {}), settings, f"the saved run {path} was made")
     return run
 
 
@@ -363,7 +355,7 @@ def run_study(config: LgsoStudyConfig, out: str | Path) -> dict:
     return results
 
 
-_METHOD_NAMES = {
+METHOD_NAMES = {
     "lgso": "L-GSO",
     "numerical": "numerical differentiation",
     "cma_es": "CMA-ES",
@@ -387,7 +379,7 @@ def markdown_table(results: dict) -> str:
         for method, row in methods.items():
             per_seed = ", ".join(_calls(c) for c in row["calls_to_target"])
             lines.append(
-                f"| {problem} ({target}) | {_METHOD_NAMES.get(method, method)} "
+                f"| {problem} ({target}) | {METHOD_NAMES.get(method, method)} "
                 f"| {row['reached_target']} | {per_seed} "
                 f"| {row['median_final_objective']:.3g} | {row['median_best_objective']:.3g} "
                 f"| {_calls(row['median_calls_spent'])} | {row['median_wall_s']:.0f} |"
