@@ -15,7 +15,6 @@ fractions of each input's range however different the input scales (quadrupole s
 from __future__ import annotations
 
 import abc
-import functools
 import json
 import math
 import os
@@ -29,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, PyTree
 
+from diffdesign._sampling import latin_hypercube
 from diffdesign.inference.gp import (
     DEFAULT_PRIOR,
     GPHyperparameters,
@@ -100,31 +100,6 @@ class SearchState(NamedTuple):
     def best_y(self) -> float:
         """The lowest objective value so far."""
         return float(np.min(self.y))
-
-
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _latin_hypercube(key: PRNGKeyArray, n: int, d: int) -> Float[Array, "n d"]:
-    permutation_key, offset_key = jax.random.split(key)
-    permutations = jax.vmap(lambda k: jax.random.permutation(k, n))(
-        jax.random.split(permutation_key, d)
-    )
-    return (permutations.T + jax.random.uniform(offset_key, (n, d))) / n
-
-
-def latin_hypercube(key: PRNGKeyArray, n: int, d: int) -> np.ndarray:
-    """``n`` points in ``[0, 1)^d`` with exactly one point in each of ``n`` slices per axis.
-
-    Args:
-        key: PRNG key.
-        n: number of points (>= 1).
-        d: dimension (>= 1).
-
-    Returns:
-        ``(n, d)`` NumPy array.
-    """
-    if n < 1 or d < 1:
-        raise ValueError(f"latin_hypercube needs n >= 1 and d >= 1; got n={n}, d={d}")
-    return np.asarray(_latin_hypercube(key, n, d))
 
 
 def _as_typed_key(key: ArrayLike) -> PRNGKeyArray:

@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 from diffdesign._checkpoint import load_checkpoint, save_checkpoint
-from diffdesign.design.bayesopt import latin_hypercube
+from diffdesign._sampling import latin_hypercube
 from diffdesign.surrogates import surrogate as surrogate_model
 from diffdesign.surrogates.blackbox import (
     BlackBoxSimulator,
