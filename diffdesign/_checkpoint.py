@@ -1,7 +1,8 @@
 """Checkpoints of long runs: a PyTree of arrays and JSON metadata in one ``.npz`` file.
 
-The file is written atomically (a temporary file, then a rename), so an interrupted run
-leaves either the previous checkpoint or the new one, never half of each. It holds only
+The file is written atomically (a temporary file synced to disk, then a rename), so an
+interrupted run, even by ``kill -9`` or a power cut, leaves either the previous checkpoint
+or the new one, never half of each. It holds only
 numeric arrays and a UTF-8 JSON string stored as bytes, and is read with
 ``allow_pickle=False``: nothing in it is ever unpickled.
 """
@@ -32,7 +33,10 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree, metadata: Mapping[str
     arrays = {f"leaf_{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
     tmp = path.with_name(path.name + ".tmp.npz")
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(tmp, **arrays, **{_METADATA: encoded})
+    with open(tmp, "wb") as handle:
+        np.savez(handle, **arrays, **{_METADATA: encoded})
+        handle.flush()
+        os.fsync(handle.fileno())  # the data is on disk before the rename makes it the checkpoint
     tmp.replace(path)
 
 

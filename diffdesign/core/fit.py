@@ -1,0 +1,361 @@
+"""The one optimisation loop: ``Fit(problem, optimiser)`` as pure ``init``/``step`` over
+explicit state, a :func:`run` driver (progress, early stop, atomic checkpoints, exact
+resume) and :func:`multistart` (the same step vmapped over starting points).
+
+``Fit.step`` differentiates ``problem.loss`` with respect to every parameter of
+``problem.spec`` through the parameters' bound transforms, applies the optimiser (one Adam
+per label of the spec, each with its label's step size) and projects back inside the bounds.
+The step's key is ``fold_in(state.key, state.step)``, so a resumed run draws the same random
+numbers as an uninterrupted one and ends bit-identical.
+
+Example:
+    >>> fit = Fit(problem)                      # Adam with the spec's step sizes
+    >>> state = fit.init(jax.random.key(0))
+    >>> state, info = fit.step(state)           # jit / vmap / scan as you like
+    >>> result = run(problem, steps=500, key=jax.random.key(0), checkpoint="out/fit.npz")
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, PRNGKeyArray, PyTree
+
+from diffdesign._checkpoint import load_checkpoint, save_checkpoint
+from diffdesign.core.problem import Problem
+from diffdesign.core.spec import check_params, internal, labels, project, step_sizes, to_physical
+
+#: Traces of the compiled multi-step program, per problem class (a recompilation guard:
+#: tests assert that a second run with new values does not trace again).
+TRACES: collections.Counter[str] = collections.Counter()
+
+
+class Schedule(eqx.Module):
+    """A factor on every label's step size as a function of the step count."""
+
+    def __call__(self, count: Array) -> Array:
+        raise NotImplementedError
+
+
+class Constant(Schedule):
+    """The step sizes of the spec, unchanged."""
+
+    def __call__(self, count):
+        return jnp.ones((), dtype=float)
+
+
+class CosineDecay(Schedule):
+    """Cosine decay from 1 to ``final_fraction`` over ``steps`` steps (then constant), so
+    non-smooth objectives settle instead of chattering around their minimum."""
+
+    steps: int = eqx.field(static=True)
+    final_fraction: float = eqx.field(static=True, default=1e-3)
+
+    def __call__(self, count):
+        return optax.cosine_decay_schedule(1.0, self.steps, alpha=self.final_fraction)(count)
+
+
+class ConstantThenCosine(Schedule):
+    """Constant for ``constant_steps``, then cosine-decayed to ``final_fraction`` over
+    ``decay_steps``."""
+
+    constant_steps: int = eqx.field(static=True)
+    decay_steps: int = eqx.field(static=True)
+    final_fraction: float = eqx.field(static=True, default=1e-3)
+
+    def __call__(self, count):
+        decay = optax.cosine_decay_schedule(1.0, self.decay_steps, alpha=self.final_fraction)
+        return jnp.where(count < self.constant_steps, 1.0, decay(count - self.constant_steps))
+
+
+class Adam(eqx.Module):
+    """Adam with one step size per label of the spec (``optax.multi_transform``), each
+    multiplied by ``schedule``."""
+
+    schedule: Schedule = Constant()
+    b1: float = eqx.field(static=True, default=0.9)
+    b2: float = eqx.field(static=True, default=0.999)
+    eps: float = eqx.field(static=True, default=1e-8)
+
+    def transformation(self, spec: PyTree) -> optax.GradientTransformation:
+        def adam(step):
+            return optax.adam(lambda count: step * self.schedule(count), self.b1, self.b2, self.eps)
+
+        transforms = {label: adam(step) for label, step in step_sizes(spec).items()}
+        return optax.multi_transform(transforms, labels(spec))
+
+
+class FitState(NamedTuple):
+    """Attributes:
+    z: the optimiser's coordinates of the parameters (see :mod:`diffdesign.core.bounds`).
+    opt_state: the optimiser's state.
+    key: the run's key (each step uses ``fold_in(key, step)``).
+    step: the number of steps taken.
+    """
+
+    z: PyTree
+    opt_state: PyTree
+    key: PRNGKeyArray
+    step: Array
+
+
+class StepInfo(NamedTuple):
+    """The loss and aux of the parameters a step started from."""
+
+    loss: Array
+    aux: PyTree
+
+
+class Fit(eqx.Module):
+    """Gradient descent on ``problem.loss`` within ``problem.spec`` (pure ``init``/``step``)."""
+
+    problem: Problem
+    optimiser: Adam = Adam()
+
+    def init(self, key: PRNGKeyArray, params: PyTree | None = None) -> FitState:
+        """The state at ``params`` (default: the spec's values)."""
+        spec = self.problem.spec
+        z = internal(spec, params)
+        opt_state = self.optimiser.transformation(spec).init(z)
+        return FitState(z, opt_state, key, jnp.zeros((), dtype=jnp.int32))
+
+    def step(self, state: FitState) -> tuple[FitState, StepInfo]:
+        spec = self.problem.spec
+        key = jax.random.fold_in(state.key, state.step)
+
+        def objective(z):
+            return self.problem.loss(to_physical(spec, z), key)
+
+        (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.z)
+        updates, opt_state = self.optimiser.transformation(spec).update(
+            grads, state.opt_state, state.z
+        )
+        z = project(spec, optax.apply_updates(state.z, updates))
+        return FitState(z, opt_state, state.key, state.step + 1), StepInfo(loss, aux)
+
+    def params(self, state: FitState) -> PyTree:
+        """The parameters (physical units) of ``state``."""
+        return to_physical(self.problem.spec, state.z)
+
+
+@eqx.filter_jit
+def _advance(fit: Fit, state: FitState, n: int) -> tuple[FitState, StepInfo]:
+    TRACES[type(fit.problem).__name__] += 1
+    return jax.lax.scan(lambda s, _: fit.step(s), state, None, length=n)
+
+
+class EarlyStop(eqx.Module):
+    """Stop when the best loss of the last ``patience`` steps is not below the best before
+    them by more than ``min_delta`` (loss units)."""
+
+    patience: int = eqx.field(static=True)
+    min_delta: float = eqx.field(static=True, default=0.0)
+
+    def __call__(self, losses: list[float]) -> bool:
+        if len(losses) <= self.patience:
+            return False
+        before, recent = min(losses[: -self.patience]), min(losses[-self.patience :])
+        return not recent < before - self.min_delta
+
+
+class FitResult(NamedTuple):
+    """Outcome of :func:`run`: final parameters (physical units), final state, one history
+    row per step (``step``, ``loss`` and the aux scalars, e.g. ``detector.cost``), and why
+    it stopped (``"steps"`` or ``"early stop"``)."""
+
+    params: PyTree
+    state: FitState
+    history: list[dict[str, float]]
+    stopped: str
+
+
+def _scalars(aux: PyTree, prefix: str = "") -> dict[str, Array]:
+    """Aux entries that are one number per step, keyed by dotted names."""
+    out = {}
+    if isinstance(aux, Mapping):
+        for k, v in aux.items():
+            out |= _scalars(v, f"{prefix}{k}.")
+    elif hasattr(aux, "ndim") and aux.ndim == 1:  # stacked over the chunk's steps
+        out[prefix[:-1]] = aux
+    return out
+
+
+def _storable(state: FitState) -> FitState:
+    return state._replace(key=jax.random.key_data(state.key))
+
+
+def _check_run(steps: int, chunk: int) -> None:
+    for name, value in (("steps", steps), ("chunk", chunk)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+
+
+def run(
+    problem: Problem,
+    *,
+    steps: int,
+    key: PRNGKeyArray,
+    optimiser: Adam | None = None,
+    params: PyTree | None = None,
+    chunk: int = 1,
+    checkpoint: str | Path | None = None,
+    settings: Mapping[str, Any] | None = None,
+    early_stop: EarlyStop | None = None,
+    callback: Callable[[int, PyTree, StepInfo], None] | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Take ``steps`` optimiser steps on ``problem``; checkpointed, resumable, with progress.
+
+    Args:
+        problem: the loss and spec (a sum of problems is one problem).
+        steps: total steps (a resumed run goes on to this count).
+        key: the run's key (each step uses ``fold_in(key, step)``).
+        optimiser: default ``Adam()`` with the spec's step sizes.
+        params: starting values (default: the spec's values); checked against the spec.
+        chunk: steps compiled into one scanned program between host visits (progress,
+            history, checkpoint, callback); larger is faster, 1 checkpoints every step.
+        checkpoint: an ``.npz`` file written atomically after every chunk; if it exists the
+            run resumes from it (refused, naming the differences, if ``settings`` or the
+            problem's structure changed).
+        settings: JSON-able description of the run saved in and checked against the
+            checkpoint (e.g. the study's config); ``steps`` may grow between runs.
+        early_stop: stop once it says so (checked after every chunk).
+        callback: ``callback(step, params, info)`` after each chunk (plots, logs); ``info``
+            holds the chunk's stacked losses and aux.
+        progress: a progress bar with rate and ETA on stderr.
+
+    Raises:
+        ValueError: bad ``steps``/``chunk``/``params``, or a checkpoint that does not fit.
+        FloatingPointError: a non-finite loss (naming the step); the last checkpoint stays.
+    """
+    _check_run(steps, chunk)
+    spec = problem.spec
+    if params is not None:
+        check_params(spec, params)
+    fit = Fit(problem, Adam() if optimiser is None else optimiser)
+    state = fit.init(key, params)
+    history: list[dict[str, float]] = []
+    meta = {"problem": problem.name, "chunk": chunk, "optimiser": repr(fit.optimiser),
+            **dict(settings or {})}  # fmt: skip
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        stored, header = load_checkpoint(path, _storable(state), meta)
+        state = stored._replace(key=jax.random.wrap_key_data(stored.key))
+        history = list(header["history"])
+        if progress:
+            print(f"{problem.name}: resumed {path} at step {int(state.step)}/{steps}",
+                  file=sys.stderr)  # fmt: skip
+    done = int(state.step)
+    bar = _progress_bar(problem.name, steps, done, progress)
+    stopped = "steps"
+    try:
+        while done < steps:
+            n = min(chunk - done % chunk, steps - done)  # chunks aligned to multiples of chunk
+            tic = time.perf_counter()
+            new_state, info = _advance(fit, state, n)
+            losses = np.asarray(info.loss)
+            if not np.all(np.isfinite(losses)):
+                bad = done + int(np.argmax(~np.isfinite(losses)))
+                raise FloatingPointError(
+                    f"{problem.name}: loss is {losses[bad - done]} at step {bad}; stopping "
+                    "(the last checkpoint is kept)"
+                )
+            seconds = (time.perf_counter() - tic) / n
+            columns = {k: np.asarray(v) for k, v in _scalars(info.aux).items()}
+            for i in range(n):
+                row = {"step": done + i, "loss": float(losses[i]), "seconds": seconds}
+                history.append(row | {k: float(v[i]) for k, v in columns.items()})
+            state, done = new_state, done + n
+            if path is not None:
+                save_checkpoint(path, _storable(state), {"settings": meta, "history": history})
+            if callback is not None:
+                callback(done, fit.params(state), info)
+            bar.update(n)
+            bar.set_postfix_str(f"loss {losses[-1]:.4g}", refresh=False)
+            if early_stop is not None and early_stop([r["loss"] for r in history]):
+                stopped = "early stop"
+                break
+    finally:
+        bar.close()
+    return FitResult(fit.params(state), state, history, stopped)
+
+
+def _progress_bar(name: str, total: int, done: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    if enabled and done < total:
+        print(f"{name}: compiling the step...", file=sys.stderr, flush=True)
+    return tqdm(total=total, initial=done, desc=name, unit="step", disable=not enabled,
+                file=sys.stderr, mininterval=1.0, dynamic_ncols=True)  # fmt: skip
+
+
+class MultistartResult(NamedTuple):
+    """Attributes:
+    params: final parameters of every start (leading axis: start).
+    loss: (num_starts,) loss at each start's final parameters.
+    history: (num_starts, steps) loss before each step.
+    best: index of the start with the lowest finite final loss.
+    """
+
+    params: PyTree
+    loss: Array
+    history: Array
+    best: Array
+
+
+@eqx.filter_jit
+def _multistart(fit: Fit, starts: PyTree, key: PRNGKeyArray, steps: int):
+    TRACES[type(fit.problem).__name__ + ".multistart"] += 1
+
+    def one(start):
+        state, info = jax.lax.scan(
+            lambda s, _: fit.step(s), fit.init(key, start), None, length=steps
+        )
+        params = fit.params(state)
+        final, _ = fit.problem.loss(params, jax.random.fold_in(key, steps))
+        return params, final, info.loss
+
+    return jax.vmap(one)(starts)
+
+
+def multistart(
+    problem: Problem,
+    starts: PyTree,
+    *,
+    steps: int,
+    key: PRNGKeyArray,
+    optimiser: Adam | None = None,
+) -> MultistartResult:
+    """:class:`Fit` from every start at once (``starts``: params with a leading axis), in one
+    compiled, vmapped loop. A start whose final loss is not finite is never the best.
+
+    Raises:
+        ValueError: bad ``steps``; starts without a common leading axis.
+    """
+    _check_run(steps, 1)
+    sizes = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(starts)}
+    if len(sizes) != 1 or None in sizes:
+        raise ValueError(f"starts need one common leading axis; got sizes {sizes}")
+    fit = Fit(problem, Adam() if optimiser is None else optimiser)
+    params, final, history = _multistart(fit, starts, key, steps)
+    finite = jnp.isfinite(final)
+    if not bool(jnp.any(finite)):
+        raise FloatingPointError(f"{problem.name}: every start diverged")
+    best = jnp.where(finite, final, jnp.inf).argmin()
+    return MultistartResult(params, final, history, best)
+
+
+def n_parameters(problem: Problem) -> int:
+    """The number of scalar parameters in the problem's spec."""
+    return int(sum(math.prod(np.shape(x)) for x in jax.tree.leaves(internal(problem.spec))))

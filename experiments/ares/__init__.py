@@ -1,0 +1,1 @@
+"""the ARES experimental area at DESY: tracking, the two-phase study, tuning"""

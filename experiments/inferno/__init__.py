@@ -1,0 +1,1 @@
+"""INFERNO: inference-aware summary statistics"""

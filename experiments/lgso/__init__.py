@@ -1,0 +1,1 @@
+"""L-GSO: local generative surrogates for black-box simulators"""

@@ -1,0 +1,1 @@
+"""muon scattering tomography: imaging and detector design"""

@@ -1,0 +1,20 @@
+"""optimise the panels from a deliberately poor layout (checkpointed)
+
+Settings: TOML keys of MuographyStudyConfig (all optional). Writes results.json, the
+checkpoint and plots; rerun into the same --out to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from experiments.muography._common import study_config
+
+
+def run(args: argparse.Namespace) -> None:
+    from diffdesign.muography import studies
+
+    config = study_config(args)
+    results = studies.run_design(config, args.out)
+    for name, entry in results["validation"].items():
+        print(f"{name:18s} {config.loss} {entry[config.loss]:.4g}  cost {entry['cost']:.3g}")

@@ -1,0 +1,20 @@
+"""budget sweep: panel cost against the achievable X0 error
+
+Settings: TOML keys of MuographyStudyConfig (all optional). Writes results.json and plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from experiments.muography._common import study_config
+
+
+def run(args: argparse.Namespace) -> None:
+    from diffdesign.muography import studies
+
+    config = study_config(args)
+    results = studies.run_budget_sweep(config, args.out)
+    for row in results["rows"]:
+        print(f"budget {row['budget']:6g}: cost {row['cost']:.3g}  {config.loss} "
+              f"{row[config.loss]:.4g}")  # fmt: skip

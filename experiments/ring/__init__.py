@@ -1,0 +1,1 @@
+"""storage-ring optics, correction, degeneracy and LOCO"""

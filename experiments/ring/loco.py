@@ -1,0 +1,28 @@
+"""LOCO: fit gradient errors, BPM gains and corrector calibrations to an ORM
+
+Fit quadrupole gradient errors, BPM gains and corrector calibrations to an orbit response
+matrix with Bayesian regularisation (diffdesign.ring.loco). With --measured, fit that file;
+otherwise simulate the LOCO study (planted errors, noisy ORM) of --config. Writes
+results.json and plots into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from experiments.ring._common import add_lattice_argument, study_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_lattice_argument(parser)
+    parser.add_argument("--measured", help="measured ORM JSON to fit instead of a simulation")
+
+
+def run(args: argparse.Namespace) -> None:
+    from diffdesign.ring.loco_study import LocoStudyConfig, fit_measured_orm, run_loco_study
+
+    config = study_config(LocoStudyConfig, args)
+    if args.measured:
+        fit_measured_orm(config, args.measured, args.out)
+    else:
+        run_loco_study(config, args.out)

@@ -1,0 +1,1 @@
+"""XPCS homodyne analysis of two-time correlations"""
