@@ -1,6 +1,8 @@
 """NUTS posterior over the ARES quadrupole offsets (and optionally the incoming centroid).
 
-Uses the calibration's one likelihood (`whitened_residuals`) as a NumPyro factor.
+Uses the calibration's one likelihood (`whitened_residuals`) as a NumPyro factor. Imports
+only the likelihood module, never ``calibration`` (which imports this module lazily, so that
+least squares does not load NumPyro and ArviZ).
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.infer import MCMC, NUTS
 
-from diffdesign.beamline.ares import calibration
+from diffdesign.beamline.ares._likelihood import (
+    CalibrationResult,
+    flat_residuals,
+    residual_table,
+    whitened_residuals,
+)
 from diffdesign.beamline.beams import ParameterBeam
 from diffdesign.inference.identifiability import identifiability
 
@@ -24,7 +31,7 @@ _CENTROID_INDEX = jnp.array([0, 1, 2, 3])  # mu_x, mu_px, mu_y, mu_py in the 7-v
 def sample_offsets(
     settings, measured, sigmas, incoming: ParameterBeam, bound, num_warmup, num_samples,
     num_chains, fit_incoming_centroid, centroid_prior_std, key,
-) -> calibration.CalibrationResult:  # fmt: skip
+) -> CalibrationResult:  # fmt: skip
     nominal_centroid = incoming.mu[_CENTROID_INDEX]
 
     def model():
@@ -35,7 +42,7 @@ def sample_offsets(
                 "incoming_centroid", dist.Normal(nominal_centroid, centroid_prior_std).to_event(1)
             )
             beam = _with_centroid(incoming, centroid)
-        r = calibration.whitened_residuals(offsets, settings, measured, sigmas, beam)
+        r = whitened_residuals(offsets, settings, measured, sigmas, beam)
         numpyro.factor("likelihood", -0.5 * jnp.sum(r**2))
 
     chain_method = "sequential" if jax.device_count() < num_chains else "parallel"
@@ -55,17 +62,15 @@ def sample_offsets(
     if fit_incoming_centroid:
         incoming = _with_centroid(incoming, jnp.asarray(draws["incoming_centroid"]).mean(0))
     covariance = jnp.asarray(np.cov(samples.T))
-    jacobian = jax.jacfwd(calibration.flat_residuals(settings, measured, sigmas, incoming))(
-        offsets.reshape(6)
-    )
+    jacobian = jax.jacfwd(flat_residuals(settings, measured, sigmas, incoming))(offsets.reshape(6))
     divergences = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
     rhat = float(np.asarray(az.rhat(posterior, var_names=["offsets"])["offsets"]).max())
-    r = calibration.whitened_residuals(offsets, settings, measured, sigmas, incoming)
-    return calibration.CalibrationResult(
+    r = whitened_residuals(offsets, settings, measured, sigmas, incoming)
+    return CalibrationResult(
         offsets=offsets,
         std=jnp.sqrt(jnp.diagonal(covariance)).reshape(3, 2),
         covariance=covariance,
-        residuals=calibration.residual_table(offsets, settings, measured, sigmas, incoming),
+        residuals=residual_table(offsets, settings, measured, sigmas, incoming),
         chi2=float(jnp.sum(r**2)),
         dof=4 * settings.shape[0] - 6 - (4 if fit_incoming_centroid else 0),
         identifiability=identifiability(jacobian),

@@ -22,7 +22,7 @@ from diffdesign.beamline.ares._lattice import (
     SETTING_UPPER,
     incoming_beam,
 )
-from diffdesign.beamline.ares.calibration import _validate_noise, flat_residuals
+from diffdesign.beamline.ares._likelihood import _validate_noise, flat_residuals
 from diffdesign.beamline.beams import ParameterBeam
 from diffdesign.design.multistart import minimise_multistart
 from diffdesign.inference.identifiability import gaussian_covariance

@@ -32,7 +32,7 @@ from diffdesign.beamline.ares._lattice import (
     mae,
     screen_beam,
 )
-from diffdesign.beamline.ares.calibration import (
+from diffdesign.beamline.ares._likelihood import (
     DEFAULT_BOUND,
     _validate_measurements,
     _validate_noise,
