@@ -20,7 +20,11 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float
 
 from diffdesign._validation import check_finite, is_concrete
+from diffdesign.core.bounds import Box
 from diffdesign.inference.identifiability import Identifiability, gaussian_covariance
+
+#: the map of every fit here: x = centre + half_width * tanh(z), strictly inside the box.
+_BOX = Box()
 
 
 class LeastSquaresResult(NamedTuple):
@@ -83,7 +87,8 @@ def bounded_least_squares(
     """
     lower, upper = jnp.asarray(lower, dtype=float), jnp.asarray(upper, dtype=float)
     _check_box(lower, upper, x0)
-    to_x, z0 = _box(lower, upper, x0)
+    z0 = _BOX.to_internal(x0, lower, upper)
+    to_x = lambda z: _BOX.to_physical(z, lower, upper)
     solver = optx.LevenbergMarquardt(rtol=rtol, atol=atol)
     if stall is None:
         solution = optx.least_squares(
@@ -131,17 +136,6 @@ def _check_box(lower: Array, upper: Array, x0: ArrayLike) -> None:
         raise ValueError(f"x0[{i}]={x0[i]} lies outside [{lower[i]}, {upper[i]}]")
 
 
-def _box(lower: Array, upper: Array, x0: ArrayLike) -> tuple[Callable[[Array], Array], Array]:
-    """The map z -> x into the box and the z of the starting point (strictly inside)."""
-    centre, half = (upper + lower) / 2.0, (upper - lower) / 2.0
-
-    def to_x(z):
-        return centre + half * jnp.tanh(z)
-
-    u0 = jnp.clip((jnp.asarray(x0, dtype=float) - centre) / half, -1 + 1e-9, 1 - 1e-9)
-    return to_x, jnp.arctanh(u0)
-
-
 def least_squares_path(
     residual_fn: Callable[[Array], Float[Array, " m"]],
     x0: Float[ArrayLike, " p"],
@@ -159,7 +153,8 @@ def least_squares_path(
     """
     lower, upper = jnp.asarray(lower, dtype=float), jnp.asarray(upper, dtype=float)
     _check_box(lower, upper, x0)
-    to_x, z0 = _box(lower, upper, x0)
+    z0 = _BOX.to_internal(x0, lower, upper)
+    to_x = lambda z: _BOX.to_physical(z, lower, upper)
     solver = optx.LevenbergMarquardt(rtol=rtol, atol=atol)
     fn = lambda z: residual_fn(to_x(z))
     step, dynamic = _stepper(fn, solver, z0)

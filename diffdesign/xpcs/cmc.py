@@ -27,7 +27,7 @@ scalings enters this integral as a weak Gaussian (centre, sd half-width; see
 runs NUTS on every parameter with the uniform box prior instead (the cross-check).
 
 **Variables.** NUTS moves unconstrained ``z`` with ``y = centre + half_width * tanh(z)``
-inside the box (the least-squares fit's map, :func:`~diffdesign.inference.least_squares._box`)
+inside the box (the least-squares fit's map, :class:`~diffdesign.core.bounds.Box`)
 and ``theta = exp(y)`` for D0 and gamma_dot_t0 (``theta = y`` otherwise), so the potential is
 ``0.5 chi^2 - (1/K) log prior(theta) - log|dtheta/dz|``. The default prior is uniform on the
 box (only the Jacobian term); Gaussian priors ``(mu, sigma)`` per parameter name are optional.
@@ -80,7 +80,7 @@ from jaxtyping import Array, Bool, Float, Int
 from numpyro.infer.hmc import hmc
 from scipy import stats
 
-from diffdesign.inference.least_squares import _box
+from diffdesign.core.bounds import Box
 from diffdesign.xpcs.data import Points, XpcsData, shard_points
 from diffdesign.xpcs.likelihood import (
     Problem,
@@ -148,8 +148,8 @@ class _Target(eqx.Module):
         return self.anchor + self.root @ u
 
     def theta(self, u: Float[Array, " q"]) -> Float[Array, " q"]:
-        to_y, _ = _box(self.lower, self.upper, self.anchor)
-        return _physical_space(to_y(self.z(u)), self.logs)
+        y = Box().to_physical(self.z(u), self.lower, self.upper)
+        return _physical_space(y, self.logs)
 
     def _scalings(self, physical: Float[Array, " q"]) -> ScalingGaussian:
         # In departures from the warm start's scalings (no cancellation in chi2_min).
@@ -160,8 +160,7 @@ class _Target(eqx.Module):
 
     def potential(self, u: Float[Array, " q"]) -> Float[Array, ""]:
         z = self.z(u)
-        to_y, _ = _box(self.lower, self.upper, self.anchor)
-        y = to_y(z)
+        y = Box().to_physical(z, self.lower, self.upper)
         theta = _physical_space(y, self.logs)
         if self.marginal:
             data_term = self._scalings(theta).neg_log_marginal()
@@ -289,7 +288,7 @@ def _run(
 def _anchor(lower, upper, start, logs):
     """The box in the solver space y and the start's z."""
     lower_y, upper_y = _solver_space(lower, logs), _solver_space(upper, logs)
-    return lower_y, upper_y, _box(lower_y, upper_y, _solver_space(start, logs))[1]
+    return lower_y, upper_y, Box().to_internal(_solver_space(start, logs), lower_y, upper_y)
 
 
 def sample_shards(

@@ -48,8 +48,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from diffdesign.core.bounds import Box
 from diffdesign.inference.identifiability import gaussian_covariance
-from diffdesign.inference.least_squares import _box, bounded_least_squares
+from diffdesign.inference.least_squares import bounded_least_squares
 from diffdesign.xpcs.data import Points, XpcsData, shard_points
 from diffdesign.xpcs.likelihood import (
     Problem,
@@ -347,10 +348,12 @@ def _streamed_levenberg_marquardt(
     damping update; stops when an accepted step changes z or chi^2 by less than ``tol``
     (relative), or chi^2 stalls (:data:`_STALL`).
     """
-    to_y, z0 = _box(
-        _solver_space(lower, logs), _solver_space(upper, logs), _solver_space(physical0, logs)
-    )
+    lower_y, upper_y = _solver_space(lower, logs), _solver_space(upper, logs)
+    z0 = Box().to_internal(_solver_space(physical0, logs), lower_y, upper_y)
     n = physical0.shape[0]
+
+    def to_y(z):
+        return Box().to_physical(z, lower_y, upper_y)
 
     def to_x(z):
         return _physical_space(to_y(z), logs)
