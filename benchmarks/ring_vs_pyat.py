@@ -22,7 +22,7 @@ Work measured (float64 on the CPU unless JAX finds an accelerator; pyAT 4-D, rad
 Compile time (first call minus the steady-state median) and steady-state medians are
 reported separately; ratio = pyAT median / diffdesign median. ``--smoke`` (the CI test) runs
 ESRF (a, b) and NSLS-II (d) with 2 repetitions and 2 pyAT columns (~25 s on 2 cores).
-Lattices: ``--rings DIR`` or ``shared/data/rings`` beside the repository.
+Lattices: the ones packaged with diffdesign (``diffdesign/ring/data``), or ``--rings DIR``.
 """
 
 from __future__ import annotations
@@ -50,8 +50,6 @@ from diffdesign import ring
 
 warnings.filterwarnings("ignore", module="at")
 
-ROOT = Path(__file__).resolve().parents[1]
-RING_DIRS = (ROOT.parent / "shared" / "data" / "rings", Path("/work/shared/data/rings"))
 
 #: K1 step of the finite-difference Jacobian (1/m^2), as in the peer script (timed).
 DK1 = 1e-5
@@ -391,10 +389,11 @@ def run_ring(path: Path, reps: int, columns: int, full: bool, smoke: bool, secti
 
 
 def find_rings(given: str | None) -> Path:
-    for directory in (Path(given),) if given else RING_DIRS:
-        if (directory / "esrf.m").is_file():
-            return directory
-    sys.exit(f"no ring lattices (esrf.m, nsls2.m) in {given or [str(d) for d in RING_DIRS]}")
+    """``--rings DIR``, else the lattices packaged with diffdesign."""
+    directory = Path(given) if given else ring.catalogue.DATA
+    if not (directory / "esrf.m").is_file() or not (directory / "nsls2.m").is_file():
+        sys.exit(f"no ring lattices (esrf.m, nsls2.m) in {str(directory)!r}")
+    return directory
 
 
 def print_table(results: dict) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 from diffdesign.ring import loco
 from diffdesign.ring.lattice import Lattice
 from diffdesign.ring.studies import (
+    DEFAULT_LATTICE,
     _check_number,
     _TomlConfig,
     fitted_quadrupoles,
@@ -41,7 +42,8 @@ class LocoStudyConfig(_TomlConfig):
     """The LOCO study.
 
     Attributes:
-        lattice: AT ``.m`` or diffdesign ``.json`` file; the paper's NSLS-II if None.
+        lattice: a packaged ring's name (``"nsls2"``, the paper's, or ``"esrf"``) or a
+            lattice file (AT ``.m``, diffdesign ``.json``).
         quadrupoles: regular expression of the quadrupoles to fit (empty: every quadrupole
             with non-zero K1).
         horizontal_correctors, vertical_correctors: regular expressions of the correctors
@@ -56,7 +58,7 @@ class LocoStudyConfig(_TomlConfig):
         seed: random seed, in [0, 2^31).
     """
 
-    lattice: str | None = None
+    lattice: str = DEFAULT_LATTICE
     quadrupoles: str = ""
     horizontal_correctors: str = ""
     vertical_correctors: str = ""
@@ -72,6 +74,11 @@ class LocoStudyConfig(_TomlConfig):
     SMOKE: ClassVar[dict[str, Any]] = {"corrector_stride": 12, "iterations": 2}
 
     def __post_init__(self) -> None:
+        if not isinstance(self.lattice, str) or not self.lattice:
+            raise ValueError(
+                "LocoStudyConfig.lattice must be a packaged ring's name or a lattice file; "
+                f"got {self.lattice!r}"
+            )
         _check_number(self, "corrector_stride", 1, 1000, integer=True)
         _check_number(self, "error_sigma", 0.0, 0.02, open_low=True)
         _check_number(self, "gain_sigma", 0.0, 0.2, open_low=True)

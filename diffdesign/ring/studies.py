@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -80,39 +79,20 @@ METRICS = (
 #: Headline estimators of the correction study (Tikhonov and TSVD: best in hindsight).
 ESTIMATORS = ("bayes", "evidence", "pinv", "tikhonov_best", "tsvd_best")
 
-_RING_DATA_ENV = "DIFFDESIGN_RING_DATA"
+#: The ring of the paper, packaged with diffdesign (see :mod:`diffdesign.ring.catalogue`).
+DEFAULT_LATTICE = "nsls2"
 
 
-def default_lattice() -> Path:
-    """The NSLS-II lattice file of the paper: ``$DIFFDESIGN_RING_DATA/nsls2.m``, else
-    ``shared/data/rings/nsls2.m`` next to the repository, else ``/work/shared/...``.
+def load_study_lattice(name_or_path: str | Path | None) -> Lattice:
+    """Read the lattice of a study: a packaged name (``"nsls2"``, ``"esrf"``), a file (AT
+    ``.m`` or diffdesign ``.json``), or the paper's NSLS-II if None.
 
     Raises:
-        ValueError: none of them exists (pass the lattice explicitly).
+        ValueError: unknown name (listing the known ones), wrong suffix, missing file.
     """
-    candidates = [Path(__file__).resolve().parents[3] / "shared/data/rings/nsls2.m"]
-    if os.environ.get(_RING_DATA_ENV):
-        candidates.insert(0, Path(os.environ[_RING_DATA_ENV]) / "nsls2.m")
-    candidates.append(Path("/work/shared/data/rings/nsls2.m"))
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ValueError(
-        f"no default lattice: none of {[str(p) for p in candidates]} exists; "
-        "give the lattice file (e.g. `diffdesign ring correct path/to/nsls2.m`)"
-    )
-
-
-def load_study_lattice(path: str | Path | None) -> Lattice:
-    """Read the lattice of a study (:func:`default_lattice` if None), with clear errors."""
     from diffdesign.ring import load_lattice
 
-    path = default_lattice() if path is None else Path(path)
-    if path.suffix not in (".m", ".json"):
-        raise ValueError(f"lattice file must end in .m (AT) or .json; got {path.name!r}")
-    if not path.is_file():
-        raise ValueError(f"lattice file {str(path)!r} does not exist")
-    return load_lattice(path)
+    return load_lattice(DEFAULT_LATTICE if name_or_path is None else name_or_path)
 
 
 # ----------------------------------------------------------------------------- configs
@@ -175,11 +155,31 @@ def _check_pattern(config, name: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
+class OpticsConfig(_TomlConfig):
+    """``diffdesign ring optics``: which ring.
+
+    Attributes:
+        lattice: a packaged ring's name (``"nsls2"``, ``"esrf"``, ``"nsls2-elegant"``) or a
+            lattice file (AT ``.m``, diffdesign ``.json``).
+    """
+
+    lattice: str = DEFAULT_LATTICE
+
+    def __post_init__(self):
+        if not isinstance(self.lattice, str) or not self.lattice:
+            raise ValueError(
+                "OpticsConfig.lattice must be a packaged ring's name or a lattice file; "
+                f"got {self.lattice!r}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
 class CorrectionStudyConfig(_TomlConfig):
     """The correction study (see the module docstring for the default values' reasons).
 
     Attributes:
-        lattice: AT ``.m`` or diffdesign ``.json`` file; the paper's NSLS-II if None.
+        lattice: a packaged ring's name (``"nsls2"``, the paper's, or ``"esrf"``) or a
+            lattice file (AT ``.m``, diffdesign ``.json``).
         quadrupoles: regular expression of the quadrupole names to fit (whole-name match);
             empty: every ``Quadrupole`` element with non-zero K1.
         error_sigma: rms relative gradient error planted, in (0, 0.02].
@@ -201,7 +201,7 @@ class CorrectionStudyConfig(_TomlConfig):
         seed: the PRNG seed.
     """
 
-    lattice: str | None = None
+    lattice: str = DEFAULT_LATTICE
     quadrupoles: str = ""
     error_sigma: float = 1e-3
     noise_beta_beat: float = 5e-3
@@ -232,8 +232,11 @@ class CorrectionStudyConfig(_TomlConfig):
     }
 
     def __post_init__(self):
-        if self.lattice is not None and not isinstance(self.lattice, str):
-            raise ValueError(f"CorrectionStudyConfig.lattice must be a path; got {self.lattice!r}")
+        if not isinstance(self.lattice, str) or not self.lattice:
+            raise ValueError(
+                f"CorrectionStudyConfig.lattice must be a packaged ring's name or a lattice file; "
+                f"got {self.lattice!r}"
+            )
         _check_pattern(self, "quadrupoles")
         _check_number(self, "error_sigma", 0.0, 0.02, open_low=True)
         _check_number(self, "noise_beta_beat", 0.0, 0.1, open_low=True)
@@ -277,7 +280,8 @@ class DegeneracyStudyConfig(_TomlConfig):
     """The degeneracy study (see the module docstring for the default values' reasons).
 
     Attributes:
-        lattice: AT ``.m`` or ``.json`` file; the paper's NSLS-II if None.
+        lattice: a packaged ring's name (``"nsls2"``, the paper's, or ``"esrf"``) or a
+            lattice file (AT ``.m``, diffdesign ``.json``).
         quadrupoles: regular expression of the quadrupoles in the fit (as for the
             correction study; empty: every Quadrupole with non-zero K1).
         quadrupole_a: the faulty quadrupole (its name; the paper: QL1G2C01A).
@@ -297,7 +301,7 @@ class DegeneracyStudyConfig(_TomlConfig):
         seed: the PRNG seed.
     """
 
-    lattice: str | None = None
+    lattice: str = DEFAULT_LATTICE
     quadrupoles: str = ""
     quadrupole_a: str = "QL1G2C01A"
     quadrupole_b: str = "QL2G2C01A"
@@ -321,8 +325,11 @@ class DegeneracyStudyConfig(_TomlConfig):
     }
 
     def __post_init__(self):
-        if self.lattice is not None and not isinstance(self.lattice, str):
-            raise ValueError(f"DegeneracyStudyConfig.lattice must be a path; got {self.lattice!r}")
+        if not isinstance(self.lattice, str) or not self.lattice:
+            raise ValueError(
+                f"DegeneracyStudyConfig.lattice must be a packaged ring's name or a lattice file; "
+                f"got {self.lattice!r}"
+            )
         _check_pattern(self, "quadrupoles")
         if self.plane not in ("x", "y"):
             raise ValueError(f"DegeneracyStudyConfig.plane must be 'x' or 'y'; got {self.plane!r}")
@@ -602,7 +609,7 @@ def _quartiles(values) -> dict[str, float]:
     return {"median": float(median), "q25": float(q25), "q75": float(q75)}
 
 
-def _lattice_summary(path: Path, lattice: Lattice, quads: np.ndarray, design: Array) -> dict:
+def _lattice_summary(path: str | Path, lattice: Lattice, quads: np.ndarray, design: Array) -> dict:
     return {
         "file": str(path),
         "name": lattice.name,
@@ -717,7 +724,7 @@ def run_correction_study(
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = Path(config.lattice) if config.lattice is not None else default_lattice()
+    path = config.lattice
     lattice = load_study_lattice(path)
     quads = fitted_quadrupoles(lattice, config.quadrupoles)
     say(
@@ -924,7 +931,7 @@ def run_degeneracy_study(
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = Path(config.lattice) if config.lattice is not None else default_lattice()
+    path = config.lattice
     lattice = load_study_lattice(path)
     quads = fitted_quadrupoles(lattice, config.quadrupoles)
     names = [lattice.names[i] for i in quads]

@@ -10,14 +10,11 @@ import pytest
 
 from diffdesign.ring._matlab import Call, parse_lattice_file
 from diffdesign.ring.at_file import SUPPORTED_CONSTRUCTORS, read_at_file
+from diffdesign.ring.catalogue import DATA
 from diffdesign.ring.description import ELEMENT_CLASSES
 from diffdesign.ring.pyat_import import from_pyat
 
-_RING_DIRS = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "rings",
-    Path("/work/shared/data/rings"),
-)
-RINGS = next((d for d in _RING_DIRS if (d / "esrf.m").is_file()), None)
+RINGS = DATA  # the lattices packaged with diffdesign
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +23,6 @@ def at():
 
 
 def ring_file(name: str) -> Path:
-    if RINGS is None:
-        pytest.skip("the reference lattices (shared/data/rings) are not available")
     return RINGS / name
 
 

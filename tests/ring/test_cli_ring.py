@@ -148,38 +148,21 @@ def test_unwritable_output_is_an_error_not_a_traceback(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("diffdesign: error: ")
 
 
-def test_ring_needs_a_command_and_a_lattice(capsys):
+def test_ring_needs_a_command_and_takes_a_lattice_name(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["ring"])
     assert exit_info.value.code == 2
-    with pytest.raises(SystemExit) as exit_info:
-        main(["ring", "optics"])
-    assert exit_info.value.code == 2
-    assert "lattice" in capsys.readouterr().err
+    assert main(["ring", "optics", "no-such-ring"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown lattice name 'no-such-ring'" in error and "'nsls2'" in error
 
 
-def test_ring_loco_simulates_then_fits_the_measured_file(tmp_path, capsys):
-    study = tmp_path / "study"
-    assert main(["ring", "loco", str(SMALL_RING), "--smoke", "--out", str(study)]) == 0
-    assert (study / "loco_fit.png").stat().st_size > 10_000
-    fit = tmp_path / "fit"
-    measured = study / "measured_orm.json"
-    args = [
-        "ring",
-        "loco",
-        str(SMALL_RING),
-        "--smoke",
-        "--measured",
-        str(measured),
-        "--out",
-        str(fit),
-    ]
-    assert main(args) == 0
-    simulated = json.loads((study / "results.json").read_text())
-    refitted = json.loads((fit / "results.json").read_text())
-    # the same data, priors and iterations give the same fit
-    assert refitted["fitted"]["dk1"] == pytest.approx(simulated["fitted"]["dk1"], rel=1e-9)
-    assert "chi2" in capsys.readouterr().out
-    bad = ["ring", "loco", str(SMALL_RING), "--measured", str(tmp_path / "missing.json")]
-    assert main(bad) == 2
-    assert "cannot read response matrix" in capsys.readouterr().err
+def test_study_commands_default_to_the_config_lattice_then_nsls2(tmp_path, recorded):
+    assert main(["ring", "correct", "--smoke", "--out", str(tmp_path / "a")]) == 0
+    assert recorded["correct"][0].lattice == "nsls2"
+    config = tmp_path / "study.toml"
+    config.write_text(f"lattice = {str(SMALL_RING)!r}\n")
+    assert main(["ring", "degeneracy", "--config", str(config), "--out", str(tmp_path)]) == 0
+    assert recorded["degeneracy"][0].lattice == str(SMALL_RING)
+    assert main(["ring", "degeneracy", "esrf", "--config", str(config), "--out", "x"]) == 0
+    assert recorded["degeneracy"][0].lattice == "esrf"

@@ -12,18 +12,11 @@ import numpy as np
 import pytest
 
 from diffdesign import ring
+from diffdesign.ring import catalogue
 from diffdesign.ring import optics as ring_optics
 from diffdesign.ring.lattice import Lattice
 
-RINGS = next(
-    (
-        p
-        for p in (Path(__file__).parents[3] / "shared/data/rings", Path("/work/shared/data/rings"))
-        if p.is_dir()
-    ),
-    None,
-)
-pytestmark = pytest.mark.skipif(RINGS is None, reason="shared ring data not found")
+RINGS = catalogue.DATA  # the lattices and pyAT reference optics packaged with diffdesign
 
 SMALL_RING = Path(__file__).parent / "data" / "small_ring.m"
 

@@ -14,17 +14,13 @@ import pytest
 
 from diffdesign.ring import studies
 
-try:
-    NSLS2 = studies.default_lattice()
-except ValueError:
-    NSLS2 = None
-pytestmark = pytest.mark.skipif(NSLS2 is None, reason="the NSLS-II lattice is not available")
+NSLS2 = "nsls2"  # packaged with diffdesign
 
 
 @pytest.fixture(scope="module")
 def correction(tmp_path_factory):
     out = tmp_path_factory.mktemp("ring_correction")
-    config = studies.CorrectionStudyConfig(lattice=str(NSLS2)).smoke()
+    config = studies.CorrectionStudyConfig(lattice=NSLS2).smoke()
     lines: list[str] = []
     return config, out, studies.run_correction_study(config, out, progress=lines.append), lines
 
@@ -32,7 +28,7 @@ def correction(tmp_path_factory):
 @pytest.fixture(scope="module")
 def degeneracy(tmp_path_factory):
     out = tmp_path_factory.mktemp("ring_degeneracy")
-    config = studies.DegeneracyStudyConfig(lattice=str(NSLS2)).smoke()
+    config = studies.DegeneracyStudyConfig(lattice=NSLS2).smoke()
     return config, out, studies.run_degeneracy_study(config, out, progress=None)
 
 
@@ -158,6 +154,6 @@ def test_configs_from_toml(tmp_path):
 
 
 def test_unknown_quadrupole_is_named(tmp_path):
-    config = studies.DegeneracyStudyConfig(lattice=str(NSLS2), quadrupole_a="QX9")
+    config = studies.DegeneracyStudyConfig(lattice=NSLS2, quadrupole_a="QX9")
     with pytest.raises(ValueError, match="quadrupole_a 'QX9' is not among the fitted"):
         studies.run_degeneracy_study(config, tmp_path, progress=None)

@@ -1,7 +1,8 @@
 """Make ``nsls2_ql1_ql2_columns.json``: two beta_x-beat Jacobian columns of NSLS-II by pyAT.
 
 The columns are d(Δβx/βx)/dK1 at the 180 BPMs (``at.Monitor``) for the neighbouring
-quadrupoles QL1G2C01A and QL2G2C01A of ``shared/data/rings/nsls2.m``, by central differences
+quadrupoles QL1G2C01A and QL2G2C01A of the packaged ``diffdesign/ring/data/nsls2.m``, by
+central differences
 with ΔK1 = ±1e-5 m⁻² on ``PolynomB[1]`` (pyAT's ``K`` is the same number). The paper
 ("Bayesian Approach for Linear Optics Correction", Sect. IV) quotes 0.9896 for their
 correlation and BPMs {30, 31, 37, 62, 71, 78} (1-based) as a near-orthogonal subset.
@@ -20,8 +21,10 @@ from pathlib import Path
 import at
 import numpy as np
 
+from diffdesign.ring.catalogue import DATA
+
 HERE = Path(__file__).resolve().parent
-DEFAULT_LATTICE = Path("/work/shared/data/rings/nsls2.m")
+DEFAULT_LATTICE = DATA / "nsls2.m"
 NAMES = ("QL1G2C01A", "QL2G2C01A")
 DELTA_K1 = 1e-5  # m^-2
 

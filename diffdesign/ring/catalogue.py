@@ -1,0 +1,127 @@
+"""The lattices that ship with diffdesign, loadable by name, and their pyAT reference optics.
+
+The files live in ``diffdesign/ring/data/`` (its README gives their provenance):
+
+* ``"esrf"``: the ESRF ring before EBS, AT format (``esrf.m``);
+* ``"nsls2"``: NSLS-II, the ring of the Bayesian optics-correction paper, AT format
+  (``nsls2.m``);
+* ``"nsls2-elegant"``: the same ring as the elegant commissioning lattice
+  (``comm-ring.lte``), read through pyAT's elegant parser (optional ``accelerator-toolbox``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from diffdesign.ring.at_file import read_at_file
+from diffdesign.ring.json_format import read_lattice_json
+from diffdesign.ring.lattice import Lattice
+
+DATA = Path(__file__).resolve().parent / "data"
+
+#: Names of the packaged lattices and their files in :data:`DATA`.
+LATTICES: dict[str, str] = {
+    "esrf": "esrf.m",
+    "nsls2": "nsls2.m",
+    "nsls2-elegant": "comm-ring.lte",
+}
+#: Names with a pyAT reference-optics file ``<name>_reference_optics.json``.
+REFERENCE_OPTICS = ("esrf", "nsls2")
+#: Beam energy of the elegant lattice (eV): ``.lte`` files do not carry it.
+ELEGANT_ENERGY_EV = {"comm-ring.lte": 3e9}
+_SUFFIXES = (".m", ".json", ".lte")
+
+
+def lattice_path(name_or_path: str | Path) -> Path:
+    """The file of a packaged lattice name, or the given path.
+
+    Args:
+        name_or_path: a name of :data:`LATTICES` (``"esrf"``, ``"nsls2"``,
+            ``"nsls2-elegant"``) or a lattice file (``.m``, ``.json`` or ``.lte``).
+
+    Raises:
+        ValueError: an unknown name (a word without suffix; the message lists the known
+            ones), a file without a lattice suffix, or a file that does not exist.
+    """
+    if isinstance(name_or_path, str) and name_or_path in LATTICES:
+        return DATA / LATTICES[name_or_path]
+    path = Path(name_or_path)
+    if isinstance(name_or_path, str) and not path.suffix and len(path.parts) == 1:
+        raise ValueError(
+            f"unknown lattice name {name_or_path!r}; the packaged rings are "
+            f"{sorted(LATTICES)} (or give a lattice file)"
+        )
+    if path.suffix not in _SUFFIXES:
+        raise ValueError(
+            f"lattice file must end in .m (AT) or .json; got {path.name!r} (elegant .lte "
+            f"files are read through pyAT; packaged rings by name: {sorted(LATTICES)})"
+        )
+    if not path.is_file():
+        raise ValueError(f"lattice file {str(path)!r} does not exist")
+    return path
+
+
+def _read_elegant(path: Path):
+    try:
+        import at  # optional peer: pyAT parses elegant files
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ValueError(
+            f"reading the elegant lattice {path.name!r} needs pyAT "
+            "(pip install accelerator-toolbox==0.9.0); the AT file 'nsls2' is the same ring"
+        ) from error
+    from diffdesign.ring.pyat_import import from_pyat
+
+    energy = ELEGANT_ENERGY_EV.get(path.name)
+    if energy is None:
+        raise ValueError(
+            f"elegant file {path.name!r}: the beam energy is not in the file; convert it "
+            "with pyAT (at.load_elegant(path, energy=...)) and use diffdesign.ring.from_pyat"
+        )
+    return from_pyat(at.load_elegant(str(path), energy=energy))
+
+
+def load_lattice(name_or_path: str | Path, integrator: str = "at") -> Lattice:
+    """Read a packaged ring by name, or a lattice file.
+
+    Args:
+        name_or_path: ``"esrf"``, ``"nsls2"`` or ``"nsls2-elegant"`` (see
+            :data:`LATTICES`), or a file: AT MATLAB (``.m``), diffdesign JSON
+            (``.json``) or, with pyAT installed, the packaged elegant ``.lte``.
+        integrator: ``"at"`` (default: AT's 4th-order integrator with the file's
+            NumIntSteps, agreeing with pyAT) or ``"exact"`` (closed-form linear flows, the
+            converged limit of AT's integrator).
+
+    Raises:
+        ValueError: unknown name (listing the known ones), unknown suffix, missing or
+            malformed file, unsupported element (with its name).
+
+    Example:
+        >>> lattice = load_lattice("nsls2")  # doctest: +SKIP
+    """
+    path = lattice_path(name_or_path)
+    if path.suffix == ".m":
+        description = read_at_file(path)
+    elif path.suffix == ".json":
+        description = read_lattice_json(path)
+    else:
+        description = _read_elegant(path)
+    return Lattice.from_description(description, integrator=integrator)
+
+
+def reference_optics(name: str) -> dict[str, Any]:
+    """pyAT 0.9.0 optics of a packaged AT lattice (``"esrf"`` or ``"nsls2"``).
+
+    Returns the JSON written by ``benchmarks/peers/make_ring_reference_optics.py``: at the
+    BPMs ``beta_x``/``beta_y`` (m), ``alpha_x``/``alpha_y``, ``mu_x``/``mu_y`` (rad),
+    ``eta_x`` (m), ``etap_x``, ``s_bpm`` (m); ``tunes``, ``chromaticity``; element indices
+    ``bpm_indices``, ``quad_indices`` and names; ``jacobian_first_quads``: central-difference
+    d beta / d K1 (m per m⁻²) of the first 8 quadrupoles.
+
+    Raises:
+        ValueError: a name without reference optics (the message lists the known ones).
+    """
+    if name not in REFERENCE_OPTICS:
+        raise ValueError(f"reference optics exist for {list(REFERENCE_OPTICS)}; got {name!r}")
+    return json.loads((DATA / f"{name}_reference_optics.json").read_text())
