@@ -14,8 +14,8 @@ import dataclasses
 def run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from diffdesign.inference.inferno_mixture import PAPER_TABLE_2
-    from diffdesign.inference.inferno_study import InfernoStudyConfig, run_study
+    from experiments.inferno._mixture import PAPER_TABLE_2
+    from experiments.inferno._study import InfernoStudyConfig, run_study
 
     config = InfernoStudyConfig.from_toml(args.config) if args.config else InfernoStudyConfig()
     config = config.smoke() if args.smoke else config

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from diffdesign.inference import inferno_mixture as mixture
 from diffdesign.inference.binned import fisher_information, poi_variance
 from diffdesign.inference.ensembles import MLP, init_ensemble
 from diffdesign.inference.inferno import hard_histogram, inferno_loss, soft_histogram
+from experiments.inferno import _mixture as mixture
 
 
 def test_soft_histogram_is_normalised_and_tends_to_the_hard_one(rng):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from diffdesign.cli import main
-from diffdesign.inference.inferno_study import InfernoStudyConfig
+from experiments.inferno._study import InfernoStudyConfig
 
 
 def test_study_runs_writes_results_and_resumes(tmp_path, capsys):

@@ -1,9 +1,9 @@
-"""The INFERNO paper's synthetic benchmarks 0-4 (Table 2), behind ``diffdesign inferno``.
+"""The INFERNO paper's synthetic benchmarks 0-4 (Table 2): ``diffdesign inferno benchmarks``.
 
 For many random initialisations: a cross-entropy classifier (its signal probability in 10
 equal-width bins) and INFERNO summaries trained on each benchmark are scored by the
 expected uncertainty on ``s`` of their hard histograms on a test sample, with the shape
-nuisances from templates (:func:`inferno_mixture.template_expected_counts`), beside the
+nuisances from templates (:func:`_mixture.template_expected_counts`), beside the
 Bayes-optimal classifier and the unbinned-likelihood bound. Benchmark 2 is also profiled:
 the half-width of the ``Delta NLL = 0.5`` interval, as the paper's text quotes it.
 
@@ -26,7 +26,6 @@ import numpy as np
 import optax
 
 from diffdesign._config import TomlConfig
-from diffdesign.inference import inferno_mixture as mixture
 from diffdesign.inference.binned import (
     covariance,
     fisher_information,
@@ -35,6 +34,7 @@ from diffdesign.inference.binned import (
 )
 from diffdesign.inference.ensembles import MLP, init_ensemble, train_ensemble
 from diffdesign.inference.inferno import inferno_loss
+from experiments.inferno import _mixture as mixture
 
 #: the paper's text, benchmark 2: profile-likelihood half-widths, mean +- std over 10 models.
 PAPER_PROFILE_B2 = {"inferno": (16.97, 0.11), "classifier": (24.01, 0.36)}
@@ -305,7 +305,7 @@ def _seconds(wall: float) -> float | None:
 
 def run_study(config: InfernoStudyConfig, out: str | Path) -> dict:
     """Train, score and profile every model; write ``results.json`` and plots into ``out``."""
-    from diffdesign.inference.inferno_plots import plot_history, plot_profiles, plot_table
+    from experiments.inferno._plots import plot_history, plot_profiles, plot_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
