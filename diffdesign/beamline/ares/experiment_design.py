@@ -4,14 +4,14 @@ The Fisher information of the offsets is F = J^T J with J the Jacobian of the wh
 screen residuals (see `calibration.whitened_residuals`). At first order the centroids are
 affine in the offsets, so F depends on the settings but not on the offsets, and
 sqrt(diag F^-1) is the Cramer-Rao bound on the offset errors. D-optimal design maximises
-log det F over the settings, by gradient, inside the magnet ranges.
+log det F over the settings, by gradient, inside the magnet ranges: the design layer's
+:func:`~diffdesign.core.multistart` on a :class:`DOptimalProblem`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
@@ -23,8 +23,9 @@ from diffdesign.beamline.ares._lattice import (
     incoming_beam,
 )
 from diffdesign.beamline.ares._likelihood import _validate_noise, flat_residuals
+from diffdesign.beamline.ares.problems import MULTISTART_STEP, settings_spec, settings_starts
 from diffdesign.beamline.beams import ParameterBeam
-from diffdesign.design.multistart import minimise_multistart
+from diffdesign.core import Adam, CosineDecay, Param, Problem, multistart
 from diffdesign.inference.identifiability import gaussian_covariance
 
 _LOWER, _UPPER = jnp.asarray(SETTING_LOWER), jnp.asarray(SETTING_UPPER)
@@ -66,20 +67,62 @@ def rms_cramer_rao(settings, noise=None, incoming=None) -> Array:
     return jnp.sqrt(jnp.mean(cramer_rao_std(settings, noise, incoming) ** 2))
 
 
-def _to_settings(z: Float[Array, "n 5"]) -> Float[Array, "n 5"]:
-    return _LOWER[None, :] + (_UPPER - _LOWER)[None, :] * jax.nn.sigmoid(z)
+#: log det F given to singular designs (1/m^2 units inside the log), far below any design.
+SINGULAR_LOG_DET = -1e3
 
 
-class _NegativeLogDetFisher(eqx.Module):
-    """-log det F of the settings lower + (upper - lower) sigmoid(z), z of shape (n, 5)."""
+class DOptimalProblem(Problem):
+    """Calibration settings that maximise the information on the offsets: the loss is
+    -log det F (F in 1/m^2, :func:`fisher_information` of the calibration's
+    ``whitened_residuals``), and ``-SINGULAR_LOG_DET`` where F is singular.
+
+    Spec ``{"settings"}``: (n, 5) settings inside the magnet ranges
+    (:func:`~diffdesign.beamline.ares.problems.settings_spec`). Aux: ``log_det``.
+
+    Args:
+        n: number of settings (>= 3: each plane has three offsets and one centroid).
+        noise: screen noise per observable (m), as in `calibrate_offsets`.
+        incoming: the incoming beam (default ``incoming_beam()``).
+        settings: (n, 5) starting settings (default zero).
+        step: Adam step of the settings in their Box coordinate.
+    """
 
     noise: dict[str, Array]
     incoming: ParameterBeam
+    start: Param
 
-    def __call__(self, z: Float[Array, "n 5"]) -> Array:
-        fisher = fisher_information(_to_settings(z), self.noise, self.incoming)
-        sign, logdet = jnp.linalg.slogdet(fisher)
-        return -jnp.where(sign > 0, logdet, -1e3)
+    def __init__(
+        self,
+        n: int,
+        noise: Mapping[str, ArrayLike] | None = None,
+        incoming: ParameterBeam | None = None,
+        settings: Float[ArrayLike, "n 5"] | None = None,
+        *,
+        step: float = MULTISTART_STEP,
+    ):
+        if isinstance(n, bool) or int(n) != n or n < 3:
+            raise ValueError(f"n must be an integer >= 3 (three offsets per plane); got {n}")
+        n = int(n)
+        settings = jnp.zeros((n, 5)) if settings is None else jnp.asarray(settings, dtype=float)
+        if settings.shape != (n, 5):
+            raise ValueError(f"settings must have shape ({n}, 5); got {settings.shape}")
+        self.noise = _validate_noise(noise, n)
+        self.incoming = incoming_beam() if incoming is None else incoming
+        self.start = settings_spec(settings, step=step)
+
+    @property
+    def spec(self):
+        return {"settings": self.start}
+
+    @property
+    def name(self):
+        return "d_optimal"
+
+    def loss(self, params, key):
+        fisher = fisher_information(params["settings"], self.noise, self.incoming)
+        sign, log_det = jnp.linalg.slogdet(fisher)
+        log_det = jnp.where(sign > 0, log_det, SINGULAR_LOG_DET)
+        return -log_det, {"log_det": log_det}
 
 
 def design_calibration_settings(
@@ -90,31 +133,33 @@ def design_calibration_settings(
     incoming: ParameterBeam | None = None,
     num_starts: int = 16,
     steps: int = 400,
-    learning_rate: float = 0.05,
+    step: float = MULTISTART_STEP,
 ) -> tuple[Float[Array, "n 5"], Array]:
     """D-optimal calibration settings: maximise log det F by Adam from random starts.
 
-    Settings stay inside the magnet ranges through a sigmoid map. Corrector kicks do not
-    change F at first order; they are returned as optimised (they remain in range).
+    Settings stay inside the magnet ranges through the Box bijection of ``settings_spec``;
+    the step decays by a cosine to 1e-3 of ``step``. Corrector kicks do not change F at
+    first order; they are returned as optimised (they remain in range).
 
     Args:
         n: number of settings (>= 3: each plane has three offsets and one centroid).
-        key: PRNG key for the random starts.
+        key: PRNG key for the random starts (see ``problems.settings_starts``).
         noise, incoming: as in `calibrate_offsets`.
-        num_starts, steps, learning_rate: the multi-start Adam run.
+        num_starts, steps: the multi-start Adam run.
+        step: Adam step in the settings' Box coordinate (dimensionless).
 
     Returns:
-        (settings (n, 5), log det F of the best start).
-    """
-    if int(n) != n or n < 3:
-        raise ValueError(f"n must be an integer >= 3 (three offsets per plane); got {n}")
-    incoming = incoming_beam() if incoming is None else incoming
+        (settings (n, 5), log det F of the best start, F in 1/m^2).
 
-    loss = _NegativeLogDetFisher(_validate_noise(noise, n), incoming)
-    starts = jax.random.normal(key, (num_starts, n, 5))
-    result = minimise_multistart(loss, starts, steps=steps, learning_rate=learning_rate)
+    Raises:
+        ValueError: n not an integer >= 3, bad noise, or a bad ``step``/``steps``.
+    """
+    problem = DOptimalProblem(n, noise, incoming, step=step)
+    starts = {"settings": settings_starts(key, (num_starts, int(n), 5))}
+    optimiser = Adam(schedule=CosineDecay(steps, final_fraction=1e-3))
+    result = multistart(problem, starts, steps=steps, key=key, optimiser=optimiser)
     best = int(result.best)
-    return _to_settings(result.params[best]), -result.loss[best]
+    return result.params["settings"][best], -result.loss[best]
 
 
 def random_settings(n: int, key: jax.Array) -> Float[Array, "n 5"]:

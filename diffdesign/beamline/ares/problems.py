@@ -1,7 +1,7 @@
 """The ARES design variables as specs, and its calibration and tuning as problems.
 
 Domains contribute models, losses and their parameter specs; the loop is the design
-layer's (``diffdesign.design.run`` / ``multistart``). The specs carry the magnets' ranges
+layer's (``diffdesign.core.run`` / ``multistart``). The specs carry the magnets' ranges
 and the offsets' prior box with step sizes that are safe for Adam, so that ARES can be
 optimised jointly with any other problem without re-deriving them:
 
@@ -12,7 +12,8 @@ optimised jointly with any other problem without re-deriving them:
 
 :class:`CalibrationProblem` is the calibration's one likelihood
 (:func:`~diffdesign.beamline.ares.calibration.whitened_residuals`) as a residual problem;
-:class:`TuningProblem` is the target-beam objective through the model.
+:class:`TuningProblem` is the target-beam objective through the model. The D-optimal choice
+of calibration settings is :class:`~diffdesign.beamline.ares.experiment_design.DOptimalProblem`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ from diffdesign.core.problem import Problem
 SETTINGS_STEP = 0.05
 #: Adam step of the offsets in the Box coordinate (~10 um per step at the centre).
 OFFSETS_STEP = 0.02
+#: Adam step of the settings in the Box coordinate for the multi-start searches
+#: (``tune_with_gradients``, ``design_calibration_settings``): 0.025 is the historical 0.05
+#: in the logistic coordinate u of the same box (settings = lower + (upper - lower)
+#: sigmoid(u) = centre + half_width tanh(u / 2), so z = u / 2), which keeps their paths.
+MULTISTART_STEP = 0.025
 
 
 def settings_spec(
@@ -76,6 +82,19 @@ def offsets_spec(
     if not bound > 0:
         raise ValueError(f"offsets bound must be > 0 m; got {bound}")
     return Param(value, -bound, bound, step=step, label="offsets", transform=Box(), unit="m")
+
+
+def settings_starts(key: jax.Array, shape: tuple[int, ...]) -> Float[Array, "... 5"]:
+    """Random settings inside the magnet ranges for multi-start searches:
+    ``centre + half_width tanh(u / 2)`` with ``u`` standard normal (Box coordinates
+    ``u / 2``; the logistic starts ``lower + (upper - lower) sigmoid(u)``). ``shape`` must
+    end in 5, e.g. (num_starts, 5) or (num_starts, n, 5)."""
+    if tuple(shape)[-1:] != (5,):
+        raise ValueError(f"settings starts need a shape ending in 5; got {tuple(shape)}")
+    shape = tuple(shape)
+    u = jax.random.normal(key, shape)
+    lower, upper = np.broadcast_to(SETTING_LOWER, shape), np.broadcast_to(SETTING_UPPER, shape)
+    return Box().to_physical(0.5 * u, lower, upper)
 
 
 class CalibrationProblem(ResidualProblem):
@@ -138,6 +157,7 @@ class TuningProblem(Problem):
         target: target beam (see ``ares.mae``); None for a centred, smallest beam.
         incoming: the incoming beam (default ``incoming_beam()``).
         settings: the starting settings (default zero).
+        step: Adam step of the settings in their Box coordinate (see :func:`settings_spec`).
     """
 
     offsets: Array | None
@@ -151,6 +171,8 @@ class TuningProblem(Problem):
         target: Mapping[str, float] | None = None,
         incoming: ParameterBeam | None = None,
         settings: Float[ArrayLike, " 5"] | None = None,
+        *,
+        step: float = SETTINGS_STEP,
     ):
         if offsets is not None:
             offsets = jnp.asarray(offsets, dtype=float)
@@ -159,7 +181,7 @@ class TuningProblem(Problem):
         self.offsets = offsets
         self.target = dict(target or {})
         self.incoming = incoming_beam() if incoming is None else incoming
-        self.start = settings_spec(settings)
+        self.start = settings_spec(settings, step=step)
 
     @property
     def spec(self):

@@ -1,7 +1,9 @@
 """Tune the five ARES magnets towards a target screen beam.
 
 Gradient-based tuning optimises through a (calibrated) model with Adam from many random
-starts at once, inside the magnet ranges, and costs no machine evaluations. The machine
+starts at once, inside the magnet ranges, and costs no machine evaluations: the design
+layer's :func:`~diffdesign.core.multistart` on a
+:class:`~diffdesign.beamline.ares.problems.TuningProblem`. The machine
 itself is any callable from settings (5,) to the four screen observables; for studies,
 `simulated_machine` plays the real accelerator (true offsets, screen noise).
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,11 +24,11 @@ from diffdesign.beamline.ares._lattice import (
     SETTING_LOWER,
     SETTING_UPPER,
     incoming_beam,
-    mae,
     screen_beam,
 )
+from diffdesign.beamline.ares.problems import MULTISTART_STEP, TuningProblem, settings_starts
 from diffdesign.beamline.beams import ParameterBeam
-from diffdesign.design.multistart import minimise_multistart
+from diffdesign.core import Adam, CosineDecay, multistart
 
 Machine = Callable[[np.ndarray], dict[str, float]]
 _LOWER, _UPPER = jnp.asarray(SETTING_LOWER), jnp.asarray(SETTING_UPPER)
@@ -83,21 +84,6 @@ class TuningResult(NamedTuple):
     history: Array
 
 
-def _to_settings(z: Float[Array, " 5"]) -> Float[Array, " 5"]:
-    return _LOWER + (_UPPER - _LOWER) * jax.nn.sigmoid(z)
-
-
-class _ModelObjective(eqx.Module):
-    """The target-beam objective through the model, of unconstrained settings z (5,)."""
-
-    offsets: Array
-    incoming: ParameterBeam
-    target: dict[str, float]
-
-    def __call__(self, z: Float[Array, " 5"]) -> Array:
-        return mae(screen_beam(_to_settings(z), self.offsets, self.incoming), self.target)
-
-
 def tune_with_gradients(
     offsets: Float[ArrayLike, "3 2"],
     key: jax.Array,
@@ -106,28 +92,32 @@ def tune_with_gradients(
     incoming: ParameterBeam | None = None,
     num_starts: int = 64,
     steps: int = 600,
-    learning_rate: float = 0.05,
+    step: float = MULTISTART_STEP,
 ) -> TuningResult:
     """Minimise the screen-beam objective through the model with the given offsets.
 
-    Settings are mapped through a sigmoid into the magnet ranges (hard bounds); all
-    starts run together in one vmapped, jitted Adam loop.
+    Settings stay inside the magnet ranges through the Box bijection of
+    :func:`~diffdesign.beamline.ares.problems.settings_spec` (hard bounds); all starts run
+    together in one vmapped, jitted Adam loop (:func:`diffdesign.core.multistart`) whose step
+    decays by a cosine to 1e-3 of ``step``, so the non-smooth objective settles.
 
     Args:
         offsets: (3, 2) quadrupole displacements the model assumes (m).
-        key: PRNG key for the random starts.
+        key: PRNG key for the random starts (see :func:`settings_starts`).
         target: target beam (see `ares.mae`); None for a centred, smallest beam.
         incoming: incoming beam; `ares.incoming_beam()` if None.
-        num_starts, steps, learning_rate: the multi-start Adam run.
+        num_starts, steps: the multi-start Adam run.
+        step: Adam step in the settings' Box coordinate (dimensionless, >= 0; 0 freezes).
+
+    Raises:
+        ValueError: offsets not (3, 2) or not finite, or a bad ``step``/``steps``.
     """
     offsets = jnp.asarray(offsets, dtype=float)
     check_trailing_shape(offsets, "offsets", (3, 2), "tune_with_gradients")
     check_finite(offsets, "offsets", "tune_with_gradients")
-    incoming = incoming_beam() if incoming is None else incoming
-    target = dict(target or {})
-
-    objective = _ModelObjective(offsets, incoming, target)
-    starts = jax.random.normal(key, (num_starts, 5))
-    result = minimise_multistart(objective, starts, steps=steps, learning_rate=learning_rate)
+    problem = TuningProblem(offsets, target, incoming, step=step)
+    starts = {"settings": settings_starts(key, (num_starts, 5))}
+    optimiser = Adam(schedule=CosineDecay(steps, final_fraction=1e-3))
+    result = multistart(problem, starts, steps=steps, key=key, optimiser=optimiser)
     best = int(result.best)
-    return TuningResult(_to_settings(result.params[best]), result.loss[best], result.history[best])
+    return TuningResult(result.params["settings"][best], result.loss[best], result.history[best])
