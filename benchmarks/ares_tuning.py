@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +23,10 @@ from pathlib import Path
 import numpy as np
 
 import diffdesign
-from diffdesign.beamline.ares.study import StudyConfig, run_study
+
+# The study lives in the repository's experiments/ package (not installed with the library).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from experiments.ares._study import StudyConfig, run_study
 
 THRESHOLDS_M = (80e-6, 20e-6, 10e-6)
 BO_METHODS = ("bo_calibrated", "bo_perfect", "bo_constant", "random", "bo_fitted_offsets")

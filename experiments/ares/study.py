@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, str]:
-    from diffdesign.beamline.ares.study import StudyConfig, run_study
+    from experiments.ares._study import StudyConfig, run_study
 
     path = args.config or args.config_file
     config = StudyConfig.from_toml(path) if path else StudyConfig()

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from diffdesign.beamline.ares.study import StudyConfig, run_study
 from diffdesign.cli import main
+from experiments.ares._study import StudyConfig, run_study
 
 SMALL = {
     "budget": 5,

@@ -11,7 +11,8 @@ One run reproduces the published scenario and its comparisons on a simulated mac
 4. the failure mode: the offsets as GP mean hyperparameters fitted by marginal likelihood.
 
 Results go to ``results.json``, ``offsets.json`` and plots in the output folder; each BO
-run checkpoints after every machine evaluation and resumes from its checkpoint.
+run checkpoints after every machine evaluation and resumes from its checkpoint. The command
+``diffdesign ares study`` (``experiments/ares/study.py``) runs it.
 """
 
 from __future__ import annotations
@@ -324,9 +325,9 @@ def run_study(
         "tuning": tuning,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    from diffdesign.beamline.ares import study_plots
+    from experiments.ares import _plots
 
-    for path in study_plots.plot_all(results, out):
+    for path in _plots.plot_all(results, out):
         say(f"wrote {path}")
     say(f"wrote {out / 'results.json'} and {out / 'offsets.json'}")
     return results
