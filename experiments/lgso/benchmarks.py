@@ -13,7 +13,7 @@ import argparse
 def run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from diffdesign.surrogates.study import LgsoStudyConfig, run_study
+    from experiments.lgso._study import LgsoStudyConfig, run_study
 
     config = LgsoStudyConfig.from_toml(args.config) if args.config else LgsoStudyConfig()
     config = config.smoke() if args.smoke else config

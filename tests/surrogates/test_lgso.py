@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffdesign.surrogates import baselines
 from diffdesign.surrogates import surrogate as surrogate_model
 from diffdesign.surrogates.blackbox import PythonSimulator
 from diffdesign.surrogates.flows import ConditionalFlow
 from diffdesign.surrogates.lgso import LgsoConfig, minimise
+from experiments.lgso import _baselines as baselines
 
 CENTRE = np.array([1.0, -0.5])
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from diffdesign.surrogates.blackbox import run_simulation, sample_inputs_checked
-from diffdesign.surrogates.problems import (
+from experiments.lgso._problems import (
     PROBLEMS,
     NonlinearSubmanifoldHump,
     Rosenbrock,

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from diffdesign.cli import main
-from diffdesign.surrogates.study import LgsoStudyConfig, _run_order, run_study
+from experiments.lgso._study import LgsoStudyConfig, _run_order, run_study
 
 
 def test_study_runs_writes_results_and_resumes(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -9,19 +10,24 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from diffdesign.surrogates.study import METHOD_NAMES
-
 _COLOURS = {"lgso": "C3", "numerical": "C0", "cma_es": "C2", "bayesopt": "C1"}
 
 
 def plot_problem(
-    name: str, runs: list[dict], target: float, optimum: float, path: str | Path
+    name: str,
+    runs: list[dict],
+    target: float,
+    optimum: float,
+    path: str | Path,
+    labels: Mapping[str, str],
 ) -> Path:
-    """True objective at each method's current parameters against simulator calls."""
+    """True objective at each method's current parameters against simulator calls.
+
+    ``labels`` names each method in the legend (the study's ``METHOD_NAMES``)."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     shown = set()
     for run in runs:
-        colour, label = _COLOURS[run["method"]], METHOD_NAMES[run["method"]]
+        colour, label = _COLOURS[run["method"]], labels[run["method"]]
         ax.plot(
             run["calls"],
             run["true_objective"],

@@ -1,6 +1,6 @@
-"""The L-GSO paper's benchmarks against its baselines, behind ``diffdesign lgso``.
+"""The L-GSO paper's benchmarks against its baselines: ``diffdesign lgso benchmarks``.
 
-Every method sees each problem (:mod:`diffdesign.surrogates.problems`) only as a black box
+Every method sees each problem (:mod:`experiments.lgso._problems`) only as a black box
 and spends simulator calls (one call = one simulated row); after each of its iterations
 the true objective at its current parameters is recorded (100,000 fresh runs, or the
 closed form where there is one; not counted). Reported per problem and method, median
@@ -24,10 +24,10 @@ import numpy as np
 
 from diffdesign._checkpoint import check_settings
 from diffdesign._config import TomlConfig
-from diffdesign.surrogates import baselines
 from diffdesign.surrogates.blackbox import run_simulation, sample_inputs_checked
 from diffdesign.surrogates.lgso import LgsoConfig, minimise
-from diffdesign.surrogates.problems import PROBLEMS, paper_problem
+from experiments.lgso import _baselines as baselines
+from experiments.lgso._problems import PROBLEMS, paper_problem
 
 METHODS = ("lgso", "numerical", "cma_es", "bayesopt")
 #: what could be checked of the paper's results (its figures were not readable here).
@@ -310,7 +310,7 @@ def _run_order(config: LgsoStudyConfig) -> list[tuple[str, str, int, float]]:
 
 def run_study(config: LgsoStudyConfig, out: str | Path) -> dict:
     """All runs of the config (resumable), ``results.json`` and one plot per problem."""
-    from diffdesign.surrogates.plots import plot_problem
+    from experiments.lgso._plots import plot_problem
 
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
@@ -332,6 +332,7 @@ def run_study(config: LgsoStudyConfig, out: str | Path) -> dict:
             settings.target,
             settings.optimum,
             out / f"{name}.png",
+            METHOD_NAMES,
         )
     results = {
         "config": config.to_json(),
