@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from diffdesign.xpcs.study import load_job, run_fit
+    from experiments.xpcs._job import load_job, run_fit
 
     data, config = args.data, args.config
     if args.example:

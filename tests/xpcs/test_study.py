@@ -8,7 +8,7 @@ import pytest
 
 from diffdesign.cli import main
 from diffdesign.xpcs.examples import example_path
-from diffdesign.xpcs.study import load_job
+from experiments.xpcs._job import load_job
 
 
 def test_cli_fits_the_packaged_example(tmp_path, capsys):

@@ -48,14 +48,26 @@ _TABLES = ("data", "model", "nlsq", "cmc")
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """The ``[model]`` table: what is fitted."""
+class ModelConfig(TomlConfig):
+    """The ``[model]`` table: what is fitted.
+
+    Attributes:
+        mode: ``"static"`` or ``"laminar_flow"`` (the command line's ``--mode`` wins).
+        scaling: per-angle contrast/offset: ``"individual"``, ``"averaged"`` or ``"constant"``.
+        integral: ``"trapezoid"`` (homodyne's discretisation) or ``"exact"``.
+        initial: starting guess of any subset of the physical parameters (name = value, in
+            the parameters' units: Angstrom^2/s, 1/s, degrees, ...).
+        bounds: ``name = [lower, upper]`` replacing :data:`~diffdesign.xpcs.DEFAULT_BOUNDS`.
+    """
 
     mode: str = "static"
     scaling: str = "individual"
     integral: str = "trapezoid"
     initial: Mapping[str, float] = dataclasses.field(default_factory=dict)
     bounds: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+
+    #: the keys that hold tables (name = value) rather than single values.
+    TABLES: ClassVar[tuple[str, ...]] = ("initial", "bounds")
 
     def __post_init__(self):
         for name, value, allowed in (
@@ -74,22 +86,22 @@ class ModelConfig:
         resolve_bounds(self.bounds)
 
     @classmethod
-    def from_mapping(cls, table: Mapping[str, Any], mode: str | None = None) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(table) - known)
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in [model]; known: {sorted(known)}")
-        values = dict(table)
+    def from_mapping(
+        cls, content: Mapping[str, Any], where: str = "[model]", mode: str | None = None
+    ) -> ModelConfig:
+        """The :class:`TomlConfig` reading of the single values, then the two tables
+        (``initial``, ``bounds``); ``mode`` (the command line's) replaces the table's."""
+        values = dict(content)
+        tables = {key: values.pop(key) for key in cls.TABLES if key in values}
         if mode is not None:
             values["mode"] = mode
-        for key in ("initial", "bounds"):
-            if not isinstance(values.get(key, {}), Mapping):
-                raise ValueError(
-                    f"[model] {key} must be a table (name = value); got {values[key]!r}"
-                )
-        if "bounds" in values:
-            values["bounds"] = {k: tuple(v) for k, v in values["bounds"].items()}
-        return cls(**values)
+        for key, table in tables.items():
+            if not isinstance(table, Mapping):
+                raise ValueError(f"[model] {key} must be a table (name = value); got {table!r}")
+        if "bounds" in tables:
+            tables["bounds"] = {k: tuple(v) for k, v in tables["bounds"].items()}
+        config = super().from_mapping(values, where)
+        return dataclasses.replace(config, **tables) if tables else config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +170,7 @@ def load_job(
     return FitJob(
         data_path=Path(data_path),
         data=data_config,
-        model=ModelConfig.from_mapping(content.get("model", {}), mode),
+        model=ModelConfig.from_mapping(content.get("model", {}), "[model]", mode),
         nlsq=NlsqConfig.from_mapping(content.get("nlsq", {}), "[nlsq]"),
         cmc=CmcConfig.from_mapping(content.get("cmc", {}), "[cmc]"),
     )
@@ -195,7 +207,7 @@ def run_fit(job: FitJob, method: str, out: str | Path, *, smoke: bool = False) -
     results["nlsq"] = nlsq.to_json()
     problem = make_problem(data, model.mode, scaling=model.scaling, integral=model.integral)
     _write(out / "results.json", results)  # the least-squares fit is kept if sampling stops
-    from diffdesign.xpcs.plots import plot_fit, plot_pairs, plot_traces
+    from experiments.xpcs._plots import plot_fit, plot_pairs, plot_traces
 
     plot_fit(data, problem, nlsq.x, out / "fit.png")
     if method in ("cmc", "both"):
