@@ -32,6 +32,10 @@ __all__ = [
 ]  # fmt: skip
 
 
+#: Relative slack of the bounds check at construction (a few ulps of rounding).
+_ROUNDING = 1e-12
+
+
 class Param(eqx.Module):
     """One design or fit variable: its value, bounds, transform, step size and label.
 
@@ -105,11 +109,14 @@ def _check_param(p: Param, name: str) -> None:
         raise ValueError(f"{name} must be finite; got {value}")
     if not np.all(lower < upper):
         raise ValueError(f"{name}: bounds need lower < upper; got [{lower}, {upper}]{unit}")
-    outside = (value < lower) | (value > upper)
+    # A value within rounding of a bound (e.g. 0.91 against 0.9 + 0.01) is on the bound.
+    slack = _ROUNDING * np.maximum(1.0, np.abs(np.where(np.isfinite(value), value, 0.0)))
+    outside = (value < lower - slack) | (value > upper + slack)
     if np.any(outside):
-        i = np.unravel_index(int(np.argmax(outside)), value.shape) if value.ndim else ()
+        i = tuple(int(k) for k in np.unravel_index(int(np.argmax(outside)), value.shape))
+        where = list(i) if i else ""
         raise ValueError(
-            f"{name}{list(i) if i else ''} = {value[i]:.6g}{unit} lies outside its bounds "
+            f"{name}{where} = {value[i]:.6g}{unit} lies outside its bounds "
             f"[{lower[i]:.6g}, {upper[i]:.6g}]{unit}"
         )
     step = float(np.asarray(p.step))

@@ -4,10 +4,20 @@ reconstruction, X0 inference, losses and gradient-based detector design (TomOpt-
 The chain: :func:`generate_muons` (cosmic spectrum) -> :func:`propagate` (Highland multiple
 scattering through the voxel grid, once per volume: it does not depend on the detector) ->
 :func:`reconstruct` (hits, track fits, PoCA, angles and uncertainties) -> :func:`predict_x0`
-(PoCA or the path likelihood) -> losses; :func:`optimize_detector` differentiates the whole
-of it with respect to every panel field and steps with optax.
+(PoCA or the path likelihood) -> losses. :class:`DetectorDesign` is the design loss as a
+problem of the design layer, over :func:`detector_spec` (every panel field bounded, with its
+own step), so ``diffdesign.design.run`` optimises it alone or jointly with other problems.
 """
 
+from diffdesign.muography.design import (
+    DEFAULT_STEPS,
+    DetectorDesign,
+    default_bounds,
+    detector_from_json,
+    detector_spec,
+    detector_to_json,
+    sample_passages,
+)
 from diffdesign.muography.detector import (
     Detector,
     Panels,
@@ -27,14 +37,6 @@ from diffdesign.muography.losses import (
     x0_error,
 )
 from diffdesign.muography.materials import MATERIALS, Material, material
-from diffdesign.muography.optimise import (
-    DEFAULT_LEARNING_RATES,
-    DesignResult,
-    default_bounds,
-    detector_from_json,
-    detector_to_json,
-    optimize_detector,
-)
 from diffdesign.muography.pipeline import ESTIMATORS, predict_x0, reconstruct
 from diffdesign.muography.reconstruction import Scatters, Tracks, fit_tracks, scatters
 from diffdesign.muography.scattering import Passage, highland_variance, propagate
@@ -51,13 +53,15 @@ from diffdesign.muography.volume import (
 )
 
 __all__ = [
-    "DEFAULT_LEARNING_RATES", "ESTIMATORS", "MATERIALS", "DesignResult", "Detector", "Material",
+    "DEFAULT_STEPS", "ESTIMATORS", "MATERIALS", "Detector", "DetectorDesign", "Material",
     "MuonBatch", "Panels", "Passage", "Scatters", "Tracks", "Volume", "acceptance",
     "block_in_matrix", "block_presence_loss", "budget_penalty", "check_detector",
-    "default_bounds", "default_detector", "detector_from_json", "detector_to_json", "fill_height",
+    "default_bounds", "default_detector", "detector_from_json", "detector_spec",
+    "detector_to_json", "fill_height",
     "fill_level",
     "fit_tracks", "generate_muons", "guan_flux", "highland_variance", "log_x0_error",
-    "make_panels", "make_volume", "material", "optimize_detector", "panel_cost", "predict_x0",
-    "propagate", "reconstruct", "record_hits", "scatters", "stack_volumes", "uniform_volume",
+    "make_panels", "make_volume", "material", "panel_cost", "predict_x0",
+    "propagate", "reconstruct", "record_hits", "sample_passages", "scatters", "stack_volumes",
+    "uniform_volume",
     "volume_from_function", "walls", "x0_error", "x0_likelihood", "x0_poca",
 ]  # fmt: skip

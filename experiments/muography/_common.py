@@ -7,7 +7,7 @@ import dataclasses
 
 
 def study_config(args: argparse.Namespace):
-    from diffdesign.muography import studies
+    from experiments.muography import _studies as studies
 
     config_class = studies.MuographyStudyConfig
     config = config_class.from_toml(args.config) if args.config else config_class()

@@ -1,7 +1,7 @@
 """The muography studies behind ``diffdesign muography``: lead-block imaging, detector design
 from a poor layout, and a budget sweep. Each writes ``results.json`` and PNG plots.
 
-Geometry throughout: TomOpt's benchmark (``shared/peers/tomopt_leadblock.py``): 1 m x 1 m,
+Geometry throughout: TomOpt's lead-block benchmark: 1 m x 1 m,
 10 cm voxels, passive z 0.2-0.8 m, beryllium with a 30 x 30 x 20 cm lead block at
 z 0.4-0.6 m, four panels above and four below.
 """
@@ -19,17 +19,14 @@ import jax
 import numpy as np
 
 from diffdesign._config import TomlConfig
+from diffdesign.muography.design import detector_to_json
 from diffdesign.muography.detector import Detector, make_panels
 from diffdesign.muography.losses import log_x0_error, panel_cost, x0_error
-from diffdesign.muography.optimise import (
-    DEFAULT_LEARNING_RATES,
-    detector_to_json,
-    optimize_detector,
-)
 from diffdesign.muography.pipeline import ESTIMATORS, predict_x0
 from diffdesign.muography.scattering import propagate
 from diffdesign.muography.source import generate_muons
 from diffdesign.muography.volume import Volume, block_in_matrix
+from experiments.muography._design import DEFAULT_LEARNING_RATES, optimize_detector
 
 LOSSES = {"x0_error": x0_error, "log_x0_error": log_x0_error}
 #: predict_x0 jitted once for every study and layout (the estimator is static).
@@ -148,7 +145,7 @@ def score(detector: Detector, config: MuographyStudyConfig, volume: Volume, samp
 def run_lead_block(config: MuographyStudyConfig, out: str | Path) -> dict:
     """Image the lead block with ``image_muons`` muons: truth, PoCA and likelihood maps,
     depth profiles and errors."""
-    from diffdesign.muography.plots import plot_depth_profile, plot_x0_maps
+    from experiments.muography._plots import plot_depth_profile, plot_x0_maps
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,7 +190,7 @@ def _rates(config: MuographyStudyConfig) -> dict:
 
 def run_design(config: MuographyStudyConfig, out: str | Path) -> dict:
     """Optimise the panels from :func:`poor_detector`; checkpointed (rerun to resume)."""
-    from diffdesign.muography.plots import plot_history, plot_layout
+    from experiments.muography._plots import plot_history, plot_layout
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -203,7 +200,7 @@ def run_design(config: MuographyStudyConfig, out: str | Path) -> dict:
         start, volume, epochs=config.epochs, n_muons=config.design_muons,
         task_loss=LOSSES[config.loss], estimator=config.estimator,
         learning_rates=_rates(config), cost_weight=config.cost_weight,
-        momentum=config.fixed_momentum, seed=config.seed, checkpoint=out / "checkpoint.json",
+        momentum=config.fixed_momentum, seed=config.seed, checkpoint=out / "checkpoint.npz",
         plot_dir=out / "epochs", plot_every=max(1, config.epochs // 6),
     )  # fmt: skip
     sample = _sample(config, config.validation_muons, jax.random.key(config.seed + 99), volume)
@@ -243,7 +240,7 @@ def run_budget_sweep(config: MuographyStudyConfig, out: str | Path) -> dict:
             n_muons=config.design_muons, task_loss=LOSSES[config.loss],
             estimator=config.estimator, learning_rates=_rates(config), budget=budget,
             momentum=config.fixed_momentum, seed=config.seed,
-            checkpoint=out / f"checkpoint_budget_{budget:g}.json", progress=False,
+            checkpoint=out / f"checkpoint_budget_{budget:g}.npz", progress=False,
         )  # fmt: skip
         s = score(result.detector, config, volume, sample)
         rows.append({"budget": budget, "cost": s["cost"], "x0_error": s["x0_error"],

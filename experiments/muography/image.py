@@ -11,7 +11,7 @@ from experiments.muography._common import study_config
 
 
 def run(args: argparse.Namespace) -> None:
-    from diffdesign.muography import studies
+    from experiments.muography import _studies as studies
 
     results = studies.run_lead_block(study_config(args), args.out)
     for name, entry in results["estimators"].items():

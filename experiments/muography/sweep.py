@@ -11,7 +11,7 @@ from experiments.muography._common import study_config
 
 
 def run(args: argparse.Namespace) -> None:
-    from diffdesign.muography import studies
+    from experiments.muography import _studies as studies
 
     config = study_config(args)
     results = studies.run_budget_sweep(config, args.out)

@@ -16,11 +16,11 @@ from diffdesign.muography.losses import (
     panel_cost,
     x0_error,
 )
-from diffdesign.muography.optimise import optimize_detector
 from diffdesign.muography.pipeline import predict_x0
 from diffdesign.muography.scattering import propagate
 from diffdesign.muography.source import generate_muons
 from diffdesign.muography.volume import block_in_matrix, fill_level, stack_volumes
+from experiments.muography._design import optimize_detector
 
 VOLUME = block_in_matrix((0.31, 0.31, 0.41), (0.59, 0.59, 0.59))
 
@@ -93,15 +93,20 @@ def test_optimisation_improves_a_poor_layout_and_resumes(tmp_path):
     full = optimize_detector(_poor_detector(), VOLUME, epochs=14, **settings)
     losses = [h["loss"] for h in full.history]
     assert np.mean(losses[-3:]) < 0.85 * np.mean(losses[:3]), losses
-    ckpt = tmp_path / "run.json"
+    ckpt = tmp_path / "run.npz"
     optimize_detector(_poor_detector(), VOLUME, epochs=7, checkpoint=ckpt, **settings)
-    assert len(json.loads(ckpt.read_text())["history"]) == 7
+    assert len(load_checkpoint_header(ckpt)["history"]) == 7
     resumed = optimize_detector(_poor_detector(), VOLUME, epochs=14, checkpoint=ckpt, **settings)
     np.testing.assert_allclose(resumed.detector.above.xy, full.detector.above.xy, rtol=1e-9)
     assert [h["loss"] for h in resumed.history] == pytest.approx(losses, rel=1e-9)
     # panels stayed outside the volume
     assert float(resumed.detector.above.z.min()) > VOLUME.z_range[1]
     assert float(resumed.detector.below.z.max()) < VOLUME.z_range[0]
+
+
+def load_checkpoint_header(path):
+    with np.load(path, allow_pickle=False) as archive:
+        return json.loads(archive["__metadata__"].tobytes().decode())
 
 
 def test_several_volumes_and_plots(tmp_path):
@@ -118,9 +123,9 @@ def test_several_volumes_and_plots(tmp_path):
     ("kwargs", "match"),
     [
         ({"estimator": "mlem"}, "estimator must be one of"),
-        ({"epochs": 0}, "epochs must be a positive integer"),
-        ({"learning_rates": {"colour": 0.1}}, "learning_rates"),
-        ({"learning_rates": {"xy": -1.0}}, "learning_rates"),
+        ({"epochs": 0}, "steps must be a positive integer"),
+        ({"learning_rates": {"colour": 0.1}}, "steps: fields"),
+        ({"learning_rates": {"xy": -1.0}}, "steps: fields"),
         ({"cost_weight": float("nan")}, "cost_weight"),
         ({"budget": 0.0}, "budget must be > 0"),
     ],
@@ -131,15 +136,15 @@ def test_bad_settings(kwargs, match):
 
 
 def test_bad_checkpoints(tmp_path):
-    ckpt = tmp_path / "run.json"
-    ckpt.write_text("{not json")
-    with pytest.raises(ValueError, match="not readable JSON"):
+    ckpt = tmp_path / "run.npz"
+    ckpt.write_text("{not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable diffdesign checkpoint"):
         optimize_detector(default_detector(VOLUME), VOLUME, epochs=1, checkpoint=ckpt)
     optimize_detector(default_detector(VOLUME), VOLUME, epochs=1, n_muons=500,
-                      checkpoint=ckpt.with_name("ok.json"), progress=False)  # fmt: skip
+                      checkpoint=ckpt.with_name("ok.npz"), progress=False)  # fmt: skip
     with pytest.raises(ValueError, match="other settings"):
         optimize_detector(default_detector(VOLUME), VOLUME, epochs=2, n_muons=600,
-                          checkpoint=ckpt.with_name("ok.json"), progress=False)  # fmt: skip
+                          checkpoint=ckpt.with_name("ok.npz"), progress=False)  # fmt: skip
 
 
 _SHARDED = """

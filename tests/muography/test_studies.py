@@ -5,7 +5,7 @@ import json
 import pytest
 
 from diffdesign.cli import main
-from diffdesign.muography.studies import MuographyStudyConfig
+from experiments.muography._studies import MuographyStudyConfig
 
 
 @pytest.mark.parametrize("command", ["image", "design", "sweep"])

@@ -23,6 +23,12 @@ from diffdesign.beamline.ares._lattice import (
     screen_beam,
     segment,
 )
+from diffdesign.beamline.ares.problems import (
+    CalibrationProblem,
+    TuningProblem,
+    offsets_spec,
+    settings_spec,
+)
 
 __all__ = [
     "CORRECTOR_LENGTH",
@@ -36,8 +42,12 @@ __all__ = [
     "SETTING_NAMES",
     "SETTING_UPPER",
     "TOTAL_CHARGE",
+    "CalibrationProblem",
+    "TuningProblem",
     "incoming_beam",
     "mae",
+    "offsets_spec",
     "screen_beam",
     "segment",
+    "settings_spec",
 ]

@@ -1,0 +1,1 @@
+"""joint design across domains: several problems, one spec, one fit"""
