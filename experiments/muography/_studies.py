@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -19,6 +18,7 @@ import jax
 import numpy as np
 
 from diffdesign._config import TomlConfig
+from diffdesign._progress import say
 from diffdesign.muography.design import detector_to_json
 from diffdesign.muography.detector import Detector, make_panels
 from diffdesign.muography.losses import log_x0_error, panel_cost, x0_error
@@ -119,7 +119,7 @@ def poor_detector() -> Detector:
 
 
 def _say(message: str) -> None:
-    print(f"muography: {message}", file=sys.stderr, flush=True)
+    say(message, "muography")
 
 
 def _sample(config: MuographyStudyConfig, n: int, key, volume: Volume):

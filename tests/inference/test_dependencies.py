@@ -1,4 +1,6 @@
-"""Dependencies run one way: statistics and surrogates know no physics and no design layer.
+"""Dependencies run one way: experiments -> design -> domains and inference -> core and the
+shared modules. Statistics and surrogates know no physics; no domain knows the design layer
+or the experiments; the core knows nothing but the shared modules.
 
 Every ``import`` of every module (function bodies included) is read from the source, so a
 lazy import inside a function counts as much as one at the top.
@@ -17,6 +19,15 @@ ALLOWED = {
     "inference": ("diffdesign.inference", "diffdesign._", "diffdesign.core"),
     "surrogates": ("diffdesign.surrogates", "diffdesign._", "diffdesign.core"),
     "xpcs": ("diffdesign.xpcs", "diffdesign.inference", "diffdesign._", "diffdesign.core"),
+    "beamline": ("diffdesign.beamline", "diffdesign.inference", "diffdesign._", "diffdesign.core"),
+    "ring": ("diffdesign.ring", "diffdesign.inference", "diffdesign._", "diffdesign.core"),
+    "muography": (
+        "diffdesign.muography",
+        "diffdesign.inference",
+        "diffdesign._",
+        "diffdesign.core",
+    ),
+    "core": ("diffdesign.core", "diffdesign._"),
 }
 
 
