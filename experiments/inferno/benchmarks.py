@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> dict[str, str]:
     from pathlib import Path
 
     from experiments.inferno._mixture import PAPER_TABLE_2
@@ -49,3 +49,8 @@ def run(args: argparse.Namespace) -> None:
             )
         )
     print(f"wrote {Path(args.out) / 'results.json'} and plots")
+    return {
+        f"INFERNO, benchmark {i}": f"{q['median']:.2f} events on s (paper "
+        f"{PAPER_TABLE_2['inferno'][int(i)]:.2f})"
+        for i, q in matching.items()
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> dict[str, str]:
     from pathlib import Path
 
     from experiments.lgso._study import LgsoStudyConfig, run_study
@@ -36,3 +36,9 @@ def run(args: argparse.Namespace) -> None:
                 f"{entry['median_final_objective']:16.4g} {entry['median_wall_s']:8.0f}"
             )
     print(f"wrote {Path(args.out) / 'results.json'} and plots")
+    return {
+        f"{problem}, {method}": f"objective {entry['median_final_objective']:.4g}, target "
+        f"reached {entry['reached_target']}"
+        for problem, methods in results["summary"].items()
+        for method, entry in methods.items()
+    }

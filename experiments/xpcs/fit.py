@@ -9,6 +9,7 @@ NUTS on shards, warm-started from nlsq). Writes results.json, posterior.nc and p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> dict[str, str]:
     from experiments.xpcs._job import load_job, run_fit
 
     data, config = args.data, args.config
@@ -36,4 +37,20 @@ def run(args: argparse.Namespace) -> None:
             raise ValueError("--example runs the packaged example: give no DATA or --config")
         config = example_path("laminar_flow_example.toml")
     job = load_job(data, config, args.mode)
-    run_fit(job, args.method, args.out, smoke=args.smoke)
+    if args.seed is not None:  # the starts of the least-squares fit and the chains' keys
+        job = dataclasses.replace(
+            job,
+            nlsq=dataclasses.replace(job.nlsq, seed=args.seed),
+            cmc=dataclasses.replace(job.cmc, seed=args.seed),
+        )
+    results = run_fit(job, args.method, args.out, smoke=args.smoke)
+    nlsq = results["nlsq"]
+    summary = {
+        "nlsq": f"{'converged' if nlsq['converged'] else 'NOT converged'} in "
+        f"{nlsq['num_steps']} steps",
+        "reduced chi2": f"{nlsq['reduced_chi2']:.4f}",
+    }
+    if results["cmc"] is not None:
+        cmc = results["cmc"]
+        summary["cmc"] = f"{cmc['n_shards']} shard(s), {cmc['divergences']} divergence(s)"
+    return summary
