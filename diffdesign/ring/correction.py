@@ -40,6 +40,7 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from diffdesign._validation import check_finite, check_positive
 from diffdesign.inference import linear_gaussian as lg
+from diffdesign.inference.gauss_newton import gauss_newton
 
 #: ``rule(iteration, errors, residual) -> prior sigma`` for the remaining error; see
 #: :func:`bayesian_correction`.
@@ -431,13 +432,13 @@ def bayesian_correction(
     return _correct(k0, measured, noise, prior_shape, model_fn, prior, int(n_iter), (lo, hi))
 
 
-# One compiled program for the whole iteration (the edge of this work). filter_jit traces
-# the arrays (including those inside an equinox-Module model) and keeps the rest static,
-# so a second call with the same model function and rule but new data does not recompile.
+# One compiled program for the whole iteration (the edge of this work; the n_iter
+# linearisations unroll). filter_jit traces the arrays (including those inside an
+# equinox-Module model) and keeps the rest static, so a second call with the same model
+# function and rule but new data does not recompile.
 @eqx.filter_jit
 def _correct(k0, measured, noise, prior_shape, model_fn, prior, n_iter, evidence_bounds):
     n = k0.shape[0]
-    total = isinstance(prior, str)  # "fixed"/"evidence": the prior is on the total error
 
     def sigma_at(t, k, residual, jacobian):
         if prior == "fixed":
@@ -450,30 +451,25 @@ def _correct(k0, measured, noise, prior_shape, model_fn, prior, n_iter, evidence
             return tau * prior_shape
         return jnp.broadcast_to(jnp.asarray(prior(t, k, residual), dtype=float), (n,))
 
-    jacobian_fn = jax.jacfwd(model_fn)
-
-    def linearise(t, k):
-        residual = measured - model_fn(k)
-        jacobian = jacobian_fn(k)
-        sigma = sigma_at(t, k, residual, jacobian)
-        post = lg.posterior(jacobian, residual, noise, sigma, -k if total else None)
-        return residual, sigma, post
-
-    def step(k, t):
-        residual, sigma, post = linearise(t, k)
-        return k + post.mean, (k, jnp.sum((residual / noise) ** 2), sigma)
-
-    k, (history, chi2, sigmas) = jax.lax.scan(step, k0, jnp.arange(n_iter))
-    residual, sigma, post = linearise(jnp.asarray(n_iter), k)
-    chi2 = jnp.concatenate([chi2, jnp.sum((residual / noise) ** 2)[None]])
+    # "fixed"/"evidence": the prior is on the total error (mean zero); a rule: on the
+    # remaining error, i.e. centred on the current iterate.
+    result = gauss_newton(
+        lambda k: measured - model_fn(k),
+        k0,
+        noise_sigma=noise,
+        prior_sigma=sigma_at,
+        prior_mean=None if isinstance(prior, str) else (lambda t, k: k),
+        n_iter=n_iter,
+    )
+    chi2 = result.history.chi2
     return CorrectionResult(
-        errors=k,
-        covariance=post.covariance,
-        std=post.std,
-        history=jnp.concatenate([history, k[None]]),
+        errors=result.x,
+        covariance=result.covariance,
+        std=result.std,
+        history=result.history.x,
         residual_norms=jnp.sqrt(chi2),
         chi2=chi2,
-        prior_sigmas=jnp.concatenate([sigmas, sigma[None]]),
+        prior_sigmas=result.history.prior_sigma,
     )
 
 

@@ -9,7 +9,8 @@ response of the closed orbit (:func:`~diffdesign.ring.orbit_response`). The fit 
 Bayesian one of the optics correction: Gaussian likelihood with the BPM noise, Gaussian
 priors on the gradient errors, gains and calibrations, so the regularisation is
 sigma_noise^2 / sigma_prior^2 per parameter block rather than an SVD cut chosen by hand.
-Gauss-Newton iterations re-linearise the ORM with exact autodiff Jacobians
+Gauss-Newton iterations (:func:`~diffdesign.inference.gauss_newton.gauss_newton`)
+re-linearise the ORM with exact autodiff Jacobians
 (:func:`~diffdesign.ring.jacobians.k1_orm_jacobian`); gains and calibrations enter bilinearly
 and their derivatives are the model's entries. Uncoupled: horizontal kicks seen in x,
 vertical kicks in y (BPM rolls and corrector tilts are not fitted).
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
-from diffdesign.inference.linear_gaussian import posterior
+from diffdesign.inference.gauss_newton import gauss_newton
 from diffdesign.ring.jacobians import k1_orm_jacobian
 from diffdesign.ring.lattice import Lattice
 
@@ -93,7 +94,8 @@ class LocoResult(NamedTuple):
     """Attributes:
     parameters: the posterior mean (:class:`LocoParameters`).
     std: posterior standard deviations, same structure.
-    covariance: (p, p) posterior covariance of the flat parameters (dk1, gains, calibrations).
+    covariance: (p, p) posterior covariance of the flat parameters (dk1, gains, calibrations),
+        linearised at the estimate.
     chi2: per iteration, the noise-normalised sum of squared residuals before the step.
     residual_rms: per iteration, rms of measured minus model (m/rad) before the step.
     final_chi2, final_residual_rms: after the last step.
@@ -187,7 +189,8 @@ def loco_fit(
         iterations: Gauss-Newton steps (each re-linearises at the current estimate).
 
     Returns:
-        :class:`LocoResult`; the covariance is that of the last linearisation.
+        :class:`LocoResult`; the covariance is linearised at the estimate (the ORM and its
+        Jacobian are computed ``iterations + 1`` times).
 
     Raises:
         ValueError: shapes that do not match the setup, non-finite data, sigmas <= 0.
@@ -219,28 +222,30 @@ def loco_fit(
         [k1_sigma, jnp.full(2 * b, prior_gain_sigma), jnp.full(h + v, prior_calibration_sigma)]
     )
     measured = jnp.concatenate([measured_x.reshape(-1), measured_y.reshape(-1)])
-    theta = LocoParameters.zeros(setup.sizes).flat()
-    chi2, rms = [], []
-    result = None
-    for _ in range(iterations):
+
+    def linearise(theta):
         params = LocoParameters.unflat(theta, setup.sizes)
         (model_x, model_y), jac = _model_and_jacobian_jit(lattice, setup, params)
-        residual = measured - jnp.concatenate([model_x.reshape(-1), model_y.reshape(-1)])
-        chi2.append(jnp.sum((residual / noise_sigma) ** 2))
-        rms.append(jnp.sqrt(jnp.mean(residual**2)))
-        # the prior is on the total parameters theta + step
-        result = posterior(jac, residual, noise_sigma, prior_sigma, prior_mean=-theta)
-        theta = theta + result.mean
-    params = LocoParameters.unflat(theta, setup.sizes)
-    (model_x, model_y), _ = _model_and_jacobian_jit(lattice, setup, params, jacobian=False)
-    final = measured - jnp.concatenate([model_x.reshape(-1), model_y.reshape(-1)])
+        return measured - jnp.concatenate([model_x.reshape(-1), model_y.reshape(-1)]), jac
+
+    # The prior is on the total parameters (mean zero), the Jacobian the model's own.
+    result = gauss_newton(
+        linearise,
+        LocoParameters.zeros(setup.sizes).flat(),
+        noise_sigma=noise_sigma,
+        prior_sigma=prior_sigma,
+        has_jacobian=True,
+        n_iter=iterations,
+    )
+    chi2 = result.history.chi2
+    rms = jnp.sqrt(chi2 / measured.size) * noise_sigma  # rms of measured - model, m/rad
     return LocoResult(
-        parameters=params,
+        parameters=LocoParameters.unflat(result.x, setup.sizes),
         std=LocoParameters.unflat(result.std, setup.sizes),
         covariance=result.covariance,
-        chi2=jnp.stack(chi2),
-        residual_rms=jnp.stack(rms),
-        final_chi2=jnp.sum((final / noise_sigma) ** 2),
-        final_residual_rms=jnp.sqrt(jnp.mean(final**2)),
+        chi2=chi2[:-1],
+        residual_rms=rms[:-1],
+        final_chi2=chi2[-1],
+        final_residual_rms=rms[-1],
         n_data=int(measured.size),
     )
