@@ -23,9 +23,9 @@ OUTSIDE = re.compile(
             for name in ("work", "home", "root")  # /work/..., /home/..., /root/...
         ]
         + [
-            re.escape(".." + _SLASH + _SHARED),  # ../shared/
-            re.escape(_SHARED) + r"(?:data|peers|hooks|seeds)\b",  # shared/data, shared/peers
-            re.escape(_SHARED) + r"[\w.-]*\.md\b",  # shared/DESIGN.md and the like
+            re.escape(".." + _SLASH + _SHARED),  # the shared folder beside the clone
+            re.escape(_SHARED) + r"(?:data|peers|hooks|seeds)\b",  # its data and peer scripts
+            re.escape(_SHARED) + r"[\w.-]*\.md\b",  # its design notes
         ]
     )
 )

@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_lattice_argument(parser)
 
 
-def run(args: argparse.Namespace) -> None:
-    from diffdesign.ring.studies import ESTIMATORS, CorrectionStudyConfig, run_correction_study
+def run(args: argparse.Namespace) -> dict[str, str]:
+    from experiments.ring._studies import ESTIMATORS, CorrectionStudyConfig, run_correction_study
 
     results = run_correction_study(study_config(CorrectionStudyConfig, args), args.out)
     summary = results["summary"]
@@ -42,3 +42,10 @@ def run(args: argparse.Namespace) -> None:
                 f"{q['median'] * scale:8.3f} [{q['q25'] * scale:.3f}, {q['q75'] * scale:.3f}]"
             )
         print(f"{name:16s}" + "".join(f"{c:>22s}" for c in cells))
+    bayes = summary["bayes"]
+    return {
+        "machines": str(len(results["machines"])),
+        "beta-beat x/y after bayes (median)": (
+            f"{bayes['rms_beta_beat_x']['median']:.3%} / {bayes['rms_beta_beat_y']['median']:.3%}"
+        ),
+    }

@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_lattice_argument(parser)
 
 
-def run(args: argparse.Namespace) -> None:
-    from diffdesign.ring.studies import DegeneracyStudyConfig, run_degeneracy_study
+def run(args: argparse.Namespace) -> dict[str, str]:
+    from experiments.ring._studies import DegeneracyStudyConfig, run_degeneracy_study
 
     results = run_degeneracy_study(study_config(DegeneracyStudyConfig, args), args.out)
     pair, subset = results["pair"], results["subset"]
@@ -34,3 +34,7 @@ def run(args: argparse.Namespace) -> None:
             f"{entry['subset']['log_likelihood_ratio']:+.4g}, single-measurement accuracy "
             f"{entry['subset_accuracy']:.0%})"
         )
+    return {
+        "correlation": f"{pair['correlation']:.4f} (paper {pair['paper_correlation']})",
+        "fit blames": fit["largest"]["name"],
+    }

@@ -18,11 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--measured", help="measured ORM JSON to fit instead of a simulation")
 
 
-def run(args: argparse.Namespace) -> None:
-    from diffdesign.ring.loco_study import LocoStudyConfig, fit_measured_orm, run_loco_study
+def run(args: argparse.Namespace) -> dict[str, str]:
+    from experiments.ring._loco import LocoStudyConfig, fit_measured_orm, run_loco_study
 
     config = study_config(LocoStudyConfig, args)
     if args.measured:
-        fit_measured_orm(config, args.measured, args.out)
+        results = fit_measured_orm(config, args.measured, args.out)
     else:
-        run_loco_study(config, args.out)
+        results = run_loco_study(config, args.out)
+    summary = results["summary"]
+    return {"final chi2": f"{summary['final_chi2']:.4g}"}

@@ -35,7 +35,7 @@ def _optics_program():
 
 def _lattice_source(args: argparse.Namespace) -> str:
     """LATTICE, else the ``lattice`` key of --config (TOML), else the paper's ring."""
-    from diffdesign.ring.studies import OpticsConfig
+    from experiments.ring._studies import OpticsConfig
 
     if args.lattice is not None:
         return str(args.lattice)
@@ -45,8 +45,8 @@ def _lattice_source(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> dict[str, str]:
     import numpy as np
 
-    from diffdesign.ring.plots import plot_optics
-    from diffdesign.ring.studies import load_study_lattice
+    from experiments.ring._plots import plot_optics
+    from experiments.ring._studies import load_study_lattice
 
     source = _lattice_source(args)
     lattice = load_study_lattice(source)

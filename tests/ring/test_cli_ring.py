@@ -17,7 +17,7 @@ import pytest
 
 from diffdesign import ring
 from diffdesign.cli import main
-from diffdesign.ring import studies
+from experiments.ring import _studies as studies
 
 SMALL_RING = Path(__file__).parent / "data" / "small_ring.m"
 

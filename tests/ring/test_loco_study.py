@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 
 from diffdesign import ring
-from diffdesign.ring.loco_study import (
-    LocoStudyConfig,
-    read_orm_json,
-    run_loco_study,
-    study_setup,
-    write_orm_json,
-)
+from diffdesign.ring.orm_json import read_orm_json, write_orm_json
+from experiments.ring._loco import LocoStudyConfig, run_loco_study, study_setup
 
 SMALL_RING = str(Path(__file__).parent / "data" / "small_ring.m")
 

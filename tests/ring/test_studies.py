@@ -1,6 +1,6 @@
 """The ring studies at smoke size on NSLS-II: what they write, and the paper's findings.
 
-Both studies share one compiled optics-and-Jacobian program (``studies._raw_linearise``),
+Both studies share one compiled optics-and-Jacobian program (``diffdesign.ring.model._raw_linearise``),
 so the module compiles it once; the smoke configs keep every other shape small.
 """
 
@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from diffdesign.ring import studies
+from experiments.ring import _studies as studies
 
 NSLS2 = "nsls2"  # packaged with diffdesign
 
@@ -78,6 +78,13 @@ def test_correction_study_resumes_from_its_checkpoint(correction):
     again = studies.run_correction_study(config, out, progress=lines.append)
     assert any("resuming" in line and "2 machines done" in line for line in lines)
     assert again["summary"] == json.loads(json.dumps(results["summary"]))
+
+
+def test_correction_study_refuses_a_checkpoint_of_another_config(correction):
+    config, out, _, _ = correction
+    other = dataclasses.replace(config, noise_phase=2e-3)
+    with pytest.raises(ValueError, match=r"with other settings: .*noise_phase"):
+        studies.run_correction_study(other, out, progress=None)
 
 
 def test_degeneracy_study_reproduces_the_papers_findings(degeneracy):

@@ -4,8 +4,8 @@ measure a noisy orbit response matrix, fit it back with :func:`~diffdesign.ring.
 :func:`run_loco_study` writes ``results.json`` (config, planted and fitted parameters with
 their posterior standard deviations, chi^2 and residual per iteration, timings) and plots of
 fitted against planted values into an output folder. Measured response matrices can also be
-fitted directly from a JSON file (:func:`read_orm_json`, the format written by
-:func:`write_orm_json`).
+fitted directly from a JSON file (:func:`diffdesign.ring.orm_json.read_orm_json`, the format
+written by :func:`~diffdesign.ring.orm_json.write_orm_json`).
 
 Default values and why: relative gradient errors of 1e-3 rms (as in the correction study),
 BPM gains and corrector calibrations of 2 % rms (typical calibration spread), and a response
@@ -26,15 +26,14 @@ import numpy as np
 
 from diffdesign.ring import loco
 from diffdesign.ring.lattice import Lattice
-from diffdesign.ring.studies import (
+from diffdesign.ring.model import fitted_quadrupoles
+from diffdesign.ring.orm_json import read_orm_json, write_orm_json
+from experiments.ring._studies import (
     DEFAULT_LATTICE,
     _check_number,
     _TomlConfig,
-    fitted_quadrupoles,
     load_study_lattice,
 )
-
-ORM_FORMAT = "diffdesign-orm"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,92 +107,6 @@ def study_setup(lattice: Lattice, config: LocoStudyConfig) -> loco.LocoSetup:
             for i in _correctors(lattice, config.vertical_correctors, config.corrector_stride)
         ),
     )
-
-
-def write_orm_json(
-    path: str | Path,
-    lattice: Lattice,
-    setup: loco.LocoSetup,
-    orm_x: np.ndarray,
-    orm_y: np.ndarray,
-    noise_sigma: float,
-) -> Path:
-    """Write a measured response matrix: element names identify BPMs and correctors."""
-    path = Path(path)
-    content = {
-        "format": ORM_FORMAT,
-        "version": 1,
-        "units": "m/rad",
-        "bpms": [lattice.names[i] for i in setup.bpms],
-        "horizontal_correctors": [lattice.names[i] for i in setup.horizontal],
-        "vertical_correctors": [lattice.names[i] for i in setup.vertical],
-        "noise_sigma": float(noise_sigma),
-        "orm_x": np.asarray(orm_x).tolist(),
-        "orm_y": np.asarray(orm_y).tolist(),
-    }
-    path.write_text(json.dumps(content))
-    return path
-
-
-def read_orm_json(
-    path: str | Path, lattice: Lattice, quadrupoles: str = ""
-) -> tuple[loco.LocoSetup, np.ndarray, np.ndarray, float]:
-    """Read a measured response matrix written by :func:`write_orm_json`.
-
-    Names are matched to the lattice in order of appearance (repeated names, such as
-    NSLS-II's, map to their successive occurrences).
-
-    Raises:
-        ValueError: malformed file, unknown names, shapes that do not match the names.
-    """
-    path = Path(path)
-    try:
-        content = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read response matrix {str(path)!r}: {error}") from None
-    if not isinstance(content, dict) or content.get("format") != ORM_FORMAT:
-        raise ValueError(f"{path.name}: not a {ORM_FORMAT!r} file (key 'format')")
-    for key in (
-        "bpms",
-        "horizontal_correctors",
-        "vertical_correctors",
-        "orm_x",
-        "orm_y",
-        "noise_sigma",
-    ):
-        if key not in content:
-            raise ValueError(f"{path.name}: missing key {key!r}")
-
-    def locate(names, kind):
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ValueError(f"{path.name}: {kind} must be a list of element names")
-        used: dict[str, int] = {}
-        found = []
-        for name in names:
-            matches = [i for i, n in enumerate(lattice.names) if n == name]
-            k = used.get(name, 0)
-            if k >= len(matches):
-                raise ValueError(f"{path.name}: {kind} name {name!r} not found in the lattice")
-            found.append(matches[k])
-            used[name] = k + 1
-        return tuple(found)
-
-    setup = loco.LocoSetup(
-        tuple(int(i) for i in fitted_quadrupoles(lattice, quadrupoles)),
-        locate(content["bpms"], "bpms"),
-        locate(content["horizontal_correctors"], "horizontal_correctors"),
-        locate(content["vertical_correctors"], "vertical_correctors"),
-    )
-    _, b, h, v = setup.sizes
-    orm_x = np.asarray(content["orm_x"], dtype=float)
-    orm_y = np.asarray(content["orm_y"], dtype=float)
-    for name, value, shape in (("orm_x", orm_x, (b, h)), ("orm_y", orm_y, (b, v))):
-        if value.shape != shape:
-            raise ValueError(f"{path.name}: {name} must have shape {shape}; got {value.shape}")
-    noise = float(content["noise_sigma"])
-    if not noise > 0.0:
-        raise ValueError(f"{path.name}: noise_sigma must be > 0; got {noise}")
-    return setup, orm_x, orm_y, noise
 
 
 def _sizes_json(setup: loco.LocoSetup) -> dict[str, int]:

@@ -47,26 +47,29 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from diffdesign._checkpoint import load_checkpoint, save_checkpoint
 from diffdesign._config import TomlConfig as _TomlConfig
 from diffdesign.inference import linear_gaussian as lg
+from diffdesign.inference.gauss_newton import GaussNewtonResult, gauss_newton
 from diffdesign.ring import correction as co
 from diffdesign.ring import degeneracy as dg
-from diffdesign.ring.jacobians import k1_jacobian
+from diffdesign.ring.catalogue import lattice_path
 from diffdesign.ring.lattice import Lattice
-from diffdesign.ring.optics import linear_optics
+from diffdesign.ring.model import (
+    OBSERVABLES,
+    RingModel,
+    block_rows,
+    fitted_quadrupoles,
+    ring_model,
+)
 
-#: Observable blocks, in stacking order: beta-beat x/y (relative), phase advance x/y (rad)
-#: and horizontal dispersion (m), each the deviation from the design at every BPM.
-OBSERVABLES = ("beta_x", "beta_y", "phase_x", "phase_y", "dispersion_x")
-_OPTICS_FIELDS = ("beta_x", "beta_y", "mu_x", "mu_y", "eta_x")
 #: Metrics of a corrected machine (rms over BPMs) and of the estimate, in results.json.
 METRICS = (
     "rms_beta_beat_x",  # relative
@@ -351,143 +354,6 @@ class DegeneracyStudyConfig(_TomlConfig):
         _check_number(self, "seed", 0, 2**31 - 1, integer=True)
 
 
-# ----------------------------------------------------------------------------- the model
-
-
-def fitted_quadrupoles(lattice: Lattice, pattern: str = "") -> np.ndarray:
-    """Element indices of the quadrupoles whose errors are fitted.
-
-    Args:
-        lattice: the ring.
-        pattern: regular expression of names (whole-name match), or empty: every
-            ``Quadrupole`` element with non-zero K1 (relative errors of a zero gradient
-            are meaningless; on NSLS-II this drops the 60 skew ``SQ*`` quadrupoles).
-
-    Raises:
-        ValueError: nothing matches, or a match has K1 = 0.
-    """
-    index = lattice.indices(pattern) if pattern else lattice.indices("Quadrupole")
-    k1 = np.asarray(lattice.k1(index))
-    if not pattern:
-        index = index[k1 != 0.0]
-        if index.size == 0:
-            raise ValueError("the lattice has no quadrupole with non-zero K1")
-    elif np.any(k1 == 0.0):
-        zero = [lattice.names[i] for i in index[k1 == 0.0]]
-        raise ValueError(f"quadrupoles {pattern!r} include elements with K1 = 0: {zero[:5]}")
-    return index
-
-
-def _optics_and_jacobian(
-    lattice: Lattice, quadrupoles: tuple[int, ...], bpms: tuple[int, ...], errors: Array
-) -> tuple[Array, Array]:
-    """``(5, n_bpm)`` beta_x, beta_y, mu_x, mu_y, eta_x at the BPMs of the ring with relative
-    gradient errors, and ``(5, n_bpm, n_quad)`` their derivatives w.r.t. the errors."""
-    quads, monitors = np.asarray(quadrupoles), np.asarray(bpms)
-    machine = lattice.add_k1_relative(quads, errors)
-    optics = linear_optics(machine, monitors)
-    jacobian = k1_jacobian(machine, quads, monitors)
-    k1_design = lattice.k1(quads)  # dK1/dk for K1 = K1_design (1 + k)
-    values = jnp.stack([optics[f] for f in _OPTICS_FIELDS])
-    derivatives = jnp.stack([jacobian[f] for f in _OPTICS_FIELDS]) * k1_design[None, None, :]
-    return values, derivatives
-
-
-def _optics_only(
-    lattice: Lattice, quadrupoles: tuple[int, ...], bpms: tuple[int, ...], errors: Array
-) -> Array:
-    optics = linear_optics(
-        lattice.add_k1_relative(np.asarray(quadrupoles), errors), np.asarray(bpms)
-    )
-    return jnp.stack([optics[f] for f in _OPTICS_FIELDS])
-
-
-class RingModel(eqx.Module):
-    """Observables at the BPMs as a function of relative quadrupole gradient errors.
-
-    ``observables(k)`` stacks the blocks of :data:`OBSERVABLES`, each ``(n_bpm,)``:
-    beta-beat ``beta/beta_design - 1`` (x, y), phase advance from the ring's start minus
-    the design (x, y; rad), horizontal dispersion minus the design (m).
-
-    Attributes:
-        lattice: the design ring.
-        design: ``(5, n_bpm)`` design beta_x, beta_y, mu_x, mu_y, eta_x at the BPMs.
-        quadrupoles, bpms: element indices (static).
-    """
-
-    lattice: Lattice
-    design: Array
-    quadrupoles: tuple[int, ...] = eqx.field(static=True)
-    bpms: tuple[int, ...] = eqx.field(static=True)
-
-    @property
-    def n_bpm(self) -> int:
-        return len(self.bpms)
-
-    def _normalise(self, values: Array) -> Array:
-        beat = values[:2] / self.design[:2] - 1.0
-        return jnp.concatenate([beat, values[2:] - self.design[2:]]).reshape(-1)
-
-    def _normalise_jacobian(self, derivatives: Array) -> Array:
-        scale = jnp.concatenate([1.0 / self.design[:2], jnp.ones((3, self.n_bpm))])
-        return (derivatives * scale[:, :, None]).reshape(5 * self.n_bpm, -1)
-
-    def observables(self, errors: Float[Array, " n_quad"]) -> Float[Array, " 5*n_bpm"]:
-        """The stacked observables of the ring with relative errors ``errors`` (traceable)."""
-        return self._normalise(_optics_only(self.lattice, self.quadrupoles, self.bpms, errors))
-
-    def linearise(
-        self, errors: Float[Array, " n_quad"]
-    ) -> tuple[Float[Array, " 5*n_bpm"], Float[Array, "5*n_bpm n_quad"]]:
-        """Observables and their exact Jacobian per unit relative error (traceable)."""
-        values, derivatives = _optics_and_jacobian(
-            self.lattice, self.quadrupoles, self.bpms, errors
-        )
-        return self._normalise(values), self._normalise_jacobian(derivatives)
-
-    def linearise_host(self, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`linearise` through the one compiled program that every study shares
-        (call it from Python loops; ~10 ms per call on NSLS-II after compilation)."""
-        values, derivatives = _raw_linearise(
-            self.lattice, self.quadrupoles, self.bpms, jnp.asarray(errors, dtype=float)
-        )
-        return (
-            np.asarray(self._normalise(values)),
-            np.asarray(self._normalise_jacobian(derivatives)),
-        )
-
-    def observables_host(self, errors: np.ndarray) -> np.ndarray:
-        """:meth:`observables` through the shared compiled program (see
-        :meth:`linearise_host`; the Jacobian it also computes is dropped)."""
-        values, _ = _raw_linearise(
-            self.lattice, self.quadrupoles, self.bpms, jnp.asarray(errors, dtype=float)
-        )
-        return np.asarray(self._normalise(values))
-
-
-# One compiled program per lattice structure: both studies call it (the design optics and
-# Jacobian, the degeneracy study's faulty machines), so a session compiles it once.
-_raw_linearise = eqx.filter_jit(_optics_and_jacobian)
-
-
-def ring_model(lattice: Lattice, quadrupoles: np.ndarray) -> tuple[RingModel, Array, Array]:
-    """The :class:`RingModel` of a lattice, with the design values and raw Jacobian.
-
-    Returns:
-        ``(model, design (5, n_bpm), raw_jacobian (5, n_bpm, n_quad))``: the raw Jacobian is
-        d(beta, mu, eta)/dk per unit relative error at the design.
-    """
-    bpms = tuple(int(i) for i in lattice.indices("Monitor"))
-    quads = tuple(int(i) for i in quadrupoles)
-    design, raw = _raw_linearise(lattice, quads, bpms, jnp.zeros(len(quads)))
-    return RingModel(lattice, design, quads, bpms), design, raw
-
-
-def _block_rows(n_bpm: int, names: tuple[str, ...]) -> np.ndarray:
-    """Rows of the stacked observables that belong to the named blocks (static)."""
-    return np.concatenate([np.arange(n_bpm) + n_bpm * OBSERVABLES.index(name) for name in names])
-
-
 def _rms(x: Array, axis: int = -1) -> Array:
     return jnp.sqrt(jnp.mean(x**2, axis=axis))
 
@@ -495,44 +361,56 @@ def _rms(x: Array, axis: int = -1) -> Array:
 # ----------------------------------------------------------------------------- correction
 
 
-class _EstimatorStep(NamedTuple):
-    errors: Array  # (E, n_quad) the next iterates
-    evidence_sigma: Array  # the evidence-optimal prior sigma at this linearisation
-    effective_cut: Array  # singular values the Bayesian filter keeps (factor > 1/2)
-
-
-@partial(jax.jit, static_argnames="evidence_bounds")
-def _estimator_step(
+@partial(jax.jit, static_argnames=("n_alpha",))
+def _classical_step(
     A: Float[Array, "E m n"],
     y: Float[Array, "E m"],
-    prior_sigma: Array,
     alphas: Float[Array, " n_alpha"],
     cuts: Float[Array, " n_cut"],
-    evidence_bounds: tuple[float, float],
-) -> _EstimatorStep:
-    """One Gauss-Newton step of every estimator on its own whitened linearisation.
+    n_alpha: int,
+) -> Array:
+    """One Gauss-Newton step of the classical estimators, each on its own whitened
+    linearisation: rows pseudo-inverse, Tikhonov per alpha, truncated SVD per cut-off.
 
     Row ``e`` holds ``A_e = J(k_e) / noise`` and ``y_e = (measured - f(k_e)) / noise +
-    A_e k_e ≈ A_e k_true``: each estimator solves for the *total* error with its own
-    filter of the SVD of ``A_e`` (rows: Bayesian, evidence-optimal, pseudo-inverse,
-    Tikhonov per alpha, truncated SVD per cut-off).
+    A_e k_e ≈ A_e k_true``: each estimator solves for the *total* error with its own filter
+    of the SVD of ``A_e``. Returns the next iterates ``(E, n_quad)``.
     """
-    n_alpha = alphas.shape[0]
-    ridge_rows = np.r_[0, 1, 3 : 3 + n_alpha]
-    evidence = lg.evidence_optimal_prior_sigma(A[1], y[1], 1.0, evidence_bounds).prior_sigma
-    regularisation = jnp.concatenate([1.0 / jnp.stack([prior_sigma, evidence]) ** 2, alphas])
+    pinv = lg.pseudo_inverse(A[0], y[0], 1.0)
     ridge = jax.vmap(lambda a, b, alpha: lg.tikhonov(a, b, 1.0, alpha))(
-        A[ridge_rows], y[ridge_rows], regularisation
+        A[1 : 1 + n_alpha], y[1 : 1 + n_alpha], alphas
     )
-    pinv = lg.pseudo_inverse(A[2], y[2], 1.0)
     tsvd = jax.vmap(lambda a, b, cut: lg.truncated_svd(a, b, 1.0, cut))(
-        A[3 + n_alpha :], y[3 + n_alpha :], cuts
+        A[1 + n_alpha :], y[1 + n_alpha :], cuts
     )
-    singular = jnp.linalg.svd(A[0], compute_uv=False)
-    return _EstimatorStep(
-        errors=jnp.concatenate([ridge[:2], pinv[None], ridge[2:], tsvd]),
-        evidence_sigma=evidence,
-        effective_cut=jnp.sum(singular**2 > 1.0 / prior_sigma**2),
+    return jnp.concatenate([pinv[None], ridge, tsvd])
+
+
+def _bayesian_runs(
+    model: RingModel,
+    measured: np.ndarray,
+    rows: np.ndarray,
+    sigma: np.ndarray,
+    prior_sigma: float,
+    config: CorrectionStudyConfig,
+) -> tuple[GaussNewtonResult, GaussNewtonResult]:
+    """The Bayesian and the evidence-optimal estimators: Gauss-Newton with a Gaussian prior
+    on the total error (fixed sigma; the evidence-optimal sigma at each linearisation)."""
+    bounds = tuple(float(b) for b in config.evidence_bounds)
+
+    def linearise(k):
+        values, jacobian = model.linearise_host(np.asarray(k))
+        return jnp.asarray(measured[rows] - values[rows]), jnp.asarray(jacobian[rows])
+
+    def evidence_sigma(t, k, residual, jacobian):
+        A = jacobian / sigma[:, None]  # the whitened system of the total error
+        return lg.evidence_optimal_prior_sigma(A, residual / sigma + A @ k, 1.0, bounds).prior_sigma
+
+    k0 = np.zeros(len(model.quadrupoles))
+    common = {"noise_sigma": sigma, "has_jacobian": True, "n_iter": config.n_iter}
+    return (
+        gauss_newton(linearise, k0, prior_sigma=prior_sigma, **common),
+        gauss_newton(linearise, k0, prior_sigma=evidence_sigma, **common),
     )
 
 
@@ -546,52 +424,66 @@ def _correct_machine(
 ) -> dict[str, Any]:
     """Correct one measured machine with every estimator, ``n_iter`` Gauss-Newton steps.
 
-    Each row's model is re-linearised at its own iterate with the (unbatched) compiled
-    optics and Jacobian — vmapping them over rows is several times slower per row on CPU
-    — and every iterate's correction is applied to the machine and its optics recomputed.
+    The Bayesian rows run :func:`~diffdesign.inference.gauss_newton.gauss_newton`; the
+    classical ones (pseudo-inverse, Tikhonov, truncated SVD) take the same steps with their
+    own filters. Each row's model is re-linearised at its own iterate with the (unbatched)
+    compiled optics and Jacobian — vmapping them over rows is several times slower per row
+    on CPU — and every iterate's correction is applied to the machine and its optics
+    recomputed.
 
     Returns a dict: ``metrics`` (n_iter + 1, E, 6) of the corrected machines at each
     iterate (iterate 0: uncorrected), ``residual`` (n_iter + 1, E) rms whitened misfit
     ``(measured - f(k)) / noise`` over the fitted rows, ``evidence_sigma`` and
     ``effective_cut`` per step, ``estimates`` (E, n_quad) and ``corrected`` (E, 5 n_bpm).
     """
-    rows = _block_rows(model.n_bpm, config.observables)
+    rows = block_rows(model.n_bpm, config.observables)
     sigma = noise[rows]
-    n_rows = 3 + len(config.tikhonov_alphas) + len(config.tsvd_cuts)
-    errors = np.zeros((n_rows, true_errors.shape[0]))
+    bayes, evidence = _bayesian_runs(model, measured, rows, sigma, prior_sigma, config)
+
+    n_classical = 1 + len(config.tikhonov_alphas) + len(config.tsvd_cuts)
     alphas = jnp.asarray(config.tikhonov_alphas, dtype=float)
     cuts = jnp.asarray(config.tsvd_cuts)
-    record: dict[str, list] = {
-        "metrics": [],
-        "residual": [],
-        "evidence_sigma": [],
-        "effective_cut": [],
-    }
+    errors = np.zeros((n_classical, true_errors.shape[0]))
+    iterates, residuals = [], []
     for iteration in range(config.n_iter + 1):
-        corrected = np.stack([model.observables_host(true_errors - k) for k in errors])
-        machine = np.sqrt(np.mean(corrected.reshape(n_rows, 5, -1) ** 2, axis=2))
-        reconstruction = np.sqrt(np.mean((errors - true_errors) ** 2, axis=1))
-        record["metrics"].append(np.column_stack([machine, reconstruction]))
+        iterates.append(errors)
         linear = [model.linearise_host(k) for k in errors]
         values = np.stack([v for v, _ in linear])[:, rows]
         A = np.stack([J for _, J in linear])[:, rows, :] / sigma[None, :, None]
         residual = (measured[rows][None, :] - values) / sigma[None, :]
-        record["residual"].append(np.sqrt(np.mean(residual**2, axis=1)))
+        residuals.append(np.sqrt(np.mean(residual**2, axis=1)))
         if iteration == config.n_iter:
             break
         y = residual + np.einsum("emn,en->em", A, errors)
-        step = _estimator_step(
-            A, y, prior_sigma, alphas, cuts, tuple(float(b) for b in config.evidence_bounds)
+        errors = np.asarray(_classical_step(A, y, alphas, cuts, len(config.tikhonov_alphas)))
+
+    n_rows = 2 + n_classical
+    bayesian_chi2 = np.stack([np.asarray(bayes.history.chi2), np.asarray(evidence.history.chi2)])
+    bayesian_rms = np.sqrt(bayesian_chi2 / rows.size).T  # (n_iter + 1, 2)
+    metrics = []
+    for iteration in range(config.n_iter + 1):
+        estimates = np.concatenate(
+            [
+                np.asarray(bayes.history.x[iteration])[None],
+                np.asarray(evidence.history.x[iteration])[None],
+                iterates[iteration],
+            ]
         )
-        errors = np.asarray(step.errors)
-        record["evidence_sigma"].append(float(step.evidence_sigma))
-        record["effective_cut"].append(int(step.effective_cut))
+        corrected = np.stack([model.observables_host(true_errors - k) for k in estimates])
+        machine = np.sqrt(np.mean(corrected.reshape(n_rows, 5, -1) ** 2, axis=2))
+        reconstruction = np.sqrt(np.mean((estimates - true_errors) ** 2, axis=1))
+        metrics.append(np.column_stack([machine, reconstruction]))
+    steps = slice(0, config.n_iter)
     return {
-        "metrics": np.asarray(record["metrics"]),
-        "residual": np.asarray(record["residual"]),
-        "evidence_sigma": record["evidence_sigma"],
-        "effective_cut": record["effective_cut"],
-        "estimates": errors,
+        "metrics": np.asarray(metrics),
+        "residual": np.concatenate([bayesian_rms, np.asarray(residuals)], axis=1),
+        "evidence_sigma": [float(v) for v in np.asarray(evidence.history.prior_sigma)[steps, 0]],
+        # singular values of J / noise * sigma: a direction is kept when s > 1
+        "effective_cut": [
+            int(np.sum(np.asarray(s) ** 2 > 1.0))
+            for s in np.asarray(bayes.history.singular_values)[steps]
+        ],
+        "estimates": estimates,
         "corrected": corrected,
     }
 
@@ -689,9 +581,10 @@ def run_correction_study(
 ) -> dict[str, Any]:
     """Plant gradient errors, measure, estimate with every estimator, correct, compare.
 
-    Writes into ``out_dir``: ``results.json`` (keys below), ``checkpoint.json`` (finished
-    machines; a rerun with the same config resumes from it) and the plots of
-    :func:`diffdesign.ring.plots.plot_correction_study`.
+    Writes into ``out_dir``: ``results.json`` (keys below), ``checkpoint.npz`` (finished
+    machines; a rerun with the same config resumes from it, one with another config is
+    refused) and the plots of
+    :func:`experiments.ring._plots.plot_correction_study`.
 
     ``results.json`` keys (relative errors and beats, phases in rad, dispersion in m):
 
@@ -724,7 +617,7 @@ def run_correction_study(
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = config.lattice
+    path = lattice_path(config.lattice)
     lattice = load_study_lattice(path)
     quads = fitted_quadrupoles(lattice, config.quadrupoles)
     say(
@@ -737,12 +630,12 @@ def run_correction_study(
     s_bpm = np.asarray(lattice.s_positions())[np.asarray(model.bpms)]
     key = jax.random.key(config.seed)
 
-    checkpoint_path = out / "checkpoint.json"
+    # One checkpoint per folder (diffdesign._checkpoint: atomic, refused under other settings).
+    checkpoint_path = out / "checkpoint.npz"
+    settings = config.to_json()
     saved: dict[str, Any] = {}
     if checkpoint_path.is_file():
-        saved = json.loads(checkpoint_path.read_text())
-        if saved.get("config") != json.loads(json.dumps(config.to_json())):
-            saved = {}  # another study's checkpoint: start afresh
+        _, saved = load_checkpoint(checkpoint_path, {}, settings)
     machines: list[dict] = saved.get("machines", [])[: config.n_seeds]
     example: dict[str, Any] = saved.get("example", {})
     if machines:
@@ -802,9 +695,15 @@ def run_correction_study(
         )
         if seed == config.example_seed:
             example = _example(run, truth, true_errors, s_bpm, seed)
-        checkpoint = {"config": config.to_json(), "calibration": calibration}
-        checkpoint_path.write_text(
-            json.dumps(checkpoint | {"machines": machines, "example": example})
+        save_checkpoint(
+            checkpoint_path,
+            {},
+            {
+                "settings": settings,
+                "calibration": calibration,
+                "machines": machines,
+                "example": example,
+            },
         )
         times.append(time.perf_counter() - tic)
         beat = metrics[:, :, :2]
@@ -835,7 +734,7 @@ def run_correction_study(
         },
     }
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    from diffdesign.ring import plots
+    from experiments.ring import _plots as plots
 
     for plot in plots.plot_correction_study(results, out):
         say(f"wrote {plot}")
@@ -903,7 +802,7 @@ def run_degeneracy_study(
     classified by correlation with the two candidates at the subset and at all BPMs
     (Figs. 5-6), with either quadrupole as the true source.
 
-    Writes ``results.json`` and the plots of :func:`diffdesign.ring.plots.plot_degeneracy_study`
+    Writes ``results.json`` and the plots of :func:`experiments.ring._plots.plot_degeneracy_study`
     into ``out_dir``. ``results.json`` keys (beat relative, K1 in m^-2):
 
     * ``config``, ``lattice``, ``s_bpm_m``.
@@ -931,7 +830,7 @@ def run_degeneracy_study(
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = config.lattice
+    path = lattice_path(config.lattice)
     lattice = load_study_lattice(path)
     quads = fitted_quadrupoles(lattice, config.quadrupoles)
     names = [lattice.names[i] for i in quads]
@@ -1150,7 +1049,7 @@ def run_degeneracy_study(
         },
     }
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    from diffdesign.ring import plots
+    from experiments.ring import _plots as plots
 
     for plot in plots.plot_degeneracy_study(results, out):
         say(f"wrote {plot}")
