@@ -17,6 +17,7 @@ from diffdesign.ring.description import RingDescription
 from diffdesign.ring.jacobians import k1_jacobian, k1_orm_jacobian
 from diffdesign.ring.json_format import read_lattice_json, write_lattice_json
 from diffdesign.ring.lattice import Lattice
+from diffdesign.ring.model import OBSERVABLES, RingModel, fitted_quadrupoles, ring_model
 from diffdesign.ring.optics import (
     chromaticity,
     closed_orbit,
@@ -25,14 +26,19 @@ from diffdesign.ring.optics import (
     tunes,
 )
 from diffdesign.ring.pyat_import import from_pyat
+from diffdesign.ring.spec import k1_error_spec
 
 __all__ = [
     "LATTICES",
+    "OBSERVABLES",
     "Lattice",
     "RingDescription",
+    "RingModel",
     "chromaticity",
     "closed_orbit",
+    "fitted_quadrupoles",
     "from_pyat",
+    "k1_error_spec",
     "k1_jacobian",
     "k1_orm_jacobian",
     "lattice_path",
@@ -42,6 +48,7 @@ __all__ = [
     "read_at_file",
     "read_lattice_json",
     "reference_optics",
+    "ring_model",
     "tunes",
     "write_lattice_json",
 ]
