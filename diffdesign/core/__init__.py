@@ -12,12 +12,20 @@ from diffdesign.core.fit import (
     Fit,
     FitResult,
     FitState,
+    FoldIn,
+    KeySchedule,
+    MembersResult,
     MultistartResult,
+    Optax,
+    Optimiser,
+    SameKey,
     Schedule,
+    SplitPerChunk,
     StepInfo,
     multistart,
     n_parameters,
     run,
+    run_members,
 )
 from diffdesign.core.problem import Problem, ResidualProblem, Sum
 from diffdesign.core.spec import (
@@ -31,14 +39,16 @@ from diffdesign.core.spec import (
     project,
     step_sizes,
     to_physical,
+    unbounded,
     values,
     with_values,
 )
 
 __all__ = [
     "Adam", "Box", "Constant", "ConstantThenCosine", "CosineDecay", "EarlyStop", "Fit",
-    "FitResult", "FitState", "Identity", "Log", "MultistartResult", "Param", "Problem",
-    "ResidualProblem", "Schedule", "StepInfo", "Sum", "Transform", "check_params", "internal",
+    "FitResult", "FitState", "FoldIn", "Identity", "KeySchedule", "Log", "MembersResult",
+    "MultistartResult", "Optax", "Optimiser", "Param", "Problem", "ResidualProblem", "SameKey",
+    "Schedule", "SplitPerChunk", "StepInfo", "Sum", "Transform", "check_params", "internal",
     "is_param", "labels", "merge", "multistart", "n_parameters", "param_names", "project", "run",
-    "step_sizes", "to_physical", "values", "with_values",
+    "run_members", "step_sizes", "to_physical", "unbounded", "values", "with_values",
 ]  # fmt: skip

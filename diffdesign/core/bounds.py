@@ -25,6 +25,13 @@ from jaxtyping import Array, ArrayLike
 BOX_EDGE = 1e-9
 
 
+def as_float(x: ArrayLike) -> Array:
+    """``x`` as an array of its own floating dtype (float32 weights stay float32), integers as
+    the default float."""
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(float)
+
+
 class Transform(eqx.Module):
     """How an optimiser sees a bounded parameter: ``to_internal``, ``to_physical``, ``project``."""
 
@@ -46,7 +53,7 @@ class Identity(Transform):
     """``z = x``, projected onto ``[lower, upper]`` after every step (bounds may be infinite)."""
 
     def to_internal(self, x, lower, upper):
-        return jnp.asarray(x, dtype=float)
+        return as_float(x)
 
     def to_physical(self, z, lower, upper):
         return jnp.asarray(z)
@@ -59,7 +66,7 @@ class Log(Transform):
     """``z = ln x`` for a positive parameter, projected onto ``[ln lower, ln upper]``."""
 
     def to_internal(self, x, lower, upper):
-        return jnp.log(jnp.asarray(x, dtype=float))
+        return jnp.log(as_float(x))
 
     def to_physical(self, z, lower, upper):
         return jnp.exp(z)
@@ -78,8 +85,9 @@ class Box(Transform):
     def to_internal(self, x, lower, upper):
         lower, upper = jnp.asarray(lower, dtype=float), jnp.asarray(upper, dtype=float)
         centre, half = 0.5 * (lower + upper), 0.5 * (upper - lower)
-        u = jnp.clip((jnp.asarray(x, dtype=float) - centre) / half, -1 + BOX_EDGE, 1 - BOX_EDGE)
-        return jnp.arctanh(u)
+        x = as_float(x)
+        u = jnp.clip((x - centre) / half, -1 + BOX_EDGE, 1 - BOX_EDGE)
+        return jnp.arctanh(u).astype(x.dtype)
 
     def to_physical(self, z, lower, upper):
         lower, upper = jnp.asarray(lower, dtype=float), jnp.asarray(upper, dtype=float)

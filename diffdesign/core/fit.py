@@ -79,7 +79,18 @@ class ConstantThenCosine(Schedule):
         return jnp.where(count < self.constant_steps, 1.0, decay(count - self.constant_steps))
 
 
-class Adam(eqx.Module):
+class Optimiser(eqx.Module):
+    """Turns a spec into the optax transformation that steps its parameters."""
+
+    def transformation(self, spec: PyTree) -> optax.GradientTransformation:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """What a checkpoint records of the optimiser (resuming under another is refused)."""
+        return repr(self)
+
+
+class Adam(Optimiser):
     """Adam with one step size per label of the spec (``optax.multi_transform``), each
     multiplied by ``schedule``."""
 
@@ -94,6 +105,59 @@ class Adam(eqx.Module):
 
         transforms = {label: adam(step) for label, step in step_sizes(spec).items()}
         return optax.multi_transform(transforms, labels(spec))
+
+
+class Optax(Optimiser):
+    """Any optax transformation for the whole tree, as given (e.g.
+    ``optax.apply_if_finite(optax.adam(schedule), 20)``); the spec's step sizes are not used."""
+
+    tx: optax.GradientTransformation
+
+    def transformation(self, spec):
+        return self.tx
+
+    def describe(self) -> str:
+        return "Optax"  # its functions have no stable description; settings should say more
+
+
+class KeySchedule(eqx.Module):
+    """The key of step ``step`` from the run's key (what random numbers each step sees)."""
+
+    def __call__(self, key: PRNGKeyArray, step: Array) -> PRNGKeyArray:
+        raise NotImplementedError
+
+
+class FoldIn(KeySchedule):
+    """A fresh key every step: ``fold_in(key, step)``."""
+
+    def __call__(self, key, step):
+        return jax.random.fold_in(key, step)
+
+
+class SameKey(KeySchedule):
+    """The run's key at every step: common random numbers (a sample-average objective)."""
+
+    def __call__(self, key, step):
+        return key
+
+
+class SplitPerChunk(KeySchedule):
+    """Step ``j`` of chunk ``i`` (``chunk`` steps each, ``total`` in all) uses
+    ``split(fold_in(key, i), length)[j]``, ``length`` the chunk's size (the last may be
+    shorter): the keys of a scanned loop that splits one key per chunk."""
+
+    chunk: int = eqx.field(static=True)
+    total: int = eqx.field(static=True)
+
+    def __call__(self, key, step):
+        i, j = step // self.chunk, step % self.chunk
+        chunk_key = jax.random.fold_in(key, i)
+        last = self.total - (-(-self.total // self.chunk) - 1) * self.chunk
+        if last == self.chunk:
+            return jax.random.split(chunk_key, self.chunk)[j]
+        full, short = jax.random.split(chunk_key, self.chunk), jax.random.split(chunk_key, last)
+        in_last = i == (self.total - 1) // self.chunk
+        return jax.lax.cond(in_last, lambda: short[jnp.minimum(j, last - 1)], lambda: full[j])
 
 
 class FitState(NamedTuple):
@@ -121,7 +185,8 @@ class Fit(eqx.Module):
     """Gradient descent on ``problem.loss`` within ``problem.spec`` (pure ``init``/``step``)."""
 
     problem: Problem
-    optimiser: Adam = Adam()
+    optimiser: Optimiser = Adam()
+    keys: KeySchedule = FoldIn()
 
     def init(self, key: PRNGKeyArray, params: PyTree | None = None) -> FitState:
         """The state at ``params`` (default: the spec's values)."""
@@ -132,7 +197,7 @@ class Fit(eqx.Module):
 
     def step(self, state: FitState) -> tuple[FitState, StepInfo]:
         spec = self.problem.spec
-        key = jax.random.fold_in(state.key, state.step)
+        key = self.keys(state.key, state.step)
 
         def objective(z):
             return self.problem.loss(to_physical(spec, z), key)
@@ -149,10 +214,22 @@ class Fit(eqx.Module):
         return to_physical(self.problem.spec, state.z)
 
 
+#: vmap axes of a members' state: parameters and optimiser state per member, one shared key
+#: and step count (so every member sees the same batch, drawn once).
+_MEMBER_AXES = FitState(0, 0, None, None)
+
+
 @eqx.filter_jit
 def _advance(fit: Fit, state: FitState, n: int) -> tuple[FitState, StepInfo]:
     TRACES[type(fit.problem).__name__] += 1
     return jax.lax.scan(lambda s, _: fit.step(s), state, None, length=n)
+
+
+@eqx.filter_jit
+def _advance_members(fit: Fit, state: FitState, n: int) -> tuple[FitState, StepInfo]:
+    TRACES[type(fit.problem).__name__ + ".members"] += 1
+    step = jax.vmap(fit.step, in_axes=(_MEMBER_AXES,), out_axes=(_MEMBER_AXES, 0))
+    return jax.lax.scan(lambda s, _: step(s), state, None, length=n)
 
 
 class EarlyStop(eqx.Module):
@@ -180,6 +257,19 @@ class FitResult(NamedTuple):
     stopped: str
 
 
+class MembersResult(NamedTuple):
+    """Outcome of :func:`run_members`: final parameters (leading axis: member), final state,
+    ``history`` (n_chunks, n_members): each member's mean loss over each chunk (NaN where a
+    member's loss was not finite), steps done, and the seconds spent stepping (summed over
+    resumed runs)."""
+
+    params: PyTree
+    state: FitState
+    history: np.ndarray
+    steps: int
+    wall_s: float
+
+
 def _scalars(aux: PyTree, prefix: str = "") -> dict[str, Array]:
     """Aux entries that are one number per step, keyed by dotted names."""
     out = {}
@@ -201,12 +291,82 @@ def _check_run(steps: int, chunk: int) -> None:
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
 
 
+class _Driver(NamedTuple):
+    """What differs between a single run and a members' run."""
+
+    advance: Callable
+    record: Callable  # (done, n, info, seconds) -> history rows
+    check: Callable  # (done, info) -> None, raises on a loss that must stop the run
+    losses: Callable  # history -> the losses EarlyStop looks at
+
+
+def _drive(
+    fit: Fit,
+    state: FitState,
+    driver: _Driver,
+    *,
+    steps: int,
+    chunk: int,
+    checkpoint: str | Path | None,
+    settings: Mapping[str, Any] | None,
+    early_stop: EarlyStop | None,
+    callback,
+    progress: bool,
+    params_of,
+) -> tuple[FitState, list, str, float]:
+    """The loop shared by :func:`run` and :func:`run_members`: chunks of scanned steps
+    aligned to multiples of ``chunk``, a checkpoint after each, exact resume."""
+    problem = fit.problem
+    history: list = []
+    wall = 0.0
+    meta = {"problem": problem.name, "chunk": chunk, "optimiser": fit.optimiser.describe(),
+            "keys": type(fit.keys).__name__, **dict(settings or {})}  # fmt: skip
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        stored, header = load_checkpoint(path, _storable(state), meta)
+        state = stored._replace(key=jax.random.wrap_key_data(stored.key))
+        history = list(header["history"])
+        wall = header.get("wall_s", math.nan)
+        if progress:
+            print(f"{problem.name}: resumed {path} at step {int(state.step)}/{steps}",
+                  file=sys.stderr)  # fmt: skip
+    done = int(state.step)
+    bar = _progress_bar(problem.name, steps, done, progress)
+    stopped = "steps"
+    try:
+        while done < steps:
+            n = min(chunk - done % chunk, steps - done)  # chunks aligned to multiples of chunk
+            tic = time.perf_counter()
+            new_state, info = driver.advance(fit, state, n)
+            driver.check(done, info)
+            seconds = time.perf_counter() - tic
+            wall += seconds
+            history += driver.record(done, n, info, seconds / n)
+            state, done = new_state, done + n
+            if path is not None:
+                save_checkpoint(path, _storable(state),
+                                {"settings": meta, "history": history, "wall_s": wall})  # fmt: skip
+            if callback is not None:
+                callback(done, params_of(state), info)
+            bar.update(n)
+            recent = driver.losses(history)
+            if recent:
+                bar.set_postfix_str(f"loss {recent[-1]:.4g}", refresh=False)
+            if early_stop is not None and early_stop(driver.losses(history)):
+                stopped = "early stop"
+                break
+    finally:
+        bar.close()
+    return state, history, stopped, wall
+
+
 def run(
     problem: Problem,
     *,
     steps: int,
     key: PRNGKeyArray,
-    optimiser: Adam | None = None,
+    optimiser: Optimiser | None = None,
+    keys: KeySchedule | None = None,
     params: PyTree | None = None,
     chunk: int = 1,
     checkpoint: str | Path | None = None,
@@ -220,8 +380,9 @@ def run(
     Args:
         problem: the loss and spec (a sum of problems is one problem).
         steps: total steps (a resumed run goes on to this count).
-        key: the run's key (each step uses ``fold_in(key, step)``).
+        key: the run's key (step ``k`` uses ``keys(key, k)``).
         optimiser: default ``Adam()`` with the spec's step sizes.
+        keys: the key schedule (default :class:`FoldIn`: fresh random numbers every step).
         params: starting values (default: the spec's values); checked against the spec.
         chunk: steps compiled into one scanned program between host visits (progress,
             history, checkpoint, callback); larger is faster, 1 checkpoints every step.
@@ -240,55 +401,90 @@ def run(
         FloatingPointError: a non-finite loss (naming the step); the last checkpoint stays.
     """
     _check_run(steps, chunk)
-    spec = problem.spec
     if params is not None:
-        check_params(spec, params)
-    fit = Fit(problem, Adam() if optimiser is None else optimiser)
-    state = fit.init(key, params)
-    history: list[dict[str, float]] = []
-    meta = {"problem": problem.name, "chunk": chunk, "optimiser": repr(fit.optimiser),
-            **dict(settings or {})}  # fmt: skip
-    path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None and path.exists():
-        stored, header = load_checkpoint(path, _storable(state), meta)
-        state = stored._replace(key=jax.random.wrap_key_data(stored.key))
-        history = list(header["history"])
-        if progress:
-            print(f"{problem.name}: resumed {path} at step {int(state.step)}/{steps}",
-                  file=sys.stderr)  # fmt: skip
-    done = int(state.step)
-    bar = _progress_bar(problem.name, steps, done, progress)
-    stopped = "steps"
-    try:
-        while done < steps:
-            n = min(chunk - done % chunk, steps - done)  # chunks aligned to multiples of chunk
-            tic = time.perf_counter()
-            new_state, info = _advance(fit, state, n)
-            losses = np.asarray(info.loss)
-            if not np.all(np.isfinite(losses)):
-                bad = done + int(np.argmax(~np.isfinite(losses)))
-                raise FloatingPointError(
-                    f"{problem.name}: loss is {losses[bad - done]} at step {bad}; stopping "
-                    "(the last checkpoint is kept)"
-                )
-            seconds = (time.perf_counter() - tic) / n
-            columns = {k: np.asarray(v) for k, v in _scalars(info.aux).items()}
-            for i in range(n):
-                row = {"step": done + i, "loss": float(losses[i]), "seconds": seconds}
-                history.append(row | {k: float(v[i]) for k, v in columns.items()})
-            state, done = new_state, done + n
-            if path is not None:
-                save_checkpoint(path, _storable(state), {"settings": meta, "history": history})
-            if callback is not None:
-                callback(done, fit.params(state), info)
-            bar.update(n)
-            bar.set_postfix_str(f"loss {losses[-1]:.4g}", refresh=False)
-            if early_stop is not None and early_stop([r["loss"] for r in history]):
-                stopped = "early stop"
-                break
-    finally:
-        bar.close()
+        check_params(problem.spec, params)
+    fit = Fit(problem, Adam() if optimiser is None else optimiser,
+              FoldIn() if keys is None else keys)  # fmt: skip
+
+    def check(done, info):
+        losses = np.asarray(info.loss)
+        if not np.all(np.isfinite(losses)):
+            bad = int(np.argmax(~np.isfinite(losses)))
+            raise FloatingPointError(
+                f"{problem.name}: loss is {losses[bad]} at step {done + bad}; stopping "
+                "(the last checkpoint is kept)"
+            )
+
+    def record(done, n, info, seconds):
+        losses = np.asarray(info.loss)
+        columns = {k: np.asarray(v) for k, v in _scalars(info.aux).items()}
+        return [
+            {"step": done + i, "loss": float(losses[i]), "seconds": seconds}
+            | {k: float(v[i]) for k, v in columns.items()}
+            for i in range(n)
+        ]
+
+    driver = _Driver(_advance, record, check, lambda history: [r["loss"] for r in history])
+    state, history, stopped, _ = _drive(
+        fit, fit.init(key, params), driver, steps=steps, chunk=chunk, checkpoint=checkpoint,
+        settings=settings, early_stop=early_stop, callback=callback, progress=progress,
+        params_of=fit.params,
+    )  # fmt: skip
     return FitResult(fit.params(state), state, history, stopped)
+
+
+def run_members(
+    problem: Problem,
+    starts: PyTree,
+    *,
+    steps: int,
+    key: PRNGKeyArray,
+    optimiser: Optimiser | None = None,
+    keys: KeySchedule | None = None,
+    chunk: int = 250,
+    checkpoint: str | Path | None = None,
+    settings: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> MembersResult:
+    """:func:`run` for an ensemble: every member (leading axis of ``starts``, physical
+    params) steps at once in one vmapped, scanned program, all on the same random numbers
+    (one batch per step, drawn once), checkpointed between chunks and resumed exactly.
+
+    A member whose loss is not finite does not stop the run (its history entry is NaN; an
+    optimiser such as ``Optax(optax.apply_if_finite(...))`` skips its updates).
+    """
+    _check_run(steps, chunk)
+    n_members = _members(starts)
+    fit = Fit(problem, Adam() if optimiser is None else optimiser,
+              FoldIn() if keys is None else keys)  # fmt: skip
+    state = jax.vmap(lambda p: fit.init(key, p), out_axes=_MEMBER_AXES)(starts)
+
+    def record(done, n, info, seconds):
+        mean = np.asarray(jnp.mean(info.loss, axis=0), dtype=float)
+        return [[None if not np.isfinite(v) else float(v) for v in mean]]
+
+    def nothing(done, info):
+        return None
+
+    def last_chunk_median(history):
+        return [float(np.nanmedian(np.asarray(row, dtype=float))) for row in history]
+
+    driver = _Driver(_advance_members, record, nothing, last_chunk_median)
+    params_of = jax.vmap(fit.params, in_axes=(_MEMBER_AXES,))
+    state, history, _, wall = _drive(
+        fit, state, driver, steps=steps, chunk=chunk, checkpoint=checkpoint, settings=settings,
+        early_stop=None, callback=None, progress=progress, params_of=params_of,
+    )  # fmt: skip
+    table = np.array([[np.nan if v is None else v for v in row] for row in history], dtype=float)
+    table = table.reshape(len(history), n_members)
+    return MembersResult(params_of(state), state, table, int(state.step), float(wall))
+
+
+def _members(starts: PyTree) -> int:
+    sizes = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(starts)}
+    if len(sizes) != 1 or None in sizes:
+        raise ValueError(f"starts need one common leading axis; got sizes {sizes}")
+    return sizes.pop()
 
 
 def _progress_bar(name: str, total: int, done: int, enabled: bool):
@@ -323,7 +519,7 @@ def _multistart(fit: Fit, starts: PyTree, key: PRNGKeyArray, steps: int):
             lambda s, _: fit.step(s), fit.init(key, start), None, length=steps
         )
         params = fit.params(state)
-        final, _ = fit.problem.loss(params, jax.random.fold_in(key, steps))
+        final, _ = fit.problem.loss(params, fit.keys(key, jnp.asarray(steps)))
         return params, final, info.loss
 
     return jax.vmap(one)(starts)
@@ -335,7 +531,8 @@ def multistart(
     *,
     steps: int,
     key: PRNGKeyArray,
-    optimiser: Adam | None = None,
+    optimiser: Optimiser | None = None,
+    keys: KeySchedule | None = None,
 ) -> MultistartResult:
     """:class:`Fit` from every start at once (``starts``: params with a leading axis), in one
     compiled, vmapped loop. A start whose final loss is not finite is never the best.
@@ -344,10 +541,9 @@ def multistart(
         ValueError: bad ``steps``; starts without a common leading axis.
     """
     _check_run(steps, 1)
-    sizes = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(starts)}
-    if len(sizes) != 1 or None in sizes:
-        raise ValueError(f"starts need one common leading axis; got sizes {sizes}")
-    fit = Fit(problem, Adam() if optimiser is None else optimiser)
+    _members(starts)
+    fit = Fit(problem, Adam() if optimiser is None else optimiser,
+              FoldIn() if keys is None else keys)  # fmt: skip
     params, final, history = _multistart(fit, starts, key, steps)
     finite = jnp.isfinite(final)
     if not bool(jnp.any(finite)):

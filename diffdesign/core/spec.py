@@ -24,11 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, PyTree
 
-from diffdesign.core.bounds import Box, Identity, Log, Transform
+from diffdesign.core.bounds import Box, Identity, Log, Transform, as_float
 
 __all__ = [
     "Box", "Identity", "Log", "Param", "check_params", "internal", "is_param", "labels", "merge",
-    "param_names", "project", "step_sizes", "to_physical", "values", "with_values",
+    "param_names", "project", "step_sizes", "to_physical", "unbounded", "values", "with_values",
 ]  # fmt: skip
 
 
@@ -40,7 +40,8 @@ class Param(eqx.Module):
     """One design or fit variable: its value, bounds, transform, step size and label.
 
     Attributes:
-        value: the (starting) value, any shape, in ``unit``.
+        value: the (starting) value, any shape, in ``unit``; its floating dtype is kept
+            (float32 network weights stay float32), integers become float64.
         lower, upper: bounds broadcast to ``value``'s shape (``-inf``/``inf``: none).
         step: the optimiser's step size in the transform's internal coordinate (``unit``
             for :class:`Identity`, relative for :class:`Log`, tanh-argument for :class:`Box`);
@@ -75,10 +76,10 @@ class Param(eqx.Module):
         transform: Transform | None = None,
         unit: str = "",
     ):
-        value = jnp.asarray(value, dtype=float)
+        value = as_float(value)
         self.value = value
-        self.lower = jnp.broadcast_to(jnp.asarray(lower, dtype=float), value.shape)
-        self.upper = jnp.broadcast_to(jnp.asarray(upper, dtype=float), value.shape)
+        self.lower = jnp.broadcast_to(jnp.asarray(lower, dtype=value.dtype), value.shape)
+        self.upper = jnp.broadcast_to(jnp.asarray(upper, dtype=value.dtype), value.shape)
         self.step = jnp.asarray(step, dtype=float)
         self.transform = Identity() if transform is None else transform
         self.label = label
@@ -131,6 +132,11 @@ def is_param(x: Any) -> bool:
 
 def _map(f, spec: PyTree, *rest: PyTree) -> PyTree:
     return jax.tree.map(f, spec, *rest, is_leaf=is_param)
+
+
+def unbounded(tree: PyTree, *, step: float, label: str, unit: str = "") -> PyTree:
+    """Every array of ``tree`` (e.g. network weights) as an unbounded :class:`Param`."""
+    return jax.tree.map(lambda x: Param(x, step=step, label=label, unit=unit), tree)
 
 
 def param_names(spec: PyTree) -> PyTree:
@@ -204,13 +210,13 @@ def check_params(spec: PyTree, params: PyTree) -> None:
         x = np.asarray(x, dtype=float)
         if x.shape != p.value.shape:
             raise ValueError(f"{name} must have shape {tuple(p.value.shape)}; got {x.shape}")
-        _check_param(eqx.tree_at(lambda q: q.value, p, jnp.asarray(x)), name)
+        _check_param(eqx.tree_at(lambda q: q.value, p, jnp.asarray(x, dtype=p.value.dtype)), name)
 
 
 def with_values(spec: PyTree, params: PyTree) -> PyTree:
     """The spec with new values (checked against shapes and bounds)."""
     check_params(spec, params)
-    return _map(lambda p, x: eqx.tree_at(lambda q: q.value, p, jnp.asarray(x, dtype=float)),
+    return _map(lambda p, x: eqx.tree_at(lambda q: q.value, p, jnp.asarray(x, p.value.dtype)),
                 spec, params)  # fmt: skip
 
 

@@ -4,7 +4,8 @@ Studies that report the spread of a result over random initialisations (INFERNO'
 takes the median over 100) train all members in one computation: the parameters carry a
 leading ensemble axis, every step evaluates ``jax.vmap(value_and_grad(loss))`` on a batch
 shared by the members, and steps run in jitted ``lax.scan`` chunks between which the run
-reports progress and writes a checkpoint it resumes from.
+reports progress and writes a checkpoint it resumes from: the design layer's one loop
+(:func:`diffdesign.core.run_members`), with the batches' keys split per chunk.
 
 Networks are flax (linen) modules; parameters are plain PyTrees, so the loop does not care
 what the loss computes.
@@ -12,12 +13,11 @@ what the loss computes.
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from diffdesign._checkpoint import load_checkpoint, save_checkpoint
+from diffdesign.core import Optax, Problem, SplitPerChunk, run_members, unbounded
 
 
 class MLP(nn.Module):
@@ -72,6 +72,26 @@ class EnsembleRun(NamedTuple):
     wall_s: float
 
 
+class _Ensemble(Problem):
+    """One member's training as a problem: ``loss(params, sample_batch(key))``."""
+
+    start: PyTree
+    objective: Callable = eqx.field(static=True)
+    sample_batch: Callable = eqx.field(static=True)
+    label: str = eqx.field(static=True)
+
+    @property
+    def spec(self):
+        return {"params": unbounded(self.start, step=1.0, label="weights")}
+
+    @property
+    def name(self):
+        return self.label
+
+    def loss(self, params, key):
+        return self.objective(params["params"], self.sample_batch(key)), {}
+
+
 def train_ensemble(
     loss: Callable[[PyTree, Any], Float[Array, ""]],
     params: PyTree,
@@ -86,7 +106,8 @@ def train_ensemble(
     label: str = "ensemble",
     progress: bool = True,
 ) -> EnsembleRun:
-    """Minimise ``loss`` for every member of an ensemble with one optimiser each.
+    """Minimise ``loss`` for every member of an ensemble with one optimiser each: the design
+    layer's :func:`~diffdesign.core.run_members` on a batch shared by the members.
 
     Args:
         loss: ``loss(member_params, batch) -> scalar``.
@@ -94,80 +115,27 @@ def train_ensemble(
         optimiser: an optax transformation, applied to each member independently.
         sample_batch: ``key -> batch``; one batch per step, shared by the members.
         n_steps: total steps (a multiple of ``chunk`` is not required).
-        key: PRNG key of the batches (chunk ``i`` uses ``fold_in(key, i)``, so a resumed
-            run draws the batches an uninterrupted one would have).
+        key: PRNG key of the batches (step ``j`` of chunk ``i`` uses
+            ``split(fold_in(key, i), length)[j]``, so a resumed run draws the batches an
+            uninterrupted one would have).
         chunk: steps per jitted scan; progress and checkpoints come between chunks.
         checkpoint: ``.npz`` file written after every chunk and resumed from if present.
         settings: JSON-able settings stored in the checkpoint; a checkpoint written with
             other settings is refused.
-        label: name in the progress lines.
-        progress: print one line per chunk to stderr.
+        label: name in the progress bar.
+        progress: a progress bar on stderr.
 
     Returns:
         :class:`EnsembleRun`.
     """
     if n_steps < 0 or chunk < 1:
         raise ValueError(f"n_steps must be >= 0 and chunk >= 1; got {n_steps}, {chunk}")
-    opt_state = jax.vmap(optimiser.init)(params)
-    n_chunks = -(-n_steps // chunk)
-    history = np.full((n_chunks, jax.tree.leaves(params)[0].shape[0]), np.nan)
-    done, wall = 0, 0.0
-    if checkpoint is not None and Path(checkpoint).exists():
-        template = {"params": params, "opt_state": opt_state}
-        state, header = load_checkpoint(checkpoint, template, settings)
-        params, opt_state = state["params"], state["opt_state"]
-        done = min(int(header["chunks_done"]), n_chunks)
-        history[:done] = np.array(header["history"], dtype=float)[:done]
-        wall = np.nan if header.get("wall_s") is None else float(header["wall_s"])
-        if progress:
-            _say(f"{label}: resumed {checkpoint} at step {min(done * chunk, n_steps)}")
-
-    def run_chunk(params, opt_state, key, length):
-        def step(carry, step_key):
-            params, opt_state = carry
-            batch = sample_batch(step_key)
-            values, grads = jax.vmap(jax.value_and_grad(loss), in_axes=(0, None))(params, batch)
-            updates, opt_state = jax.vmap(optimiser.update)(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), values
-
-        (params, opt_state), values = jax.lax.scan(
-            step, (params, opt_state), jax.random.split(key, length)
-        )
-        return params, opt_state, jnp.mean(values, axis=0)
-
-    run_chunk = jax.jit(run_chunk, static_argnums=3)
-    for i in range(done, n_chunks):
-        length = min(chunk, n_steps - i * chunk)
-        tic = time.perf_counter()
-        params, opt_state, values = run_chunk(params, opt_state, jax.random.fold_in(key, i), length)
-        history[i] = np.asarray(values)
-        wall += time.perf_counter() - tic
-        if checkpoint is not None:
-            save_checkpoint(
-                checkpoint,
-                {"params": params, "opt_state": opt_state},
-                {
-                    "settings": settings or {},
-                    "chunks_done": i + 1,
-                    "wall_s": wall if np.isfinite(wall) else None,
-                    "history": np.where(
-                        np.isnan(history[: i + 1]), None, history[: i + 1]
-                    ).tolist(),
-                },
-            )
-        if progress:
-            values = history[i][np.isfinite(history[i])]
-            line = f"{label}: step {i * chunk + length}/{n_steps}, loss "
-            if values.size:
-                line += (
-                    f"median {np.median(values):.5g} [min {values.min():.5g}, max "
-                    f"{values.max():.5g}]"
-                )
-            if values.size < history.shape[1]:
-                line += f", {history.shape[1] - values.size} member(s) non-finite"
-            _say(f"{line} ({wall:.0f} s)")
-    return EnsembleRun(params, history, n_steps, wall)
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    if n_steps == 0:
+        return EnsembleRun(params, np.zeros((0, jax.tree.leaves(params)[0].shape[0])), 0, 0.0)
+    first = jax.tree.map(lambda x: x[0], params)
+    result = run_members(
+        _Ensemble(first, loss, sample_batch, label), {"params": params}, steps=n_steps,
+        key=key, optimiser=Optax(optimiser), keys=SplitPerChunk(chunk, n_steps), chunk=chunk,
+        checkpoint=checkpoint, settings=settings, progress=progress,
+    )  # fmt: skip
+    return EnsembleRun(result.params["params"], result.history, n_steps, result.wall_s)

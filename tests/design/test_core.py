@@ -198,3 +198,40 @@ def test_multistart_equals_separate_runs_and_never_picks_a_diverged_start():
     starts = {"x": jnp.array([0.9, -0.5, 0.0])}
     result = design.multistart(Cliff(), starts, steps=3, key=jax.random.key(0))
     assert not np.isfinite(result.loss[0]) and int(result.best) != 0
+
+
+def test_split_per_chunk_keys_are_a_scanned_loop_s_keys():
+    key, schedule = jax.random.key(4), design.SplitPerChunk(chunk=4, total=10)
+    expected = [
+        k for i, n in enumerate((4, 4, 2)) for k in jax.random.split(jax.random.fold_in(key, i), n)
+    ]
+    for step, want in enumerate(expected):
+        got = schedule(key, jnp.asarray(step))
+        assert bool(jnp.all(jax.random.key_data(got) == jax.random.key_data(want))), step
+
+
+def test_members_share_batches_keep_dtypes_and_equal_separate_runs():
+    class Batch(design.Problem):
+        """Least squares on a random batch: the members see the same batch each step."""
+
+        start: jax.Array
+
+        @property
+        def spec(self):
+            return {"w": design.unbounded(self.start, step=0.05, label="w")}
+
+        def loss(self, params, key):
+            x = jax.random.normal(key, (16, 2), dtype=jnp.float32)
+            return jnp.mean((x @ params["w"] - x[:, 0]) ** 2), {}
+
+    starts = {"w": jnp.array([[0.0, 0.0], [1.0, -1.0], [0.3, 0.2]], dtype=jnp.float32)}
+    problem = Batch(starts["w"][0])
+    members = design.run_members(problem, starts, steps=30, key=jax.random.key(2), chunk=8,
+                                 progress=False)  # fmt: skip
+    assert members.params["w"].dtype == jnp.float32 and members.history.shape == (4, 3)
+    for i in range(3):
+        single = design.run(Batch(starts["w"][i]), steps=30, key=jax.random.key(2), chunk=8,
+                            progress=False)  # fmt: skip
+        np.testing.assert_allclose(members.params["w"][i], single.params["w"], rtol=1e-6)
+        means = [np.mean([r["loss"] for r in single.history[k : k + 8]]) for k in (0, 8, 16, 24)]
+        np.testing.assert_allclose(members.history[:, i], means, rtol=1e-5)
