@@ -141,6 +141,15 @@ class SameKey(KeySchedule):
         return key
 
 
+class Split(KeySchedule):
+    """Step ``j`` of ``total`` uses ``split(key, total)[j]`` (a scanned loop over split keys)."""
+
+    total: int = eqx.field(static=True)
+
+    def __call__(self, key, step):
+        return jax.random.split(key, self.total)[step]
+
+
 class SplitPerChunk(KeySchedule):
     """Step ``j`` of chunk ``i`` (``chunk`` steps each, ``total`` in all) uses
     ``split(fold_in(key, i), length)[j]``, ``length`` the chunk's size (the last may be
@@ -175,10 +184,12 @@ class FitState(NamedTuple):
 
 
 class StepInfo(NamedTuple):
-    """The loss and aux of the parameters a step started from."""
+    """The loss, aux and gradient norm (in the optimiser's coordinates) of the parameters a
+    step started from."""
 
     loss: Array
     aux: PyTree
+    grad_norm: Array
 
 
 class Fit(eqx.Module):
@@ -207,7 +218,12 @@ class Fit(eqx.Module):
             grads, state.opt_state, state.z
         )
         z = project(spec, optax.apply_updates(state.z, updates))
-        return FitState(z, opt_state, state.key, state.step + 1), StepInfo(loss, aux)
+        info = StepInfo(loss, aux, optax.tree.norm(grads))
+        return FitState(z, opt_state, state.key, state.step + 1), info
+
+    def scan(self, state: FitState, n: int) -> tuple[FitState, StepInfo]:
+        """``n`` steps in one ``lax.scan`` (pure; use inside jit), infos stacked."""
+        return jax.lax.scan(lambda s, _: self.step(s), state, None, length=n)
 
     def params(self, state: FitState) -> PyTree:
         """The parameters (physical units) of ``state``."""
@@ -222,7 +238,7 @@ _MEMBER_AXES = FitState(0, 0, None, None)
 @eqx.filter_jit
 def _advance(fit: Fit, state: FitState, n: int) -> tuple[FitState, StepInfo]:
     TRACES[type(fit.problem).__name__] += 1
-    return jax.lax.scan(lambda s, _: fit.step(s), state, None, length=n)
+    return fit.scan(state, n)
 
 
 @eqx.filter_jit

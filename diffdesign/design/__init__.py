@@ -40,6 +40,7 @@ from diffdesign.core import (
     ResidualProblem,
     SameKey,
     Schedule,
+    Split,
     SplitPerChunk,
     StepInfo,
     Sum,
@@ -67,7 +68,7 @@ __all__ = [
     "Adam", "BayesianOptimisation", "Box", "Constant", "ConstantThenCosine", "CosineDecay",
     "EarlyStop", "Fit", "FitResult", "FitState", "FoldIn", "Identity", "KeySchedule", "Log",
     "MembersResult", "MultistartResult", "Optax", "Optimiser", "Param", "Problem", "RandomSearch",
-    "ResidualProblem", "SameKey", "Schedule", "SearchState", "SplitPerChunk", "StepInfo",
+    "ResidualProblem", "SameKey", "Schedule", "SearchState", "Split", "SplitPerChunk", "StepInfo",
     "StepRecord", "Sum", "Transform", "check_params", "latin_hypercube", "merge", "multistart",
     "n_parameters", "param_names", "run", "run_members", "unbounded", "values", "with_values",
 ]  # fmt: skip

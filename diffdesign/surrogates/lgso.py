@@ -26,13 +26,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jaxtyping import Array
 
 from diffdesign._checkpoint import load_checkpoint, save_checkpoint
 from diffdesign._sampling import latin_hypercube
+from diffdesign.core import Fit, FitState, Optax, Param, Problem, StepInfo
 from diffdesign.surrogates import surrogate as surrogate_model
 from diffdesign.surrogates.blackbox import (
     BlackBoxSimulator,
@@ -166,6 +169,47 @@ def limit_step(step: np.ndarray, max_length: float) -> np.ndarray:
     return step * (max_length / length) if length > max_length else step
 
 
+def limit_length(max_length: float) -> optax.GradientTransformation:
+    """An optax transformation that shortens the update of ``psi`` to ``max_length``
+    (Euclidean) if it is longer: :func:`limit_step` inside the optimiser chain."""
+
+    def update(updates, state, params=None):
+        step = updates["psi"]
+        length = jnp.sqrt(jnp.dot(step, step))
+        short = jnp.where(length > max_length, step * (max_length / length), step)
+        return {"psi": short}, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+class _SurrogateObjective(Problem):
+    """The expected objective through the surrogate at ``psi`` (evaluated in float32, the
+    surrogate's precision), for fixed latent samples ``z`` and inputs ``x``."""
+
+    start: Array
+    surrogate: surrogate_model.Surrogate
+    z: Array
+    x: Array
+    flow: ConditionalFlow = eqx.field(static=True)
+    objective: Callable = eqx.field(static=True)
+
+    @property
+    def spec(self):
+        return {"psi": Param(self.start, step=1.0, label="psi")}
+
+    def loss(self, params, key):
+        psi = params["psi"].astype(jnp.float32)
+        value = surrogate_model.expected_objective(
+            self.flow, self.objective, self.surrogate, psi, self.z, self.x
+        )
+        return value, {}
+
+
+@eqx.filter_jit
+def _outer_step(fit: Fit, state: FitState) -> tuple[FitState, StepInfo]:
+    return fit.step(state)
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -208,8 +252,9 @@ def minimise(
     if psi.shape != (simulator.psi_dim,) or not np.all(np.isfinite(psi)):
         raise ValueError(f"psi0 must be a finite ({simulator.psi_dim},) array; got {psi0!r}")
     flow = config.flow(simulator.y_dim)
-    optimiser = optax.adam(config.learning_rate)
-    opt_state = optimiser.init(jnp.asarray(psi))
+    # one Adam step through the surrogate per iteration, no longer than epsilon
+    optimiser = Optax(optax.chain(optax.adam(config.learning_rate), limit_length(config.epsilon)))
+    opt_state = optimiser.transformation(None).init({"psi": jnp.asarray(psi)})
     state_surrogate = surrogate_model.init(
         flow, jax.random.key(seed), simulator.psi_dim, simulator.x_dim
     )
@@ -234,11 +279,6 @@ def minimise(
         if progress:
             _say(f"{label}: resumed {checkpoint} at iteration {iteration}, {calls} calls")
 
-    gradient = jax.jit(
-        jax.value_and_grad(
-            lambda p, s, z, x: surrogate_model.expected_objective(flow, objective, s, p, z, x)
-        )
-    )
     while calls + config.calls_per_iteration <= max_calls:
         tic = time.perf_counter()
         # 1. parameter points in the trust region, the current one included
@@ -275,12 +315,17 @@ def minimise(
         z = jax.random.normal(
             jax.random.key(derived_seed(seed, iteration, 5)), (k, simulator.y_dim)
         )
-        value, grad = gradient(
-            jnp.asarray(psi, jnp.float32), state_surrogate, z, jnp.asarray(x_gradient, jnp.float32)
+        problem = _SurrogateObjective(
+            jnp.asarray(psi), state_surrogate, z, jnp.asarray(x_gradient, jnp.float32), flow,
+            objective,
+        )  # fmt: skip
+        fit = Fit(problem, optimiser)
+        state = FitState(
+            {"psi": jnp.asarray(psi)}, opt_state, jax.random.key(0), jnp.zeros((), jnp.int32)
         )
-        grad = jnp.asarray(grad, jnp.float64)
-        updates, opt_state = optimiser.update(grad, opt_state)
-        psi = psi + limit_step(np.asarray(updates), config.epsilon)
+        state, info = _outer_step(fit, state)
+        psi, opt_state = np.asarray(state.z["psi"]), state.opt_state
+        value, gradient_norm = info.loss, info.grad_norm
         iteration += 1
         wall += time.perf_counter() - tic
         true = None if evaluate is None else float(evaluate(psi))
@@ -290,7 +335,7 @@ def minimise(
                 calls,
                 psi.tolist(),
                 float(value),
-                float(jnp.linalg.norm(grad)),
+                float(gradient_norm),
                 len(rows),
                 float(jnp.mean(nll[-50:])),
                 wall,

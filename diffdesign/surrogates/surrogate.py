@@ -17,12 +17,14 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
+from diffdesign.core import Fit, Optax, Problem, Split, unbounded
 from diffdesign.surrogates.flows import ConditionalFlow
 
 
@@ -107,6 +109,27 @@ def _standardisation(values, n_rows):
     return mean, jnp.where(scale > 1e-6 * (1 + jnp.abs(mean)), scale, 1.0)
 
 
+class _Likelihood(Problem):
+    """Mean negative log-likelihood of a minibatch (rows drawn with replacement from the
+    first ``n_rows``, standardised units): the surrogate's training problem."""
+
+    start: PyTree
+    flow: ConditionalFlow = eqx.field(static=True)
+    y: Array
+    context: Array
+    n_rows: Array
+    batch_size: int = eqx.field(static=True)
+
+    @property
+    def spec(self):
+        return {"params": unbounded(self.start, step=1.0, label="weights")}
+
+    def loss(self, params, key):
+        rows = jax.random.randint(key, (self.batch_size,), 0, self.n_rows)
+        log_prob = self.flow.apply(params["params"], self.y[rows], self.context[rows])
+        return -jnp.mean(log_prob), {}
+
+
 @functools.partial(jax.jit, static_argnames=("flow", "steps", "batch_size", "learning_rate"))
 def fit(
     flow: ConditionalFlow,
@@ -143,24 +166,12 @@ def fit(
     y_standard = (y - y_mean[None, :]) / y_scale[None, :]
     context_standard = (context - context_mean[None, :]) / context_scale[None, :]
     # the step decays to a tenth: large steps to move, small ones to settle
-    optimiser = optax.adam(optax.cosine_decay_schedule(learning_rate, steps, alpha=0.1))
-
-    def loss(params, rows):
-        return -jnp.mean(flow.apply(params, y_standard[rows], context_standard[rows]))
-
-    def step(carry, step_key):
-        params, state = carry
-        rows = jax.random.randint(step_key, (batch_size,), 0, n_rows)
-        value, grads = jax.value_and_grad(loss)(params, rows)
-        updates, state = optimiser.update(grads, state, params)
-        return (optax.apply_updates(params, updates), state), value
-
-    (params, _), history = jax.lax.scan(
-        step,
-        (surrogate.params, optimiser.init(surrogate.params)),
-        jax.random.split(key, steps),
-    )
-    return Surrogate(params, context_mean, context_scale, y_mean, y_scale), history
+    optimiser = Optax(optax.adam(optax.cosine_decay_schedule(learning_rate, steps, alpha=0.1)))
+    problem = _Likelihood(surrogate.params, flow, y_standard, context_standard, n_rows, batch_size)
+    fit = Fit(problem, optimiser, Split(steps))
+    state, info = fit.scan(fit.init(key), steps)
+    params = fit.params(state)["params"]
+    return Surrogate(params, context_mean, context_scale, y_mean, y_scale), info.loss
 
 
 def buffer_capacity(n_rows: int, minimum: int = 4096) -> int:
