@@ -3,7 +3,7 @@
     python benchmarks/muography_vs_tomopt.py [--smoke] [--peer-muons 1000,10000]
         [--out benchmarks/results/muography_vs_tomopt.json] [--peer-python .venv-tomopt/bin/python]
 
-Geometry (TomOpt's, ``shared/peers/tomopt_leadblock.py``): 1 m x 1 m footprint, 10 cm voxels,
+Geometry (TomOpt's lead-block benchmark): 1 m x 1 m footprint, 10 cm voxels,
 passive z = 0.2 ... 0.8 m, beryllium (X0 0.3528 m) with a lead block (X0 0.005612 m) in voxels
 x, y 3..5 of the layers 0.4-0.5 and 0.5-0.6 m; 4 panels above (z 1.0, 0.95, 0.9, 0.85) and 4
 below (0.1999, 0.15, 0.1, 0.05; TomOpt's top one sits at 0.2, on the volume's face, which

@@ -537,7 +537,8 @@ def peer_block(raw: dict | None, status: str, data, truth, objective) -> dict:
         "t0_excluded": raw.get("t0_excluded"),
         "per_angle_mode": raw.get("per_angle_mode"),
         "nlsq": {k: nlsq.get(k) for k in PEER_NLSQ_KEYS},
-        "warnings": raw.get("warnings"),
+        # paths relative to the repository (the results file names no machine's folders)
+        "warnings": [w.replace(f"{ROOT}/", "") for w in raw.get("warnings") or []],
         "process_wall_s": raw.get("process_wall_s"),
     }
     if nlsq.get("status") == "ok":

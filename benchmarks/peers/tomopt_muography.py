@@ -18,7 +18,7 @@ Call::
         --muons 1000 [--muons 10000 ...] [--batch 1000] [--predict-muons N] [--seed 0] \
         [--timeout-s 1800] [--threads T] [--warmup-muons N] [--no-isolate]
 
-Geometry (identical to shared/peers/tomopt_leadblock.py): 1 m x 1 m footprint, 10 cm voxels,
+Geometry (TomOpt's lead-block benchmark): 1 m x 1 m footprint, 10 cm voxels,
 six PassiveLayers with tops at z = 0.8 ... 0.3 m (0.1 m thick, so the passive block spans
 z = 0.2 ... 0.8 m), beryllium (X0 = 0.3528 m) with a lead block (X0 = 0.005612 m) in voxels
 x, y index 3..5 of the layers whose top z satisfies 0.45 < z <= 0.65 (tops 0.6 and 0.5).
@@ -68,7 +68,7 @@ from typing import Any
 
 TAG = "[tomopt_muography]"
 
-# Geometry constants (as in shared/peers/tomopt_leadblock.py).
+# Geometry constants (TomOpt's lead-block benchmark).
 LW = (1.0, 1.0)
 VOXEL = 0.1
 PASSIVE_TOPS = [0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
