@@ -20,7 +20,6 @@ objective and, when an ``evaluate`` callback is given, the true objective).
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ import optax
 from jaxtyping import Array
 
 from diffdesign._checkpoint import load_checkpoint, save_checkpoint
+from diffdesign._progress import say as _say
 from diffdesign._sampling import latin_hypercube
 from diffdesign.core import Fit, FitState, Optax, Param, Problem, StepInfo
 from diffdesign.surrogates import surrogate as surrogate_model
@@ -208,10 +208,6 @@ class _SurrogateObjective(Problem):
 @eqx.filter_jit
 def _outer_step(fit: Fit, state: FitState) -> tuple[FitState, StepInfo]:
     return fit.step(state)
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def minimise(

@@ -14,8 +14,8 @@ checkpointed per ensemble (``checkpoints/*.npz``): rerun into the same folder to
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import sys
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from diffdesign._config import TomlConfig
+from diffdesign._progress import say
 from diffdesign.inference.binned import (
     covariance,
     fisher_information,
@@ -150,8 +151,7 @@ class _Data:
         return sample
 
 
-def _say(message: str) -> None:
-    print(f"inferno: {message}", file=sys.stderr, flush=True)
+_say = functools.partial(say, who="inferno")
 
 
 def _quantiles(values: np.ndarray) -> dict:

@@ -15,7 +15,6 @@ at equal simulator calls:
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from diffdesign._progress import say as _say
 from diffdesign.surrogates.blackbox import (
     BlackBoxSimulator,
     derived_seed,
@@ -73,10 +73,6 @@ def _record(iteration, calls, psi, estimate, tic, evaluate) -> TraceRecord:
     return TraceRecord(
         iteration, calls, np.asarray(psi).tolist(), float(estimate), time.perf_counter() - tic, true
     )
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def numerical_descent(

@@ -14,8 +14,8 @@ when the study is rerun into the same folder; L-GSO and BO also checkpoint every
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import sys
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -24,6 +24,7 @@ import numpy as np
 
 from diffdesign._checkpoint import check_settings
 from diffdesign._config import TomlConfig
+from diffdesign._progress import say
 from diffdesign.surrogates.blackbox import run_simulation, sample_inputs_checked
 from diffdesign.surrogates.lgso import LgsoConfig, minimise
 from experiments.lgso import _baselines as baselines
@@ -123,8 +124,7 @@ class LgsoStudyConfig(TomlConfig):
                 raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
 
 
-def _say(message: str) -> None:
-    print(f"lgso: {message}", file=sys.stderr, flush=True)
+_say = functools.partial(say, who="lgso")
 
 
 def true_objective(settings, n: int):

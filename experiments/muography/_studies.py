@@ -9,6 +9,7 @@ z 0.4-0.6 m, four panels above and four below.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -22,7 +23,12 @@ from diffdesign._progress import say
 from diffdesign.muography.design import detector_to_json
 from diffdesign.muography.detector import Detector, make_panels
 from diffdesign.muography.losses import log_x0_error, panel_cost, x0_error
-from diffdesign.muography.pipeline import ESTIMATORS, predict_x0
+from diffdesign.muography.pipeline import (
+    ESTIMATORS,
+    X0Estimator,
+    estimator_from_name,
+    predict_x0,
+)
 from diffdesign.muography.scattering import propagate
 from diffdesign.muography.source import generate_muons
 from diffdesign.muography.volume import Volume, block_in_matrix
@@ -79,8 +85,7 @@ class MuographyStudyConfig(TomlConfig):
                      "validation_muons"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {ESTIMATORS}; got {self.estimator!r}")
+        estimator_from_name(self.estimator)
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}; got {self.loss!r}")
         if self.momentum < 0:
@@ -90,6 +95,11 @@ class MuographyStudyConfig(TomlConfig):
             raise ValueError("rates and cost_weight must be >= 0")
         if not self.budgets or min(self.budgets) <= 0:
             raise ValueError(f"budgets must be positive; got {self.budgets}")
+
+    @property
+    def x0_estimator(self) -> X0Estimator:
+        """The estimator ``estimator`` names."""
+        return estimator_from_name(self.estimator)
 
     @property
     def fixed_momentum(self) -> float | None:
@@ -118,8 +128,7 @@ def poor_detector() -> Detector:
     )
 
 
-def _say(message: str) -> None:
-    say(message, "muography")
+_say = functools.partial(say, who="muography")
 
 
 def _sample(config: MuographyStudyConfig, n: int, key, volume: Volume):
@@ -132,7 +141,7 @@ def score(detector: Detector, config: MuographyStudyConfig, volume: Volume, samp
     """Both task losses and the cost of a layout on a fixed sample."""
     muons, passage = sample
     pred = _predict(
-        jax.random.key(config.seed + 7), detector, passage, muons.p, volume, config.estimator
+        jax.random.key(config.seed + 7), detector, passage, muons.p, volume, config.x0_estimator
     )
     return {
         "x0_error": float(x0_error(pred, volume.x0)),
@@ -158,12 +167,12 @@ def run_lead_block(config: MuographyStudyConfig, out: str | Path) -> dict:
     block = true < 0.01
     results: dict = {"config": config.to_json(), "n_muons": config.image_muons, "estimators": {}}
     maps = {"truth": true}
-    for estimator in ESTIMATORS[::-1]:
+    for name, estimator in reversed(ESTIMATORS.items()):  # PoCA first
         pred = np.asarray(_predict(
             jax.random.key(config.seed + 1), detector, passage, muons.p, volume, estimator
         ))  # fmt: skip
-        maps[estimator] = pred
-        results["estimators"][estimator] = {
+        maps[name] = pred
+        results["estimators"][name] = {
             "x0_error": float(x0_error(pred, true)),
             "log_x0_error": float(log_x0_error(pred, true)),
             "lead_median_x0_m": float(np.median(pred[block])),
@@ -171,7 +180,7 @@ def run_lead_block(config: MuographyStudyConfig, out: str | Path) -> dict:
             "centre_column_x0_m": pred[4, 4].round(6).tolist(),
             "prediction_xyz_m": pred.round(6).tolist(),
         }
-        _say(f"lead block: {estimator}: X0 error {results['estimators'][estimator]['x0_error']:.4g}"
+        _say(f"lead block: {name}: X0 error {results['estimators'][name]['x0_error']:.4g}"
              f", lead median {np.median(pred[block]) * 1e3:.2f} mm")  # fmt: skip
     results["truth_xyz_m"] = true.tolist()
     results["wall_s"] = time.perf_counter() - tic
@@ -198,7 +207,7 @@ def run_design(config: MuographyStudyConfig, out: str | Path) -> dict:
     start = poor_detector()
     result = optimize_detector(
         start, volume, epochs=config.epochs, n_muons=config.design_muons,
-        task_loss=LOSSES[config.loss], estimator=config.estimator,
+        task_loss=LOSSES[config.loss], estimator=config.x0_estimator,
         learning_rates=_rates(config), cost_weight=config.cost_weight,
         momentum=config.fixed_momentum, seed=config.seed, checkpoint=out / "checkpoint.npz",
         plot_dir=out / "epochs", plot_every=max(1, config.epochs // 6),
@@ -238,7 +247,7 @@ def run_budget_sweep(config: MuographyStudyConfig, out: str | Path) -> dict:
         result = optimize_detector(
             benchmark_detector(), volume, epochs=config.sweep_epochs,
             n_muons=config.design_muons, task_loss=LOSSES[config.loss],
-            estimator=config.estimator, learning_rates=_rates(config), budget=budget,
+            estimator=config.x0_estimator, learning_rates=_rates(config), budget=budget,
             momentum=config.fixed_momentum, seed=config.seed,
             checkpoint=out / f"checkpoint_budget_{budget:g}.npz", progress=False,
         )  # fmt: skip
