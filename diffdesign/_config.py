@@ -49,7 +49,7 @@ class TomlConfig:
                 and not isinstance(value, bool)
             ):
                 value = float(value)
-            if isinstance(default, tuple) and value and isinstance(default[0], float):
+            if isinstance(default, tuple) and value and default and isinstance(default[0], float):
                 value = tuple(
                     float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value
                 )

@@ -20,8 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
+from diffdesign._config import TomlConfig
 from diffdesign._validation import check_positive, check_range
 from diffdesign.beamline.ares._lattice import (
     OBSERVABLES,
@@ -64,7 +64,7 @@ TUNING_METHODS = (
 
 
 @dataclasses.dataclass(frozen=True)
-class StudyConfig:
+class StudyConfig(TomlConfig):
     """Every knob of the study, with the seed's scenario as defaults (SI units).
 
     ``true_offsets`` (3, 2) m; ``incoming_sigma_y`` m; ``screen_noise`` m (one standard
@@ -123,8 +123,9 @@ class StudyConfig:
             raise ValueError(f"target keys must be among {list(OBSERVABLES)}; got {bad_target}")
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> StudyConfig:
-        """Read a config file; every key is optional and unknown keys are errors.
+    def from_mapping(cls, content: Mapping[str, Any], where: str = "config") -> StudyConfig:
+        """:meth:`TomlConfig.from_mapping` after the two structured keys: ``target`` (a table
+        observable = m) and ``true_offsets`` (3 rows of (dx, dy) in m).
 
         Example file::
 
@@ -134,40 +135,15 @@ class StudyConfig:
             [target]
             sigma_x = 1e-4
         """
-        try:
-            content = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise ValueError(f"cannot read study config {path}: {error}") from None
-        return cls.from_mapping(content, str(path))
-
-    @classmethod
-    def from_mapping(cls, content: dict[str, Any], where: str = "config") -> StudyConfig:
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(content) - set(known))
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in {where}; known: {sorted(known)}")
-        values: dict[str, Any] = {}
-        for name, value in content.items():
-            default = known[name].default
-            if name == "target":
-                if not isinstance(value, dict):
-                    raise ValueError(f"target in {where} must be a table of observable = m")
-                value = tuple((str(k), float(v)) for k, v in value.items())
-            elif name == "true_offsets":
-                value = tuple(tuple(float(x) for x in row) for row in value)
-            elif isinstance(default, tuple):
-                value = tuple(value)
-            elif isinstance(default, bool | int | float | str) and not isinstance(
-                value, type(default)
-            ):
-                if isinstance(default, float) and isinstance(value, int):
-                    value = float(value)
-                else:
-                    raise ValueError(
-                        f"{name} in {where} must be {type(default).__name__}; got {value!r}"
-                    )
-            values[name] = value
-        return cls(**values)
+        content = dict(content)
+        if "target" in content:
+            if not isinstance(content["target"], Mapping):
+                raise ValueError(f"target in {where} must be a table of observable = m")
+            content["target"] = tuple((str(k), float(v)) for k, v in content["target"].items())
+        if "true_offsets" in content:
+            rows = content["true_offsets"]
+            content["true_offsets"] = tuple(tuple(float(x) for x in row) for row in rows)
+        return super().from_mapping(content, where)
 
 
 class ModelObjective(eqx.Module):

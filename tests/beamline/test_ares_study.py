@@ -66,7 +66,7 @@ def test_cli_tune_reads_the_offsets_file(tmp_path, capsys):
     ("content", "match"),
     [
         ("budgets = 3", r"unknown key\(s\) \['budgets'\]"),
-        ("budget = 'many'", "budget in .* must be int; got 'many'"),
+        ("budget = 'many'", "budget in .* must be of type int; got 'many'"),
         ("budget = 4\nn_initial = 4", "need 2 <= n_initial < budget"),
         ("design = 'clever'", "design must be 'random' or 'd_optimal'"),
         ("true_offsets = [[0.0, 1.0]]", r"true_offsets must be a 3 x 2 list"),
