@@ -7,7 +7,13 @@ import pytest
 
 from diffdesign.beamline import ares
 from diffdesign.beamline.ares import calibration
-from diffdesign.beamline.ares.calibration import calibrate_offsets, load_offsets, save_offsets
+from diffdesign.beamline.ares.calibration import (
+    LeastSquares,
+    Nuts,
+    calibrate_offsets,
+    load_offsets,
+    save_offsets,
+)
 from diffdesign.beamline.ares.experiment_design import (
     cramer_rao_std,
     design_calibration_settings,
@@ -96,11 +102,7 @@ def test_nuts_posterior_agrees_with_least_squares(rng):
         settings,
         measured,
         incoming_beam=INCOMING,
-        method="nuts",
-        num_warmup=200,
-        num_samples=300,
-        num_chains=1,
-        key=jax.random.key(1),
+        method=Nuts(num_warmup=200, num_samples=300, num_chains=1, key=jax.random.key(1)),
     )
     assert "offsets" in nuts.posterior.posterior
     np.testing.assert_allclose(nuts.offsets, lsq.offsets, atol=0.3 * float(lsq.std.max()))
@@ -160,7 +162,6 @@ def test_offsets_file_round_trip_and_validation(tmp_path, rng):
         (lambda s, m, kw: (s, m, {"noise": {"mu_x": 0.0}}), r"noise\['mu_x'\] must be > 0 m"),
         (lambda s, m, kw: (s, m, {"noise": {"size": 1.0}}), r"noise keys must be among"),
         (lambda s, m, kw: (s, m, {"bound": -1.0}), "bound must lie in"),
-        (lambda s, m, kw: (s, m, {"method": "adam"}), "method must be 'least_squares' or 'nuts'"),
     ],
 )
 def test_bad_input_is_named(change, match, rng):
@@ -181,7 +182,16 @@ def test_too_few_settings_and_bad_initial_offsets_are_named(rng):
     settings = settings_for(rng, 4)
     measured = ares.screen_beam(settings, SEED_OFFSETS)
     with pytest.raises(ValueError, match=r"initial_offsets must have shape \(3, 2\)"):
-        calibrate_offsets(settings, measured, initial_offsets=np.zeros((2, 3)))
+        calibrate_offsets(settings, measured, method=LeastSquares(initial_offsets=np.zeros((2, 3))))
+    with pytest.raises(ValueError, match=r"initial_offsets must lie in"):
+        calibrate_offsets(settings, measured, method=LeastSquares(initial_offsets=np.ones((3, 2))))
+
+
+def test_method_is_an_object_with_its_own_settings():
+    with pytest.raises(TypeError, match=r"method must be a CalibrationMethod.*got 'nuts'"):
+        calibrate_offsets(np.zeros((3, 5)), {}, method="nuts")
+    with pytest.raises(ValueError, match="Nuts: num_samples must be an integer >= 1"):
+        Nuts(num_samples=0)
 
 
 def test_undetermined_offsets_are_saved_as_null(tmp_path, rng):

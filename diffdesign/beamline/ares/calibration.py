@@ -4,16 +4,20 @@ A misalignment and a magnet strength can make the same beam at one setting; meas
 at several settings separate them. All estimates come from one likelihood: the whitened
 residuals r = (model(settings, offsets) - measured) / noise of the four screen observables,
 used by bounded least squares (Levenberg-Marquardt with exact Jacobians), by the Fisher
-information J^T J (uncertainties, identifiability, experiment design) and by NUTS.
+information J^T J (uncertainties, identifiability, experiment design) and by NUTS. The
+estimator is the ``method`` object of :func:`calibrate_offsets`: ``LeastSquares()`` or
+``Nuts(num_samples=..., ...)``.
 """
 
 from __future__ import annotations
 
+import abc
 import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,10 +40,108 @@ from diffdesign.beamline.beams import ParameterBeam
 from diffdesign.inference.least_squares import bounded_least_squares, least_squares_path
 
 __all__ = [
-    "DEFAULT_BOUND", "DEFAULT_NOISE", "CalibrationResult", "calibrate_offsets",
-    "calibration_history", "flat_residuals", "load_offsets", "residual_table", "save_offsets",
-    "whitened_residuals",
+    "DEFAULT_BOUND", "DEFAULT_NOISE", "CalibrationMethod", "CalibrationResult", "LeastSquares",
+    "Nuts", "calibrate_offsets", "calibration_history", "flat_residuals", "load_offsets",
+    "residual_table", "save_offsets", "whitened_residuals",
 ]  # fmt: skip
+
+
+class CalibrationMethod(eqx.Module):
+    """How :func:`calibrate_offsets` turns the likelihood into estimates: the ``method``.
+
+    Subclasses (:class:`LeastSquares`, :class:`Nuts`) carry their own settings, so no keyword
+    of :func:`calibrate_offsets` applies to one method only.
+    """
+
+    @abc.abstractmethod
+    def calibrate(
+        self,
+        settings: Float[Array, "n 5"],
+        measured: Mapping[str, Float[Array, " n"]],
+        sigmas: Mapping[str, Float[Array, " n"]],
+        incoming: ParameterBeam,
+        bound: float,
+    ) -> CalibrationResult:
+        """The estimate from validated inputs (``sigmas`` the noise per observable, m)."""
+
+
+class LeastSquares(CalibrationMethod):
+    """Bounded Levenberg-Marquardt with exact Jacobians; Gaussian errors from the exact
+    Fisher information.
+
+    Args:
+        initial_offsets: (3, 2) starting point (m) within ``[-bound, bound]``; zeros if None.
+    """
+
+    initial_offsets: Float[ArrayLike, "3 2"] | None = None
+
+    def calibrate(self, settings, measured, sigmas, incoming, bound):
+        if self.initial_offsets is None:
+            x0 = jnp.zeros(6)
+        else:
+            x0 = jnp.asarray(self.initial_offsets, dtype=float)
+            if x0.shape != (3, 2):
+                raise ValueError(f"initial_offsets must have shape (3, 2) (m); got {x0.shape}")
+            check_range(
+                x0, "initial_offsets", low=-bound, high=bound, owner="ARES calibration", unit="m"
+            )
+            x0 = x0.reshape(6)
+        fit, table = _fit_and_table(settings, measured, sigmas, incoming, x0, bound)
+        return CalibrationResult(
+            offsets=fit.x.reshape(3, 2),
+            std=fit.std.reshape(3, 2),
+            covariance=fit.covariance,
+            residuals=table,
+            chi2=float(fit.chi2),
+            dof=4 * settings.shape[0] - 6,
+            identifiability=fit.identifiability,
+            at_bound=fit.at_bound.reshape(3, 2),
+            converged=bool(fit.converged),
+            method="least_squares",
+            num_steps=int(fit.num_steps),
+        )
+
+
+class Nuts(CalibrationMethod):
+    """NumPyro NUTS posterior with uniform priors on ``[-bound, bound]``, returned as ArviZ
+    InferenceData in ``posterior`` (estimates: posterior means and covariance; converged when
+    no transition diverged and R-hat < 1.01).
+
+    Args:
+        num_warmup, num_samples, num_chains: NUTS settings (chains run in parallel when
+            there are enough devices).
+        fit_incoming_centroid: also sample the incoming centroid (mu_x, mu_px, mu_y, mu_py)
+            with Normal priors around the nominal beam of widths ``centroid_prior_std``
+            (m, rad, m, rad).
+        key: PRNG key of the sampler; ``jax.random.key(0)`` if None.
+
+    Example:
+        >>> calibrate_offsets(settings, measured, method=Nuts(num_samples=500)).posterior
+    """
+
+    num_warmup: int = eqx.field(default=500, static=True)
+    num_samples: int = eqx.field(default=1000, static=True)
+    num_chains: int = eqx.field(default=2, static=True)
+    fit_incoming_centroid: bool = eqx.field(default=False, static=True)
+    centroid_prior_std: Float[ArrayLike, 4] = (50e-6, 5e-6, 50e-6, 5e-6)
+    key: jax.Array | None = None
+
+    def __check_init__(self):
+        for name, low in (("num_warmup", 0), ("num_samples", 1), ("num_chains", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"Nuts: {name} must be an integer >= {low}; got {value!r}")
+
+    def calibrate(self, settings, measured, sigmas, incoming, bound):
+        # NumPyro and ArviZ load only when sampling
+        from diffdesign.beamline.ares._posterior import sample_offsets
+
+        return sample_offsets(
+            settings, measured, sigmas, incoming, bound, self.num_warmup, self.num_samples,
+            self.num_chains, self.fit_incoming_centroid,
+            jnp.asarray(self.centroid_prior_std, float),
+            jax.random.key(0) if self.key is None else self.key,
+        )  # fmt: skip
 
 
 def calibrate_offsets(
@@ -49,14 +151,7 @@ def calibrate_offsets(
     noise: Mapping[str, ArrayLike] | None = None,
     incoming_beam: ParameterBeam | None = None,
     bound: float = DEFAULT_BOUND,
-    initial_offsets: ArrayLike | None = None,
-    method: str = "least_squares",
-    num_warmup: int = 500,
-    num_samples: int = 1000,
-    num_chains: int = 2,
-    fit_incoming_centroid: bool = False,
-    centroid_prior_std: ArrayLike = (50e-6, 5e-6, 50e-6, 5e-6),
-    key: jax.Array | None = None,
+    method: CalibrationMethod | None = None,
 ) -> CalibrationResult:
     """Fit the three quadrupoles' displacements to screen measurements.
 
@@ -69,69 +164,32 @@ def calibrate_offsets(
             to ``DEFAULT_NOISE`` (10 um, about one binned camera pixel).
         incoming_beam: the beam entering the segment; ``ares.incoming_beam()`` if None.
         bound: hard bound (m) on each offset: |offset| <= bound.
-        initial_offsets: (3, 2) starting point for least squares; zeros if None.
-        method: "least_squares" (Levenberg-Marquardt, Gaussian errors from the exact
-            Fisher information) or "nuts" (NumPyro posterior with uniform priors on
-            [-bound, bound], returned as ArviZ InferenceData in ``posterior``).
-        num_warmup, num_samples, num_chains: NUTS settings.
-        fit_incoming_centroid: NUTS only: also sample the incoming centroid (mu_x, mu_px,
-            mu_y, mu_py) with Normal priors around the nominal beam of widths
-            ``centroid_prior_std`` (m, rad, m, rad).
-        key: PRNG key for NUTS.
+        method: :class:`LeastSquares` (the default: Levenberg-Marquardt, Gaussian errors from
+            the exact Fisher information) or :class:`Nuts` (the posterior by NumPyro), each
+            with its own settings.
 
     Raises:
+        TypeError: ``method`` is not a :class:`CalibrationMethod`.
         ValueError: for wrong shapes, NaNs, settings outside the magnet ranges,
-            non-positive noise or bound, or an unknown method.
+            non-positive noise or bound, or initial offsets outside the bound.
 
     Example:
         >>> result = calibrate_offsets(settings, ares.screen_beam(settings, true_offsets))
         >>> result.offsets, result.std
+        >>> calibrate_offsets(settings, measured, method=Nuts(num_chains=1)).posterior
     """
-    if method not in ("least_squares", "nuts"):
-        raise ValueError(f"method must be 'least_squares' or 'nuts'; got '{method}'")
-    if fit_incoming_centroid and method != "nuts":
-        raise ValueError("fit_incoming_centroid=True needs method='nuts'")
+    method = LeastSquares() if method is None else method
+    if not isinstance(method, CalibrationMethod):
+        raise TypeError(
+            f"method must be a CalibrationMethod, LeastSquares(...) or Nuts(...); got {method!r}"
+        )
     settings = _validate_settings(settings)
     n = settings.shape[0]
     measured = _validate_measurements(measurements, n)
     sigmas = _validate_noise(noise, n)
     check_positive(bound, "bound", "ARES calibration", "m")
     incoming = incoming_beam if incoming_beam is not None else default_incoming_beam()
-    if initial_offsets is None:
-        x0 = jnp.zeros(6)
-    else:
-        x0 = jnp.asarray(initial_offsets, dtype=float)
-        if x0.shape != (3, 2):
-            raise ValueError(f"initial_offsets must have shape (3, 2) (m); got {x0.shape}")
-        check_range(
-            x0, "initial_offsets", low=-bound, high=bound, owner="ARES calibration", unit="m"
-        )
-        x0 = x0.reshape(6)
-
-    if method == "nuts":
-        from diffdesign.beamline.ares._posterior import sample_offsets
-
-        return sample_offsets(
-            settings, measured, sigmas, incoming, bound, num_warmup, num_samples,
-            num_chains, fit_incoming_centroid, jnp.asarray(centroid_prior_std, float),
-            jax.random.key(0) if key is None else key,
-        )  # fmt: skip
-
-    fit, table = _fit_and_table(settings, measured, sigmas, incoming, x0, bound)
-    offsets = fit.x.reshape(3, 2)
-    return CalibrationResult(
-        offsets=offsets,
-        std=fit.std.reshape(3, 2),
-        covariance=fit.covariance,
-        residuals=table,
-        chi2=float(fit.chi2),
-        dof=4 * n - 6,
-        identifiability=fit.identifiability,
-        at_bound=fit.at_bound.reshape(3, 2),
-        converged=bool(fit.converged),
-        method="least_squares",
-        num_steps=int(fit.num_steps),
-    )
+    return method.calibrate(settings, measured, sigmas, incoming, bound)
 
 
 #: Solver tolerances on the unconstrained variables z (offset = bound * tanh z): a change
