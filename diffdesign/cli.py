@@ -142,11 +142,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = args.module
     if getattr(module, "DEFAULT_CONFIG", None) is not None and args.config is None:
         args.config = str(module.DEFAULT_CONFIG)
+    from diffdesign.core.interrupt import Interrupted, stop_on_signal
+
     try:
-        summary = module.run(args)
+        with stop_on_signal():  # Ctrl-C / SIGTERM: finish the step, keep the checkpoint
+            summary = module.run(args)
     except (ValueError, OSError) as error:  # bad input, unreadable or unwritable files
         print(f"diffdesign: error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        print(f"diffdesign: {stop}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("diffdesign: interrupted; rerun the same command into the same --out to resume "
+              "from its last checkpoint", file=sys.stderr)  # fmt: skip
+        return 130
     if summary:
         _print_summary(summary)
     return 0

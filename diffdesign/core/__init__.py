@@ -28,6 +28,7 @@ from diffdesign.core.fit import (
     run,
     run_members,
 )
+from diffdesign.core.interrupt import Interrupted, stop_on_signal
 from diffdesign.core.problem import Problem, ResidualProblem, Sum
 from diffdesign.core.spec import (
     Param,
@@ -47,10 +48,10 @@ from diffdesign.core.spec import (
 
 __all__ = [
     "Adam", "Box", "Constant", "ConstantThenCosine", "CosineDecay", "EarlyStop", "Fit",
-    "FitResult", "FitState", "FoldIn", "Identity", "KeySchedule", "Log", "MembersResult",
-    "MultistartResult", "Optax", "Optimiser", "Param", "Problem", "ResidualProblem", "SameKey",
-    "Schedule", "Split", "SplitPerChunk", "StepInfo", "Sum", "Transform", "check_params",
-    "internal", "is_param", "labels", "merge", "multistart", "n_parameters", "param_names",
-    "project", "run", "run_members", "step_sizes", "to_physical", "unbounded", "values",
-    "with_values",
+    "FitResult", "FitState", "FoldIn", "Identity", "Interrupted", "KeySchedule", "Log",
+    "MembersResult", "MultistartResult", "Optax", "Optimiser", "Param", "Problem",
+    "ResidualProblem", "SameKey", "Schedule", "Split", "SplitPerChunk", "StepInfo", "Sum",
+    "Transform", "check_params", "internal", "is_param", "labels", "merge", "multistart",
+    "n_parameters", "param_names", "project", "run", "run_members", "step_sizes", "stop_on_signal",
+    "to_physical", "unbounded", "values", "with_values",
 ]  # fmt: skip

@@ -33,6 +33,7 @@ import optax
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
 from diffdesign._checkpoint import load_checkpoint, save_checkpoint
+from diffdesign.core.interrupt import Interrupted, running, stop_requested
 from diffdesign.core.problem import Problem
 from diffdesign.core.spec import check_params, internal, labels, project, step_sizes, to_physical
 
@@ -349,30 +350,33 @@ def _drive(
     done = int(state.step)
     bar = _progress_bar(problem.name, steps, done, progress)
     stopped = "steps"
-    try:
-        while done < steps:
-            n = min(chunk - done % chunk, steps - done)  # chunks aligned to multiples of chunk
-            tic = time.perf_counter()
-            new_state, info = driver.advance(fit, state, n)
-            driver.check(done, info)
-            seconds = time.perf_counter() - tic
-            wall += seconds
-            history += driver.record(done, n, info, seconds / n)
-            state, done = new_state, done + n
-            if path is not None:
-                save_checkpoint(path, _storable(state),
-                                {"settings": meta, "history": history, "wall_s": wall})  # fmt: skip
-            if callback is not None:
-                callback(done, params_of(state), info)
-            bar.update(n)
-            recent = driver.losses(history)
-            if recent:
-                bar.set_postfix_str(f"loss {recent[-1]:.4g}", refresh=False)
-            if early_stop is not None and early_stop(driver.losses(history)):
-                stopped = "early stop"
-                break
-    finally:
-        bar.close()
+    with running():
+        try:
+            while done < steps:
+                n = min(chunk - done % chunk, steps - done)  # chunks aligned to multiples of chunk
+                tic = time.perf_counter()
+                new_state, info = driver.advance(fit, state, n)
+                driver.check(done, info)
+                seconds = time.perf_counter() - tic
+                wall += seconds
+                history += driver.record(done, n, info, seconds / n)
+                state, done = new_state, done + n
+                if path is not None:
+                    header = {"settings": meta, "history": history, "wall_s": wall}
+                    save_checkpoint(path, _storable(state), header)
+                if callback is not None:
+                    callback(done, params_of(state), info)
+                bar.update(n)
+                recent = driver.losses(history)
+                if recent:
+                    bar.set_postfix_str(f"loss {recent[-1]:.4g}", refresh=False)
+                if early_stop is not None and early_stop(driver.losses(history)):
+                    stopped = "early stop"
+                    break
+                if stop_requested() and done < steps:
+                    raise Interrupted(problem.name, done, steps, path is not None)
+        finally:
+            bar.close()
     return state, history, stopped, wall
 
 

@@ -29,6 +29,7 @@ from diffdesign.core import (
     FitState,
     FoldIn,
     Identity,
+    Interrupted,
     KeySchedule,
     Log,
     MembersResult,
@@ -52,6 +53,7 @@ from diffdesign.core import (
     param_names,
     run,
     run_members,
+    stop_on_signal,
     unbounded,
     values,
     with_values,
@@ -66,9 +68,10 @@ from diffdesign.design.bayesopt import (
 
 __all__ = [
     "Adam", "BayesianOptimisation", "Box", "Constant", "ConstantThenCosine", "CosineDecay",
-    "EarlyStop", "Fit", "FitResult", "FitState", "FoldIn", "Identity", "KeySchedule", "Log",
-    "MembersResult", "MultistartResult", "Optax", "Optimiser", "Param", "Problem", "RandomSearch",
-    "ResidualProblem", "SameKey", "Schedule", "SearchState", "Split", "SplitPerChunk", "StepInfo",
-    "StepRecord", "Sum", "Transform", "check_params", "latin_hypercube", "merge", "multistart",
-    "n_parameters", "param_names", "run", "run_members", "unbounded", "values", "with_values",
+    "EarlyStop", "Fit", "FitResult", "FitState", "FoldIn", "Identity", "Interrupted",
+    "KeySchedule", "Log", "MembersResult", "MultistartResult", "Optax", "Optimiser", "Param",
+    "Problem", "RandomSearch", "ResidualProblem", "SameKey", "Schedule", "SearchState", "Split",
+    "SplitPerChunk", "StepInfo", "StepRecord", "Sum", "Transform", "check_params",
+    "latin_hypercube", "merge", "multistart", "n_parameters", "param_names", "run", "run_members",
+    "stop_on_signal", "unbounded", "values", "with_values",
 ]  # fmt: skip
