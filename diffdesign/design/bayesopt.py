@@ -638,6 +638,24 @@ def _padded_size(n: int) -> int:
 
 
 @eqx.filter_jit
+def _acquisition(
+    hyper: GPHyperparameters,
+    unit: Float[Array, "n d"],
+    y: Float[Array, " n"],
+    mask: Bool[Array, " n"],
+    beta: Float[Array, ""],
+    *,
+    mean_fn: MeanFn | None,
+    kernel: Callable,
+    make_acquisition: Callable,
+) -> tuple[Callable[[Array], Array], Float[Array, "1 d"]]:
+    """The acquisition function of the GP at ``hyper`` and the incumbent point (a start)."""
+    post = posterior(hyper, mean_fn, unit, y, kernel=kernel, mask=mask)
+    masked_y = jnp.where(mask, y, jnp.inf)
+    best = jnp.argmin(masked_y)
+    return make_acquisition(post, masked_y[best], beta), unit[best][None, :]
+
+
 def _propose_gp(
     unit: Float[Array, "n d"],
     y: Float[Array, " n"],
@@ -657,6 +675,7 @@ def _propose_gp(
     n_raw_samples: int,
     n_acquisition_steps: int,
 ) -> tuple[Array, GPHyperparameters, Array, Array]:
+    """Fit the hyperparameters and maximise the acquisition (each one compiled multistart)."""
     fit_key, acquisition_key = jax.random.split(key)
     fit = fit_hyperparameters(
         unit,
@@ -671,14 +690,21 @@ def _propose_gp(
         n_restarts=n_restarts,
         n_steps=n_fit_steps,
     )
-    post = posterior(fit.hyperparameters, mean_fn, unit, y, kernel=kernel, mask=mask)
-    masked_y = jnp.where(mask, y, jnp.inf)
-    best = jnp.argmin(masked_y)
+    acquisition, incumbent = _acquisition(
+        fit.hyperparameters,
+        unit,
+        y,
+        mask,
+        beta,
+        mean_fn=mean_fn,
+        kernel=kernel,
+        make_acquisition=make_acquisition,
+    )
     x, value = maximize_acquisition(
-        make_acquisition(post, masked_y[best], beta),
+        acquisition,
         acquisition_key,
         unit.shape[1],
-        initial_points=unit[best][None, :],
+        initial_points=incumbent,
         n_starts=n_starts,
         n_raw_samples=n_raw_samples,
         n_steps=n_acquisition_steps,

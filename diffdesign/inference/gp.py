@@ -2,7 +2,9 @@
 
 Everything here is a pure function of PyTrees: kernels, the exact marginal likelihood, the
 posterior and the acquisition functions jit, vmap and differentiate like any other model in
-the package. ``fit_hyperparameters`` and ``maximize_acquisition`` are the jitted edges.
+the package. ``fit_hyperparameters`` and ``maximize_acquisition`` are the edges: each is a
+design-layer problem (:class:`HyperparameterProblem`, :class:`AcquisitionProblem`) solved by
+:func:`diffdesign.core.multistart` (one compiled, vmapped Adam loop), called outside ``jit``.
 
 Conventions
 -----------
@@ -25,17 +27,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.scipy as jsp
 import numpy as np
-import optax
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, PyTree
 
 from diffdesign._validation import check_finite, is_concrete
+from diffdesign.core import Adam, Box, CosineDecay, Param, Problem, multistart, values
 
 Kernel = Callable[[Array, Array, Array, Array], Array]
 MeanFn = Callable[[PyTree, Array], Array]
@@ -368,8 +370,9 @@ class HyperparameterPrior(NamedTuple):
 
     Variances are in units of the sample variance of ``y`` (the fit standardises ``y``);
     lengthscales in input units (unit cube). Each ``*_bounds`` is a hard ``(low, high)``
-    range enforced by a bijection (a sigmoid in log space); each ``*_gamma`` is
-    ``(concentration, rate)`` of a Gamma prior on the natural value, or ``None`` for flat.
+    range enforced by a bijection (a :class:`~diffdesign.core.Box` in log space); each
+    ``*_gamma`` is ``(concentration, rate)`` of a Gamma prior on the natural value, or
+    ``None`` for flat.
     The defaults are BoTorch's classic ``SingleTaskGP`` priors.
     """
 
@@ -399,19 +402,25 @@ class GPFit(NamedTuple):
     marginal_log_likelihood: Float[Array, ""]
 
 
-def _to_interval(z: Array, low: ArrayLike, high: ArrayLike) -> Array:
-    """R -> [low, high]; the clip only removes round-off at the saturated ends."""
-    return jnp.clip(low + (high - low) * jax.nn.sigmoid(z), low, high)
-
-
-def _from_interval(value: Array, low: ArrayLike, high: ArrayLike) -> Array:
-    """Inverse of :func:`_to_interval`; a start on a bound is moved just inside it."""
-    fraction = jnp.clip((value - low) / (high - low), 1e-6, 1.0 - 1e-6)
-    return jnp.log(fraction) - jnp.log1p(-fraction)
+#: Adam step and eps of the bounded hyperparameters, relative to ``learning_rate`` and to
+#: optax's eps. A log hyperparameter in ``[low, high]`` was historically moved through the
+#: logistic coordinate ``u`` (``low + (high - low) sigmoid(u)``), which is the :class:`Box`
+#: coordinate ``z = u / 2`` (``sigmoid(u) = (1 + tanh(u / 2)) / 2``): gradients in ``z`` are
+#: twice those in ``u``, so half the step and twice Adam's eps keep the historical path.
+_BOX_STEP = 0.5
+_BOX_EPS = 2e-8
+#: A start on (or beyond) a bound is moved this fraction of the range inside it.
+_START_INSIDE = 1e-6
 
 
 def _log_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
     return math.log(bounds[0]), math.log(bounds[1])
+
+
+def _inside(value: Array, low: ArrayLike, high: ArrayLike) -> Array:
+    """``value`` moved at least ``_START_INSIDE`` of the range inside ``[low, high]``."""
+    margin = _START_INSIDE * (jnp.asarray(high) - jnp.asarray(low))
+    return jnp.clip(value, low + margin, high - margin)
 
 
 def _gamma_log_density(log_value: Array, gamma: tuple[float, float] | None) -> Array:
@@ -419,6 +428,28 @@ def _gamma_log_density(log_value: Array, gamma: tuple[float, float] | None) -> A
         return jnp.zeros(())
     concentration, rate = gamma
     return jnp.sum((concentration - 1.0) * log_value - rate * jnp.exp(log_value))
+
+
+@jax.custom_vjp
+def _finite_gradient(x: PyTree) -> PyTree:
+    """The identity on a PyTree of arrays, whose gradient has its non-finite entries set to zero.
+
+    A start whose gradient is not finite (a failed Cholesky factorisation, the square root
+    of a zero variance) then stays where it is, as with ``optax.apply_if_finite``, instead
+    of turning into NaN.
+    """
+    return x
+
+
+def _finite_gradient_fwd(x):
+    return x, None
+
+
+def _finite_gradient_bwd(_, cotangent):
+    return (jax.tree_util.tree_map(lambda c: jnp.where(jnp.isfinite(c), c, 0.0), cotangent),)
+
+
+_finite_gradient.defvjp(_finite_gradient_fwd, _finite_gradient_bwd)
 
 
 def _standardisation(y: Array, mask: Array) -> tuple[Array, Array]:
@@ -546,11 +577,13 @@ def fit_hyperparameters(
     deviation of the valid ``y``), where the prior mean becomes
     ``m̃(X) = (mean_offset - shift) / scale + mean_fn(mean_params, X) / scale`` and the
     variances are divided by ``scale²``; the result is mapped back to the units of ``y``.
-    Each restart runs ``n_steps`` of Adam (cosine-decayed step size; steps with a
-    non-finite gradient are skipped); restart 0 starts from ``init`` (or
-    :func:`default_hyperparameters`), the others from random points. The restart with the
-    highest log posterior wins. Lengthscales, variances and ``mean_params`` pass through
-    bijections onto their bounds, so the bounds are never exceeded.
+    The restarts are one :func:`diffdesign.core.multistart` of :class:`HyperparameterProblem`:
+    each runs ``n_steps`` of Adam (cosine-decayed to 10 % of ``learning_rate``; non-finite
+    gradient entries are set to zero, so a start where the likelihood fails stays put);
+    restart 0 starts from ``init`` (or :func:`default_hyperparameters`), the others from
+    random points. The restart with the highest log posterior wins. Lengthscales, variances
+    and ``mean_params`` pass through Box bijections onto their bounds, so the bounds are
+    never exceeded (a start on a bound is moved 10⁻⁶ of the range inside).
 
     Args:
         X: ``(n, d)`` inputs (unit cube).
@@ -570,7 +603,9 @@ def fit_hyperparameters(
         mask: ``(n,)`` rows in use (others are padding).
         n_restarts: number of optimisation starts (vmapped).
         n_steps: Adam steps per start.
-        learning_rate: initial Adam step size in the unconstrained coordinates.
+        learning_rate: initial Adam step size in the logistic coordinate ``u`` of a bounded
+            hyperparameter (``low + (high - low) sigmoid(u)``; the Box step is half of it)
+            and of ``mean_offset`` (standardised units).
         jitter: diagonal jitter relative to the signal variance.
 
     Returns:
@@ -579,7 +614,7 @@ def fit_hyperparameters(
     Raises:
         ValueError: on mismatched shapes, non-finite data, bad bounds or a start outside them.
         TypeError: if both ``init`` and ``mean_params`` are given.
-        equinox.EquinoxRuntimeError: if every restart ends with a non-finite objective.
+        FloatingPointError: if every restart ends with a non-finite objective.
 
     Example:
         >>> fit = fit_hyperparameters(X, y, jax.random.key(0), mean_fn=model,
@@ -605,7 +640,7 @@ def fit_hyperparameters(
         init = default_hyperparameters(X, y, mean_fn=mean_fn, mean_params=mean_params, mask=mask)
     if mean_params_bounds is not None:
         mean_params_bounds = check_mean_params_bounds(init.mean_params, mean_params_bounds)
-    return _fit(
+    problem, starts, shift, scale = _hyperparameter_problem(
         X,
         y,
         mask,
@@ -617,14 +652,81 @@ def fit_hyperparameters(
         prior=prior,
         fit_mean_offset=fit_mean_offset,
         n_restarts=n_restarts,
-        n_steps=n_steps,
         learning_rate=learning_rate,
         jitter=jitter,
     )
+    optimiser = Adam(CosineDecay(n_steps, final_fraction=0.1), eps=_BOX_EPS)
+    result = multistart(problem, starts, steps=n_steps, key=key, optimiser=optimiser)
+    best = jax.tree_util.tree_map(lambda leaf: leaf[result.best], result.params)
+    return _unstandardise(problem, best, shift, scale, X, y, mask, mean_fn=mean_fn)
+
+
+class _ScaledMean(eqx.Module):
+    """The caller's mean function in standardised units: ``mean_fn(params, X) / scale``."""
+
+    mean_fn: MeanFn
+    scale: Array
+
+    def __call__(self, mean_params: PyTree, X: Array) -> Array:
+        return self.mean_fn(mean_params, X) / self.scale
+
+
+class HyperparameterProblem(Problem):
+    """The MAP hyperparameter fit of standardised data as a design-layer problem.
+
+    The loss is minus the log posterior (exact marginal likelihood plus the Gamma priors of
+    ``prior``) of the standardised targets; the spec holds the standardised log
+    hyperparameters inside the log of ``prior``'s bounds through :class:`Box` bijections
+    (one label each, step ``_BOX_STEP * learning_rate``), ``mean_offset`` unbounded (step
+    ``learning_rate``) when it is fitted, and ``mean_params`` inside their bounds (Box) when
+    they are fitted. Entries not fitted are fixed at their values in ``fixed``.
+    """
+
+    X: Array
+    y: Array
+    mask: Array
+    start: dict[str, PyTree]
+    fixed: dict[str, PyTree]
+    mean_fn: MeanFn | None
+    kernel: Kernel = eqx.field(static=True)
+    prior: HyperparameterPrior = eqx.field(static=True)
+    jitter: float = eqx.field(static=True)
+
+    @property
+    def spec(self) -> dict[str, PyTree]:
+        return self.start
+
+    @property
+    def name(self) -> str:
+        return "gp_hyperparameters"
+
+    def hyperparameters(self, params: dict[str, PyTree]) -> GPHyperparameters:
+        """The (standardised) hyperparameters of ``params`` (the spec's entries)."""
+        values = {**self.fixed, **params}
+        return GPHyperparameters(
+            log_lengthscales=values["log_lengthscales"],
+            log_signal_variance=values["log_signal_variance"],
+            log_noise_variance=values["log_noise_variance"],
+            mean_offset=values["mean_offset"],
+            mean_params=values["mean_params"],
+        )
+
+    def loss(self, params, key):
+        del key
+        hyper = self.hyperparameters(_finite_gradient(params))
+        log_likelihood = _marginal_log_likelihood(
+            hyper, self.mean_fn, self.kernel, self.X, self.y, self.mask, self.jitter
+        )
+        log_prior = (
+            _gamma_log_density(hyper.log_lengthscales, self.prior.lengthscale_gamma)
+            + _gamma_log_density(hyper.log_signal_variance, self.prior.signal_variance_gamma)
+            + _gamma_log_density(hyper.log_noise_variance, self.prior.noise_variance_gamma)
+        )
+        return -(log_likelihood + log_prior), {}
 
 
 @eqx.filter_jit
-def _fit(
+def _hyperparameter_problem(
     X: Array,
     y: Array,
     mask: Array,
@@ -637,89 +739,69 @@ def _fit(
     prior: HyperparameterPrior,
     fit_mean_offset: bool,
     n_restarts: int,
-    n_steps: int,
     learning_rate: float,
     jitter: float,
-) -> GPFit:
+) -> tuple[HyperparameterProblem, dict[str, PyTree], Array, Array]:
+    """The problem on standardised data, its starts (restart 0: ``init``), shift and scale."""
     shift, scale = _standardisation(y, mask)
-    y_standard = jnp.where(mask, (y - shift) / scale, 0.0)
     log_scale2 = 2.0 * jnp.log(scale)
-    if mean_fn is None:
-        standard_mean_fn = None
-    else:
+    box_step = _BOX_STEP * learning_rate
+    bounds = {
+        "log_lengthscales": _log_bounds(prior.lengthscale_bounds),
+        "log_signal_variance": _log_bounds(prior.signal_variance_bounds),
+        "log_noise_variance": _log_bounds(prior.noise_variance_bounds),
+    }
+    standard_init = {
+        "log_lengthscales": init.log_lengthscales,
+        "log_signal_variance": init.log_signal_variance - log_scale2,
+        "log_noise_variance": init.log_noise_variance - log_scale2,
+        "mean_offset": (init.mean_offset - shift) / scale,
+        "mean_params": init.mean_params,
+    }
+    fitted = [*bounds, *(["mean_offset"] if fit_mean_offset else [])]
+    fitted += ["mean_params"] if mean_params_bounds is not None else []
 
-        def standard_mean_fn(params: PyTree, inputs: Array) -> Array:
-            return mean_fn(params, inputs) / scale
+    def box(value, low, high, name):
+        return Param(_inside(value, low, high), low, high, step=box_step, label=name,
+                     transform=Box())  # fmt: skip
 
-    ls_bounds = _log_bounds(prior.lengthscale_bounds)
-    sf_bounds = _log_bounds(prior.signal_variance_bounds)
-    sn_bounds = _log_bounds(prior.noise_variance_bounds)
-    fit_mean_params = mean_params_bounds is not None
-
-    def unpack(z: dict[str, Any]) -> GPHyperparameters:
-        """Unconstrained coordinates -> standardised hyperparameters."""
-        if fit_mean_params:
-            low, high = mean_params_bounds
-            mean_params = jax.tree_util.tree_map(_to_interval, z["mean_params"], low, high)
-        else:
-            mean_params = init.mean_params
-        offset = z["mean_offset"] if fit_mean_offset else (init.mean_offset - shift) / scale
-        return GPHyperparameters(
-            log_lengthscales=_to_interval(z["log_lengthscales"], *ls_bounds),
-            log_signal_variance=_to_interval(z["log_signal_variance"], *sf_bounds),
-            log_noise_variance=_to_interval(z["log_noise_variance"], *sn_bounds),
-            mean_offset=offset,
-            mean_params=mean_params,
+    start = {name: box(standard_init[name], *bounds[name], name) for name in bounds}
+    if fit_mean_offset:
+        start["mean_offset"] = Param(standard_init["mean_offset"], step=learning_rate,
+                                     label="mean_offset")  # fmt: skip
+    if mean_params_bounds is not None:
+        low, high = mean_params_bounds
+        start["mean_params"] = jax.tree_util.tree_map(
+            lambda value, lo, hi: box(value, lo, hi, "mean_params"), init.mean_params, low, high
         )
-
-    def pack(
-        log_lengthscales: Array,
-        log_signal_variance: Array,
-        log_noise_variance: Array,
-        mean_offset: Array,
-        mean_params: PyTree,
-    ) -> dict[str, Any]:
-        """Standardised hyperparameters -> unconstrained coordinates."""
-        z = {
-            "log_lengthscales": _from_interval(log_lengthscales, *ls_bounds),
-            "log_signal_variance": _from_interval(log_signal_variance, *sf_bounds),
-            "log_noise_variance": _from_interval(log_noise_variance, *sn_bounds),
-        }
-        if fit_mean_offset:
-            z["mean_offset"] = mean_offset
-        if fit_mean_params:
-            low, high = mean_params_bounds
-            z["mean_params"] = jax.tree_util.tree_map(_from_interval, mean_params, low, high)
-        return z
-
-    def negative_log_posterior(z: dict[str, Any]) -> Array:
-        hyper = unpack(z)
-        log_likelihood = _marginal_log_likelihood(
-            hyper, standard_mean_fn, kernel, X, y_standard, mask, jitter
-        )
-        log_prior = (
-            _gamma_log_density(hyper.log_lengthscales, prior.lengthscale_gamma)
-            + _gamma_log_density(hyper.log_signal_variance, prior.signal_variance_gamma)
-            + _gamma_log_density(hyper.log_noise_variance, prior.noise_variance_gamma)
-        )
-        return -(log_likelihood + log_prior)
-
-    # Restart 0: the warm start, in standardised units.
-    start = pack(
-        init.log_lengthscales,
-        init.log_signal_variance - log_scale2,
-        init.log_noise_variance - log_scale2,
-        (init.mean_offset - shift) / scale,
-        init.mean_params,
+    fixed = {name: value for name, value in standard_init.items() if name not in fitted}
+    problem = HyperparameterProblem(
+        X=X,
+        y=jnp.where(mask, (y - shift) / scale, 0.0),
+        mask=mask,
+        start=start,
+        fixed=fixed,
+        mean_fn=None if mean_fn is None else _ScaledMean(mean_fn, scale),
+        kernel=kernel,
+        prior=prior,
+        jitter=jitter,
     )
-    # Other restarts: log-uniform kernel hyperparameters, mean_params uniform in their box.
+
+    # Restart 0: the warm start; the others log-uniform kernel hyperparameters, mean_offset
+    # zero and mean_params uniform in the middle 96 % of their box.
     d = X.shape[1]
     keys = jax.random.split(key, 4)
     n_random = n_restarts - 1
     log_uniform = lambda k, shape, low, high: jax.random.uniform(
         k, shape, minval=math.log(low), maxval=math.log(high)
     )
-    if fit_mean_params:
+    random = {
+        "log_lengthscales": log_uniform(keys[0], (n_random, d), 0.05, 2.0),
+        "log_signal_variance": log_uniform(keys[1], (n_random,), 0.2, 5.0),
+        "log_noise_variance": log_uniform(keys[2], (n_random,), 1e-5, 1e-1),
+        "mean_offset": jnp.zeros(n_random),
+    }
+    if mean_params_bounds is not None:
         low, high = mean_params_bounds
         leaves, treedef = jax.tree_util.tree_flatten(low)
         leaf_keys = jax.random.split(keys[3], len(leaves))
@@ -727,56 +809,47 @@ def _fit(
             jax.random.uniform(k, (n_random, *jnp.shape(leaf)), minval=0.02, maxval=0.98)
             for k, leaf in zip(leaf_keys, leaves, strict=True)
         ]
-        random_mean_params = jax.tree_util.tree_map(
-            lambda f, lo, hi: lo[None] + (hi - lo)[None] * f,
+        random["mean_params"] = jax.tree_util.tree_map(
+            lambda f, lo, hi: _inside(lo[None] + (hi - lo)[None] * f, lo[None], hi[None]),
             treedef.unflatten(fractions),
             low,
             high,
         )
-    else:
-        random_mean_params = None
-    random_starts = jax.vmap(pack)(
-        log_uniform(keys[0], (n_random, d), 0.05, 2.0),
-        log_uniform(keys[1], (n_random,), 0.2, 5.0),
-        log_uniform(keys[2], (n_random,), 1e-5, 1e-1),
-        jnp.zeros(n_random),
-        random_mean_params,
-    )
-    starts = jax.tree_util.tree_map(
-        lambda first, rest: jnp.concatenate([first[None], rest]), start, random_starts
-    )
+    for name, (lower, upper) in bounds.items():
+        random[name] = _inside(random[name], lower, upper)
+    first = {name: values(start[name]) for name in fitted}
+    starts = {
+        name: jax.tree_util.tree_map(
+            lambda a, rest: jnp.concatenate([a[None], rest]), first[name], random[name]
+        )
+        for name in fitted
+    }
+    return problem, starts, shift, scale
 
-    schedule = optax.cosine_decay_schedule(learning_rate, n_steps, alpha=0.1)
-    optimiser = optax.apply_if_finite(optax.adam(schedule), max_consecutive_errors=n_steps)
-    value_and_grad = jax.value_and_grad(negative_log_posterior)
 
-    def descend(z0: dict[str, Any]) -> tuple[dict[str, Any], Array]:
-        def update(carry, _):
-            z, state = carry
-            _, gradient = value_and_grad(z)
-            updates, state = optimiser.update(gradient, state, z)
-            return (optax.apply_updates(z, updates), state), None
-
-        (z, _), _ = jax.lax.scan(update, (z0, optimiser.init(z0)), None, length=n_steps)
-        return z, negative_log_posterior(z)
-
-    final_z, final_loss = jax.vmap(descend)(starts)
-    final_loss = jnp.where(jnp.isfinite(final_loss), final_loss, jnp.inf)
-    best = jnp.argmin(final_loss)
-    final_loss = eqx.error_if(
-        final_loss,
-        ~jnp.isfinite(final_loss[best]),
-        "fit_hyperparameters: every restart ended with a non-finite marginal likelihood",
-    )
-    standard = unpack(jax.tree_util.tree_map(lambda leaf: leaf[best], final_z))
+@eqx.filter_jit
+def _unstandardise(
+    problem: HyperparameterProblem,
+    standard: dict[str, PyTree],
+    shift: Array,
+    scale: Array,
+    X: Array,
+    y: Array,
+    mask: Array,
+    *,
+    mean_fn: MeanFn | None,
+) -> GPFit:
+    """The fit in the units of ``y``, with its exact marginal log likelihood."""
+    hyper = problem.hyperparameters(standard)
+    log_scale2 = 2.0 * jnp.log(scale)
     hyper = GPHyperparameters(
-        log_lengthscales=standard.log_lengthscales,
-        log_signal_variance=standard.log_signal_variance + log_scale2,
-        log_noise_variance=standard.log_noise_variance + log_scale2,
-        mean_offset=standard.mean_offset * scale + shift,
-        mean_params=standard.mean_params,
+        log_lengthscales=hyper.log_lengthscales,
+        log_signal_variance=hyper.log_signal_variance + log_scale2,
+        log_noise_variance=hyper.log_noise_variance + log_scale2,
+        mean_offset=hyper.mean_offset * scale + shift,
+        mean_params=hyper.mean_params,
     )
-    mll = _marginal_log_likelihood(hyper, mean_fn, kernel, X, y, mask, jitter)
+    mll = _marginal_log_likelihood(hyper, mean_fn, problem.kernel, X, y, mask, problem.jitter)
     return GPFit(hyper, mll)
 
 
@@ -904,50 +977,66 @@ class UpperConfidenceBound(eqx.Module):
         return -lower_confidence_bound(mean[0], variance[0], self.beta)
 
 
+class AcquisitionProblem(Problem):
+    """Maximisation of an acquisition function over the unit cube as a design-layer problem:
+    the loss is ``-acquisition(x)``, the spec ``{"x": Param in [0, 1]^d}`` (projected back
+    onto the cube after every step, step ``learning_rate`` in unit-cube units)."""
+
+    acquisition: Callable[[Array], Array]
+    start: Param
+
+    @property
+    def spec(self) -> dict[str, Param]:
+        return {"x": self.start}
+
+    @property
+    def name(self) -> str:
+        return "acquisition"
+
+    def loss(self, params, key):
+        del key
+        return -self.acquisition(_finite_gradient(params["x"])), {}
+
+
 @eqx.filter_jit
-def _maximize_acquisition(
+def _acquisition_starts(
     acquisition: Callable[[Array], Array],
     key: PRNGKeyArray,
     initial_points: Float[Array, "k d"],
     *,
     n_starts: int,
     n_raw_samples: int,
-    n_steps: int,
     learning_rate: float,
-) -> tuple[Float[Array, " d"], Float[Array, ""]]:
+) -> tuple[AcquisitionProblem, Float[Array, "s d"], Float[Array, " s"]]:
+    """The problem, its starts (``initial_points``, then the best raw samples) and their
+    acquisition values."""
     d = initial_points.shape[1]
     raw = jax.random.uniform(key, (n_raw_samples, d))
     raw_values = jax.vmap(acquisition)(raw)
     raw_values = jnp.where(jnp.isfinite(raw_values), raw_values, -jnp.inf)
     _, top = jax.lax.top_k(raw_values, n_starts)
-    starts = jnp.concatenate([jnp.clip(initial_points, 0.0, 1.0), raw[top]])
+    initial_points = jnp.clip(initial_points, 0.0, 1.0)
+    starts = jnp.concatenate([initial_points, raw[top]])
+    start_values = jnp.concatenate([jax.vmap(acquisition)(initial_points), raw_values[top]])
+    start = Param(starts[0], 0.0, 1.0, step=learning_rate, label="x")
+    return AcquisitionProblem(acquisition, start), starts, start_values
 
-    # The step size decays so the final iterates settle instead of hovering ~learning_rate
-    # around the maximiser (Adam's steps do not shrink with the gradient).
-    schedule = optax.cosine_decay_schedule(learning_rate, n_steps, alpha=0.01)
-    optimiser = optax.apply_if_finite(optax.adam(schedule), max_consecutive_errors=n_steps)
-    value_and_grad = jax.value_and_grad(acquisition)
 
-    def ascend(x0: Array) -> tuple[Array, Array]:
-        def update(carry, _):
-            x, state, best_x, best_value = carry
-            value, gradient = value_and_grad(x)
-            better = jnp.isfinite(value) & (value > best_value)
-            best_x = jnp.where(better, x, best_x)
-            best_value = jnp.where(better, value, best_value)
-            updates, state = optimiser.update(-gradient, state, x)
-            x = optax.projections.projection_box(optax.apply_updates(x, updates), 0.0, 1.0)
-            return (x, state, best_x, best_value), None
-
-        carry = (x0, optimiser.init(x0), x0, jnp.array(-jnp.inf))
-        (x, _, best_x, best_value), _ = jax.lax.scan(update, carry, None, length=n_steps)
-        value = acquisition(x)
-        better = jnp.isfinite(value) & (value > best_value)
-        return jnp.where(better, x, best_x), jnp.where(better, value, best_value)
-
-    xs, values = jax.vmap(ascend)(starts)
-    best = jnp.argmax(values)
-    return xs[best], values[best]
+@eqx.filter_jit
+def _best_point(
+    starts: Float[Array, "s d"],
+    start_values: Float[Array, " s"],
+    finals: Float[Array, "s d"],
+    final_losses: Float[Array, " s"],
+) -> tuple[Float[Array, " d"], Float[Array, ""]]:
+    """The best of every start and every end point (non-finite values never win)."""
+    start_values = jnp.where(jnp.isfinite(start_values), start_values, -jnp.inf)
+    final_values = jnp.where(jnp.isfinite(final_losses), -final_losses, -jnp.inf)
+    better = final_values > start_values
+    xs = jnp.where(better[:, None], finals, starts)
+    values_ = jnp.where(better, final_values, start_values)
+    best = jnp.argmax(values_)
+    return xs[best], values_[best]
 
 
 def maximize_acquisition(
@@ -965,8 +1054,10 @@ def maximize_acquisition(
 
     ``n_raw_samples`` uniform points are scored and the best ``n_starts`` of them, plus
     every row of ``initial_points`` (e.g. the current best point), start ``n_steps`` of
-    Adam ascent (cosine-decayed step size), each step projected back onto ``[0, 1]^dim``;
-    the starts run vmapped in one jitted call. The best point seen on any path is returned.
+    Adam ascent (cosine-decayed step size), each step projected back onto ``[0, 1]^dim``:
+    one :func:`diffdesign.core.multistart` of :class:`AcquisitionProblem`. The best of the
+    starts and the end points is returned (non-finite gradient entries are set to zero, so a
+    start where the gradient fails, e.g. UCB at a noise-free data point, stays a candidate).
 
     Args:
         acquisition: ``x (dim,) -> scalar``, larger is better; a function or a PyTree module
@@ -999,12 +1090,16 @@ def maximize_acquisition(
     if initial_points.ndim != 2 or initial_points.shape[1] != dim:
         raise ValueError(f"initial_points must have shape (k, {dim}); got {initial_points.shape}")
     check_finite(initial_points, "initial_points")
-    return _maximize_acquisition(
+    problem, starts, start_values = _acquisition_starts(
         acquisition,
         key,
         initial_points,
         n_starts=n_starts,
         n_raw_samples=n_raw_samples,
-        n_steps=n_steps,
         learning_rate=learning_rate,
     )
+    # The step size decays so the final iterates settle instead of hovering ~learning_rate
+    # around the maximiser (Adam's steps do not shrink with the gradient).
+    optimiser = Adam(CosineDecay(n_steps, final_fraction=0.01))
+    result = multistart(problem, {"x": starts}, steps=n_steps, key=key, optimiser=optimiser)
+    return _best_point(starts, start_values, result.params["x"], result.loss)

@@ -11,6 +11,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 from scipy.stats import norm
 
+from diffdesign.core import Param, multistart
 from diffdesign.inference import (
     GPHyperparameters,
     HyperparameterPrior,
@@ -26,6 +27,7 @@ from diffdesign.inference import (
     posterior,
     rbf,
 )
+from diffdesign.inference.gp import AcquisitionProblem
 
 JITTER = 1e-8
 
@@ -203,6 +205,22 @@ def test_fitted_mean_params_never_leave_their_bounds():
     assert float(fitted["tilt"]) < -0.5
 
 
+def test_fit_starts_outside_the_bounds_and_stays_inside():
+    # The warm start lies outside the lengthscale bounds and below the noise bound (it is
+    # moved just inside them); every restart moves through Box bijections, so the fit
+    # ends inside whatever the data want.
+    X, y = gp_sample(jax.random.key(7), 15, np.array([0.05, 2.0]), 1.0, 1e-6, 0.0)
+    prior = HyperparameterPrior(lengthscale_bounds=(0.1, 0.5), noise_variance_bounds=(1e-4, 1e-2))
+    init = GPHyperparameters.create(np.array([0.01, 5.0]), 1.0, 1e-9)
+    fit = fit_hyperparameters(X, y, jax.random.key(8), init=init, prior=prior, n_steps=50)
+    lengthscales = np.asarray(fit.hyperparameters.lengthscales)
+    assert np.all((lengthscales >= 0.1) & (lengthscales <= 0.5)), lengthscales
+    variance = float(np.var(np.asarray(y)))  # the bounds are in units of var(y)
+    noise = float(fit.hyperparameters.noise_variance) / variance
+    assert 1e-4 * (1 - 1e-9) <= noise <= 1e-2 * (1 + 1e-9), noise
+    assert np.isfinite(float(fit.marginal_log_likelihood))
+
+
 def test_mean_params_bounds_are_validated():
     X, y = np.random.default_rng(0).uniform(size=(5, 1)), np.arange(5.0)
     model = lambda p, X: p * X[:, 0]
@@ -319,3 +337,17 @@ def test_maximize_log_ei_beats_a_grid():
     assert np.isfinite(float(value))
     assert float(value) >= float(jnp.max(on_grid)) - 1e-6
     assert np.all((np.asarray(x) >= 0.0) & (np.asarray(x) <= 1.0))
+
+
+def test_acquisition_problem_sets_non_finite_gradients_to_zero():
+    # At its peak, -sum sqrt|x - c| has a NaN gradient (inf * 0): the start stays there
+    # instead of turning into NaN (which multistart would report as a diverged start).
+    centre = jnp.array([0.3, 0.6])
+    peak = lambda x: -jnp.sum(jnp.sqrt(jnp.abs(x - centre)))
+    assert not np.all(np.isfinite(np.asarray(jax.grad(peak)(centre))))
+    problem = AcquisitionProblem(peak, Param(centre, 0.0, 1.0, step=0.05, label="x"))
+    result = multistart(problem, {"x": centre[None]}, steps=5, key=jax.random.key(0))
+    np.testing.assert_array_equal(result.params["x"][0], centre)
+    x, value = maximize_acquisition(peak, jax.random.key(1), 2, initial_points=centre[None])
+    np.testing.assert_array_equal(x, centre)
+    assert float(value) == 0.0
