@@ -4,9 +4,10 @@ reconstruction, X0 inference, losses and gradient-based detector design (TomOpt-
 The chain: :func:`generate_muons` (cosmic spectrum) -> :func:`propagate` (Highland multiple
 scattering through the voxel grid, once per volume: it does not depend on the detector) ->
 :func:`reconstruct` (hits, track fits, PoCA, angles and uncertainties) -> :func:`predict_x0`
-(PoCA or the path likelihood) -> losses. :class:`DetectorDesign` is the design loss as a
-problem of the design layer, over :func:`detector_spec` (every panel field bounded, with its
-own step), so ``diffdesign.design.run`` optimises it alone or jointly with other problems.
+with an :class:`X0Estimator` (:class:`Poca` or :class:`PathLikelihood`) -> losses.
+:class:`DetectorDesign` is the design loss as a problem of the design layer, over
+:func:`detector_spec` (every panel field bounded, with its own step), so
+``diffdesign.design.run`` optimises it alone or jointly with other problems.
 """
 
 from diffdesign.muography.design import (
@@ -37,7 +38,17 @@ from diffdesign.muography.losses import (
     x0_error,
 )
 from diffdesign.muography.materials import MATERIALS, Material, material
-from diffdesign.muography.pipeline import ESTIMATORS, predict_x0, reconstruct
+from diffdesign.muography.pipeline import (
+    DEFAULT_ESTIMATOR,
+    ESTIMATORS,
+    PathLikelihood,
+    Poca,
+    Reconstruction,
+    X0Estimator,
+    estimator_from_name,
+    predict_x0,
+    reconstruct,
+)
 from diffdesign.muography.reconstruction import Scatters, Tracks, fit_tracks, scatters
 from diffdesign.muography.scattering import Passage, highland_variance, propagate
 from diffdesign.muography.source import MuonBatch, generate_muons, guan_flux
@@ -53,11 +64,12 @@ from diffdesign.muography.volume import (
 )
 
 __all__ = [
-    "DEFAULT_STEPS", "ESTIMATORS", "MATERIALS", "Detector", "DetectorDesign", "Material",
-    "MuonBatch", "Panels", "Passage", "Scatters", "Tracks", "Volume", "acceptance",
+    "DEFAULT_ESTIMATOR", "DEFAULT_STEPS", "ESTIMATORS", "MATERIALS", "Detector", "DetectorDesign",
+    "Material", "MuonBatch", "Panels", "Passage", "PathLikelihood", "Poca", "Reconstruction",
+    "Scatters", "Tracks", "Volume", "X0Estimator", "acceptance",
     "block_in_matrix", "block_presence_loss", "budget_penalty", "check_detector",
     "default_bounds", "default_detector", "detector_from_json", "detector_spec",
-    "detector_to_json", "fill_height",
+    "detector_to_json", "estimator_from_name", "fill_height",
     "fill_level",
     "fit_tracks", "generate_muons", "guan_flux", "highland_variance", "log_x0_error",
     "make_panels", "make_volume", "material", "panel_cost", "predict_x0",

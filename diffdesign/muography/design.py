@@ -29,7 +29,12 @@ from jaxtyping import Array, PRNGKeyArray
 from diffdesign.core import Param, Problem
 from diffdesign.muography.detector import Detector, Panels, check_detector
 from diffdesign.muography.losses import budget_penalty, panel_cost, x0_error
-from diffdesign.muography.pipeline import ESTIMATORS, predict_x0
+from diffdesign.muography.pipeline import (
+    DEFAULT_ESTIMATOR,
+    X0Estimator,
+    check_estimator,
+    predict_x0,
+)
 from diffdesign.muography.scattering import Passage, propagate
 from diffdesign.muography.source import MuonBatch, generate_muons
 from diffdesign.muography.volume import Volume
@@ -129,7 +134,7 @@ class DetectorDesign(Problem):
             task loss is averaged over them.
         n_muons: muons per volume and step (fresh each step).
         task_loss: ``(predicted X0, true X0) -> scalar`` (default mean squared relative error).
-        estimator: X0 inference, one of ``ESTIMATORS``.
+        estimator: X0 inference (``PathLikelihood()``, the default, or ``Poca()``).
         steps: Adam step per field (``DEFAULT_STEPS`` for missing ones).
         bounds: per side and field (low, high); :func:`default_bounds` otherwise.
         cost_weight: weight of ``cost(detector)`` in the loss.
@@ -143,7 +148,7 @@ class DetectorDesign(Problem):
     size: float = eqx.field(static=True)
     lower: tuple = eqx.field(static=True)
     n_muons: int = eqx.field(static=True)
-    estimator: str = eqx.field(static=True)
+    estimator: X0Estimator
     task_loss: TaskLoss = eqx.field(static=True)
     cost: Callable[[Detector], Array] = eqx.field(static=True)
     cost_weight: float = eqx.field(static=True)
@@ -157,7 +162,7 @@ class DetectorDesign(Problem):
         *,
         n_muons: int = 20_000,
         task_loss: TaskLoss = x0_error,
-        estimator: str = "likelihood",
+        estimator: X0Estimator = DEFAULT_ESTIMATOR,
         steps: Mapping[str, float] | None = None,
         bounds: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
         cost_weight: float = 0.0,
@@ -165,8 +170,7 @@ class DetectorDesign(Problem):
         cost: Callable[[Detector], Array] = panel_cost,
         momentum: float | None = None,
     ):
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {ESTIMATORS}; got {estimator!r}")
+        check_estimator(estimator)
         if isinstance(n_muons, bool) or not isinstance(n_muons, int) or n_muons < 1:
             raise ValueError(f"n_muons must be a positive integer; got {n_muons!r}")
         if not (math.isfinite(cost_weight) and cost_weight >= 0):

@@ -7,8 +7,10 @@ from the hits on is a pure function of the detector and a key.
 
 from __future__ import annotations
 
+import abc
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -20,8 +22,6 @@ from diffdesign.muography.reconstruction import Scatters, Tracks, fit_tracks, sc
 from diffdesign.muography.scattering import Passage
 from diffdesign.muography.source import MuonBatch
 from diffdesign.muography.volume import Volume
-
-ESTIMATORS = ("likelihood", "poca")
 
 
 class Reconstruction(NamedTuple):
@@ -45,23 +45,95 @@ def reconstruct(
     return Reconstruction(incoming, outgoing, sc._replace(weight=sc.weight * passage.alive))
 
 
+class X0Estimator(eqx.Module):
+    """How a reconstruction becomes a per-voxel X0 map: the ``estimator`` of
+    :func:`predict_x0` and :class:`~diffdesign.muography.DetectorDesign`.
+
+    Subclasses implement :meth:`estimate`; their settings are fields, so an estimator is
+    chosen (and configured) once, outside jit, and never re-branched on a name.
+    """
+
+    @abc.abstractmethod
+    def estimate(
+        self, reconstruction: Reconstruction, p: Float[Array, " n"], volume: Volume
+    ) -> Float[Array, "nx ny nz"]:
+        """X0 map (m) of ``volume``'s grid from ``reconstruction`` (``p`` the momenta the
+        inference assumes, eV/c)."""
+
+
+class Poca(X0Estimator):
+    """PoCA (TomOpt's kind): each muon's whole scattering at its point of closest approach
+    (:func:`~diffdesign.muography.inference.x0_poca`)."""
+
+    def estimate(self, reconstruction, p, volume):
+        return x0_poca(reconstruction.scatters, p, volume)
+
+
+class PathLikelihood(X0Estimator):
+    """Maximum likelihood of angles and offsets along the muons' paths, by ``iterations``
+    EM steps (:func:`~diffdesign.muography.inference.x0_likelihood`; 40 is the compromise
+    measured on the lead-block and uniform-iron volumes).
+
+    Example:
+        >>> predict_x0(key, detector, passage, muons.p, volume, PathLikelihood(iterations=20))
+    """
+
+    iterations: int = eqx.field(default=40, static=True)
+
+    def __check_init__(self):
+        n = self.iterations
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"iterations must be a positive integer; got {self.iterations!r}")
+
+    def estimate(self, reconstruction, p, volume):
+        rec = reconstruction
+        return x0_likelihood(rec.scatters, p, rec.incoming, rec.outgoing, volume, self.iterations)
+
+
+#: The estimator of :func:`predict_x0` and ``DetectorDesign`` when none is given.
+DEFAULT_ESTIMATOR: X0Estimator = PathLikelihood()
+#: The estimators by the names configuration files use (``estimator = "poca"``).
+ESTIMATORS: dict[str, X0Estimator] = {"likelihood": DEFAULT_ESTIMATOR, "poca": Poca()}
+
+
+def estimator_from_name(name: str) -> X0Estimator:
+    """The estimator a configuration names (a key of ``ESTIMATORS``, default settings).
+
+    Raises:
+        ValueError: an unknown name, listing the known ones.
+    """
+    try:
+        return ESTIMATORS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}; got {name!r}") from None
+
+
+def check_estimator(estimator: object) -> X0Estimator:
+    """``estimator`` if it is an :class:`X0Estimator`; a TypeError naming the choices if not."""
+    if not isinstance(estimator, X0Estimator):
+        raise TypeError(
+            "estimator must be an X0Estimator such as PathLikelihood() or Poca() (configuration"
+            f" names map through estimator_from_name); got {estimator!r}"
+        )
+    return estimator
+
+
 def predict_x0(
     key: PRNGKeyArray,
     detector: Detector,
     passage: Passage,
     p: Float[Array, " n"],
     volume: Volume,
-    estimator: str = "likelihood",
-    iterations: int = 40,
+    estimator: X0Estimator = DEFAULT_ESTIMATOR,
 ) -> Float[Array, "nx ny nz"]:
-    """Predicted X0 map (m) of ``volume`` seen by ``detector`` (``estimator`` in ESTIMATORS;
-    ``p`` the momenta the inference assumes, eV/c)."""
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}; got {estimator!r}")
-    rec = reconstruct(key, detector, passage, volume)
-    if estimator == "poca":
-        return x0_poca(rec.scatters, p, volume)
-    return x0_likelihood(rec.scatters, p, rec.incoming, rec.outgoing, volume, iterations)
+    """Predicted X0 map (m) of ``volume`` seen by ``detector``: hits, tracks and scatters
+    (:func:`reconstruct`), then ``estimator`` (``p`` the momenta the inference assumes, eV/c).
+
+    Raises:
+        TypeError: ``estimator`` is not an :class:`X0Estimator`.
+    """
+    estimator = check_estimator(estimator)
+    return estimator.estimate(reconstruct(key, detector, passage, volume), p, volume)
 
 
 def shard_muons(muons: MuonBatch, devices=None) -> MuonBatch:

@@ -15,6 +15,7 @@ from diffdesign import design
 from diffdesign.muography.design import DEFAULT_STEPS, DetectorDesign
 from diffdesign.muography.detector import Detector
 from diffdesign.muography.losses import panel_cost, x0_error
+from diffdesign.muography.pipeline import DEFAULT_ESTIMATOR, ESTIMATORS, X0Estimator
 from diffdesign.muography.volume import Volume
 
 
@@ -36,6 +37,12 @@ class DesignResult(NamedTuple):
     prediction: np.ndarray
 
 
+def _label(estimator: X0Estimator) -> str:
+    """The estimator's configuration name where it has one (the checkpoint's settings check
+    compares it), its repr otherwise."""
+    return next((name for name, e in ESTIMATORS.items() if e == estimator), repr(estimator))
+
+
 def optimize_detector(
     detector: Detector,
     volumes: Volume,
@@ -43,7 +50,7 @@ def optimize_detector(
     epochs: int = 50,
     n_muons: int = 20_000,
     task_loss: Callable = x0_error,
-    estimator: str = "likelihood",
+    estimator: X0Estimator = DEFAULT_ESTIMATOR,
     learning_rates: Mapping[str, float] | None = None,
     bounds: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
     cost_weight: float = 0.0,
@@ -68,7 +75,7 @@ def optimize_detector(
         cost=cost, momentum=momentum,
     )  # fmt: skip
     key = jax.random.key(seed)
-    settings = {"n_muons": n_muons, "estimator": estimator, "seed": seed,
+    settings = {"n_muons": n_muons, "estimator": _label(estimator), "seed": seed,
                 "cost_weight": cost_weight, "budget": budget,
                 "rates": {**DEFAULT_STEPS, **(learning_rates or {})}}  # fmt: skip
     plots = Path(plot_dir) if plot_dir is not None else None

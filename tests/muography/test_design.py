@@ -16,7 +16,7 @@ from diffdesign.muography.losses import (
     panel_cost,
     x0_error,
 )
-from diffdesign.muography.pipeline import predict_x0
+from diffdesign.muography.pipeline import PathLikelihood, Poca, predict_x0
 from diffdesign.muography.scattering import propagate
 from diffdesign.muography.source import generate_muons
 from diffdesign.muography.volume import block_in_matrix, fill_level, stack_volumes
@@ -46,7 +46,7 @@ ENTRIES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("estimator", ["poca", "likelihood"])
+@pytest.mark.parametrize("estimator", [Poca(), PathLikelihood(iterations=10)])
 def test_design_gradient_matches_finite_differences(sample, estimator):
     """d loss / d panel parameter by autodiff (through hits, fits, PoCA and the unrolled EM)
     against central differences on the same key."""
@@ -54,7 +54,7 @@ def test_design_gradient_matches_finite_differences(sample, estimator):
     detector = _poor_detector()
 
     def loss(det):
-        pred = predict_x0(jax.random.key(2), det, passage, muons.p, VOLUME, estimator, 10)
+        pred = predict_x0(jax.random.key(2), det, passage, muons.p, VOLUME, estimator)
         return log_x0_error(pred, VOLUME.x0) + 0.01 * panel_cost(det)
 
     grad = jax.jit(jax.grad(loss))(detector)
@@ -122,7 +122,6 @@ def test_several_volumes_and_plots(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"estimator": "mlem"}, "estimator must be one of"),
         ({"epochs": 0}, "steps must be a positive integer"),
         ({"learning_rates": {"colour": 0.1}}, "steps: fields"),
         ({"learning_rates": {"xy": -1.0}}, "steps: fields"),
@@ -133,6 +132,13 @@ def test_several_volumes_and_plots(tmp_path):
 def test_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         optimize_detector(default_detector(VOLUME), VOLUME, **kwargs)
+
+
+def test_estimator_must_be_an_object():
+    with pytest.raises(TypeError, match="estimator must be an X0Estimator"):
+        optimize_detector(default_detector(VOLUME), VOLUME, estimator="poca")
+    with pytest.raises(ValueError, match="iterations must be a positive integer"):
+        PathLikelihood(iterations=0)
 
 
 def test_bad_checkpoints(tmp_path):

@@ -11,7 +11,12 @@ import pytest
 from diffdesign.muography.detector import Hits, default_detector, record_hits
 from diffdesign.muography.inference import x0_likelihood, x0_poca
 from diffdesign.muography.losses import log_x0_error
-from diffdesign.muography.pipeline import predict_x0, reconstruct
+from diffdesign.muography.pipeline import (
+    ESTIMATORS,
+    estimator_from_name,
+    predict_x0,
+    reconstruct,
+)
 from diffdesign.muography.reconstruction import _poca, at_least_two, fit_tracks
 from diffdesign.muography.scattering import propagate
 from diffdesign.muography.source import generate_muons
@@ -123,8 +128,8 @@ def lead_block():
     muons = generate_muons(jax.random.key(11), 60_000, z=0.9, momentum=5e9)
     passage = propagate(jax.random.key(12), muons, volume)
     maps = {
-        est: np.asarray(predict_x0(jax.random.key(13), detector, passage, muons.p, volume, est))
-        for est in ("poca", "likelihood")
+        name: np.asarray(predict_x0(jax.random.key(13), detector, passage, muons.p, volume, est))
+        for name, est in ESTIMATORS.items()
     }
     return volume, maps
 
@@ -152,8 +157,10 @@ def test_unknown_estimator(lead_block):
     volume, _ = lead_block
     muons = generate_muons(jax.random.key(0), 10, z=0.9)
     passage = propagate(jax.random.key(0), muons, volume)
-    with pytest.raises(ValueError, match="estimator must be one of"):
-        predict_x0(jax.random.key(0), default_detector(volume), passage, muons.p, volume, "mlem")
+    with pytest.raises(TypeError, match="estimator must be an X0Estimator"):
+        predict_x0(jax.random.key(0), default_detector(volume), passage, muons.p, volume, "poca")
+    with pytest.raises(ValueError, match=r"estimator must be one of \['likelihood', 'poca'\]"):
+        estimator_from_name("mlem")
 
 
 def test_hits_have_the_panel_resolution():
