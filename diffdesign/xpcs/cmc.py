@@ -83,7 +83,9 @@ from scipy import stats
 from diffdesign.core.bounds import Box
 from diffdesign.xpcs.data import Points, XpcsData, shard_points
 from diffdesign.xpcs.likelihood import (
+    DEFAULT_SCALING,
     Problem,
+    Scaling,
     make_problem,
     parameter_box,
     residuals,
@@ -383,7 +385,7 @@ def _scaling_priors(lower, upper, mean, precision, n_phys) -> tuple[np.ndarray, 
     given = precision[n_phys:] > 0
     mean = np.where(given, mean[n_phys:], centre)
     precision = np.where(given, precision[n_phys:], 1.0 / np.maximum(half, 1e-300) ** 2)
-    if mean.size == 0:  # "constant" scaling: nothing to integrate (placeholders)
+    if mean.size == 0:  # ConstantScaling: nothing to integrate (placeholders)
         return np.zeros((1, 2)), np.zeros((1, 2))
     return mean.reshape(2, -1).T, precision.reshape(2, -1).T
 
@@ -570,7 +572,7 @@ def fit_cmc(
     data: XpcsData,
     mode: str,
     *,
-    scaling: str = "individual",
+    scaling: Scaling = DEFAULT_SCALING,
     integral: str = "trapezoid",
     bounds: Mapping[str, tuple[float, float]] | None = None,
     warm_start: NlsqResult | None = None,
@@ -589,7 +591,8 @@ def fit_cmc(
     Args:
         data: the measurement.
         mode: ``"static"`` or ``"laminar_flow"``.
-        scaling: per-angle contrast/offset: ``"individual"``, ``"averaged"`` or ``"constant"``.
+        scaling: per-angle contrast/offset: ``IndividualScaling()`` (the default),
+            ``AveragedScaling()`` or ``ConstantScaling()``.
         integral: ``"trapezoid"`` (homodyne's) or ``"exact"``.
         bounds: box per parameter name, overriding
             :data:`~diffdesign.xpcs.likelihood.DEFAULT_BOUNDS`; the prior's support.
@@ -614,6 +617,7 @@ def fit_cmc(
         :class:`CmcResult`.
 
     Raises:
+        TypeError: ``scaling`` is not a :class:`~diffdesign.xpcs.likelihood.Scaling`.
         ValueError: for a bad n_shards, num_warmup, num_samples, num_chains, scalings, an
             unknown prior name or non-positive prior sigma, or a warm start of another problem;
             before any sampling.
@@ -644,7 +648,7 @@ def fit_cmc(
     if warm_start is not None and tuple(warm_start.names) != problem.names:
         raise ValueError(
             f"warm_start fits the parameters {list(warm_start.names)}, but mode {mode!r} with "
-            f"scaling {scaling!r} has {list(problem.names)}"
+            f"scaling {scaling.name!r} has {list(problem.names)}"
         )
     if warm_start is None:
         warm_start = fit_nlsq(data, mode, scaling=scaling, integral=integral, bounds=bounds)
@@ -660,7 +664,7 @@ def fit_cmc(
     draws = jax.block_until_ready(draws)
     wall_time = time.perf_counter() - start_time
     settings = {
-        "mode": mode, "scaling": scaling, "integral": integral, "num_warmup": num_warmup,
+        "mode": mode, "scaling": scaling.name, "integral": integral, "num_warmup": num_warmup,
         "num_samples": num_samples, "num_chains": num_chains, "seed": seed,
         "scalings": scalings, "n_points": n_points, "wall_time_s": wall_time,
     }  # fmt: skip
@@ -743,16 +747,9 @@ def heterogeneity(theta: np.ndarray, combined: np.ndarray) -> tuple[np.ndarray, 
 def _variables(problem: Problem, theta: np.ndarray, leading: tuple[str, ...]) -> dict:
     """Posterior variables from the last axis of ``theta``: physical names, then contrast and
     offset (with a ``phi`` dimension for per-angle scalings)."""
-    n_phys, n_phi = len(problem.physical_names), problem.n_phi
+    n_phys = len(problem.physical_names)
     variables = {name: (leading, theta[..., k]) for k, name in enumerate(problem.physical_names)}
-    if problem.scaling == "individual":
-        for k, name in enumerate(("contrast", "offset")):
-            block = theta[..., n_phys + k * n_phi : n_phys + (k + 1) * n_phi]
-            variables[name] = ((*leading, "phi"), block)
-    elif problem.scaling == "averaged":
-        variables["contrast"] = (leading, theta[..., n_phys])
-        variables["offset"] = (leading, theta[..., n_phys + 1])
-    return variables
+    return variables | problem.scaling.variables(theta[..., n_phys:], leading)
 
 
 def _inference_data(problem: Problem, draws: ShardDraws, settings: dict) -> az.InferenceData:

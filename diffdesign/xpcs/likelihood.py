@@ -2,13 +2,18 @@
 
 A :class:`Problem` holds the measured points, the experiment (t, phi, q, L) and the choices
 that shape the parameter vector: the mode (``static`` or ``laminar_flow``), how contrast and
-offset are treated per angle, and the time-integral discretisation. The parameter vector is
-the physical parameters in homodyne's order followed by the scalings:
+offset are treated per angle (a :class:`Scaling` object), and the time-integral
+discretisation. The parameter vector is the physical parameters in homodyne's order followed
+by the scalings:
 
-- ``"individual"``: one contrast and one offset per angle (2 n_phi values);
-- ``"averaged"``: one contrast and one offset shared by all angles (2 values);
-- ``"constant"``: none; each angle's contrast and offset are fixed beforehand from the data's
-  quantiles (:func:`quantile_scaling`, homodyne's "constant" mode).
+- :class:`IndividualScaling` (``"individual"``): one contrast and one offset per angle
+  (2 n_phi values);
+- :class:`AveragedScaling` (``"averaged"``): one contrast and one offset shared by all angles
+  (2 values);
+- :class:`ConstantScaling` (``"constant"``): none; each angle's contrast and offset are fixed
+  beforehand from the data's quantiles (:func:`quantile_scaling`, homodyne's "constant" mode).
+
+The names in brackets are homodyne's and the configuration files' (:data:`SCALINGS`).
 
 :func:`residuals` (whitened, one per point) is the model's only contact with the data; the
 log-likelihood is ``-0.5 * sum(residuals**2)`` plus its Gaussian normalisation.
@@ -18,7 +23,9 @@ memory stays bounded whatever the number of points.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -28,8 +35,6 @@ from jaxtyping import Array, ArrayLike, Float
 
 from diffdesign.xpcs.data import Points, XpcsData, points
 from diffdesign.xpcs.model import INTEGRALS, g1_pairs, parameter_names
-
-SCALINGS = ("individual", "averaged", "constant")
 
 #: Default box bounds per parameter (homodyne's template ranges, widened where they exclude
 #: physical values: phi0 spans [-90, 90] degrees, the full range cos(phi0 - phi) resolves).
@@ -46,11 +51,176 @@ DEFAULT_BOUNDS: dict[str, tuple[float, float]] = {
 }
 
 
+class Scaling(eqx.Module):
+    """How contrast and offset enter the parameter vector: the ``scaling`` of
+    :func:`make_problem`, :func:`~diffdesign.xpcs.fit_nlsq` and :func:`~diffdesign.xpcs.fit_cmc`.
+
+    Subclasses say how many (contrast, offset) pairs are free and how they map to the
+    per-angle values the model uses; ``name`` is homodyne's (written to results files).
+    """
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def n_free(self, n_phi: int) -> int:
+        """Free (contrast, offset) pairs in the parameter vector."""
+
+    @abc.abstractmethod
+    def names(self, n_phi: int) -> tuple[str, ...]:
+        """Names of the parameter vector's entries after the physical ones."""
+
+    @abc.abstractmethod
+    def unpack(
+        self, scalings: Float[Array, " s"], problem: Problem
+    ) -> tuple[Float[Array, " n_phi"], Float[Array, " n_phi"]]:
+        """Per-angle contrast and offset from the parameter vector's scaling entries."""
+
+    @abc.abstractmethod
+    def pack(
+        self, contrast: Float[Array, " n_phi"], offset: Float[Array, " n_phi"]
+    ) -> Float[Array, " s"]:
+        """The scaling entries of per-angle contrast and offset (inverse of :meth:`unpack`)."""
+
+    @abc.abstractmethod
+    def variables(self, scalings: np.ndarray, leading: tuple[str, ...]) -> dict:
+        """Posterior variables ``name -> (dims, draws)`` of the scaling entries (the last axis
+        of ``scalings``; ``leading`` the dims of the others)."""
+
+    def n_segments(self, n_phi: int) -> int:
+        """Rows of :func:`~diffdesign.xpcs.scaling.scaling_statistics`: groups of angles that
+        share one (contrast, offset); one unless each angle has its own."""
+        return 1
+
+    def segment_of(self, angle: Array) -> Array:
+        """Each point's row of the statistics, from its angle index."""
+        return jnp.zeros_like(angle)
+
+    def per_angle(self, contrast: Array, offset: Array, n_phi: int) -> tuple[Array, Array]:
+        """Per-angle values of one (contrast, offset) per segment."""
+        return jnp.full(n_phi, contrast[0]), jnp.full(n_phi, offset[0])
+
+    def fixed(self, data: XpcsData, box: Mapping) -> tuple[np.ndarray, np.ndarray]:
+        """Per-angle contrast and offset fixed before the fit (NaN where they are fitted)."""
+        return np.full(data.n_phi, np.nan), np.full(data.n_phi, np.nan)
+
+
+class IndividualScaling(Scaling):
+    """One contrast and one offset per angle (homodyne's ``"individual"``)."""
+
+    name: ClassVar[str] = "individual"
+
+    def n_free(self, n_phi):
+        return n_phi
+
+    def names(self, n_phi):
+        return tuple(f"contrast[{k}]" for k in range(n_phi)) + tuple(
+            f"offset[{k}]" for k in range(n_phi)
+        )
+
+    def unpack(self, scalings, problem):
+        n_phi = problem.n_phi
+        return scalings[:n_phi], scalings[n_phi : 2 * n_phi]
+
+    def pack(self, contrast, offset):
+        return jnp.concatenate([contrast, offset])
+
+    def variables(self, scalings, leading):
+        n_phi = scalings.shape[-1] // 2
+        dims = (*leading, "phi")
+        return {"contrast": (dims, scalings[..., :n_phi]), "offset": (dims, scalings[..., n_phi:])}
+
+    def n_segments(self, n_phi):
+        return n_phi
+
+    def segment_of(self, angle):
+        return angle
+
+    def per_angle(self, contrast, offset, n_phi):
+        return contrast, offset
+
+
+class AveragedScaling(Scaling):
+    """One contrast and one offset shared by all angles (homodyne's ``"averaged"``)."""
+
+    name: ClassVar[str] = "averaged"
+
+    def n_free(self, n_phi):
+        return 1
+
+    def names(self, n_phi):
+        return ("contrast", "offset")
+
+    def unpack(self, scalings, problem):
+        return jnp.full(problem.n_phi, scalings[0]), jnp.full(problem.n_phi, scalings[1])
+
+    def pack(self, contrast, offset):
+        return jnp.stack([contrast.mean(), offset.mean()])
+
+    def variables(self, scalings, leading):
+        return {"contrast": (leading, scalings[..., 0]), "offset": (leading, scalings[..., 1])}
+
+
+class ConstantScaling(Scaling):
+    """No contrast or offset in the parameter vector: each angle's are fixed beforehand from
+    the data's quantiles (:func:`quantile_scaling`, homodyne's ``"constant"``)."""
+
+    name: ClassVar[str] = "constant"
+
+    def n_free(self, n_phi):
+        return 0
+
+    def names(self, n_phi):
+        return ()
+
+    def unpack(self, scalings, problem):
+        return problem.fixed_contrast, problem.fixed_offset
+
+    def pack(self, contrast, offset):
+        return jnp.zeros(0, contrast.dtype)
+
+    def variables(self, scalings, leading):
+        return {}
+
+    def fixed(self, data, box):
+        return quantile_scaling(data, box["contrast"], box["offset"])
+
+
+#: The scaling when none is given.
+DEFAULT_SCALING: Scaling = IndividualScaling()
+#: The scalings by homodyne's names, as configuration files give them (``scaling = "averaged"``).
+SCALINGS: dict[str, Scaling] = {
+    s.name: s for s in (DEFAULT_SCALING, AveragedScaling(), ConstantScaling())
+}
+
+
+def scaling_from_name(name: str) -> Scaling:
+    """The scaling a configuration names (a key of :data:`SCALINGS`).
+
+    Raises:
+        ValueError: an unknown name, listing the known ones.
+    """
+    try:
+        return SCALINGS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"scaling must be one of {list(SCALINGS)}; got {name!r}") from None
+
+
+def check_scaling(scaling: object) -> Scaling:
+    """``scaling`` if it is a :class:`Scaling`; a TypeError naming the choices if not."""
+    if not isinstance(scaling, Scaling):
+        raise TypeError(
+            "scaling must be a Scaling: IndividualScaling(), AveragedScaling() or "
+            f"ConstantScaling() (configuration names map through scaling_from_name); "
+            f"got {scaling!r}"
+        )
+    return scaling
+
+
 class Problem(eqx.Module):
     """Data and model choices of one fit; a PyTree whose arrays are the data.
 
     Build it with :func:`make_problem`. ``fixed_contrast``/``fixed_offset`` (n_phi,) are used
-    only in ``"constant"`` scaling.
+    only by :class:`ConstantScaling`.
     """
 
     points: Points
@@ -61,7 +231,7 @@ class Problem(eqx.Module):
     fixed_contrast: Float[Array, " n_phi"]
     fixed_offset: Float[Array, " n_phi"]
     mode: str = eqx.field(static=True)
-    scaling: str = eqx.field(static=True)
+    scaling: Scaling
     integral: str = eqx.field(static=True)
 
     @property
@@ -75,14 +245,7 @@ class Problem(eqx.Module):
     @property
     def names(self) -> tuple[str, ...]:
         """Names of the parameter vector's entries (``contrast[k]`` is angle k's)."""
-        if self.scaling == "individual":
-            extra = tuple(f"contrast[{k}]" for k in range(self.n_phi))
-            extra += tuple(f"offset[{k}]" for k in range(self.n_phi))
-        elif self.scaling == "averaged":
-            extra = ("contrast", "offset")
-        else:
-            extra = ()
-        return self.physical_names + extra
+        return self.physical_names + self.scaling.names(self.n_phi)
 
     @property
     def n_points(self) -> Array:
@@ -98,22 +261,23 @@ def make_problem(
     data: XpcsData,
     mode: str,
     *,
-    scaling: str = "individual",
+    scaling: Scaling = DEFAULT_SCALING,
     integral: str = "trapezoid",
     include_diagonal: bool = False,
     bounds: Mapping[str, tuple[float, float]] | None = None,
 ) -> Problem:
-    """The problem of fitting ``data`` in ``mode`` (``"static"`` or ``"laminar_flow"``)."""
+    """The problem of fitting ``data`` in ``mode`` (``"static"`` or ``"laminar_flow"``) with
+    contrast and offset treated by ``scaling`` (a :class:`Scaling`).
+
+    Raises:
+        TypeError: ``scaling`` is not a :class:`Scaling`.
+        ValueError: an unknown mode or integral, or bad bounds.
+    """
     parameter_names(mode)
-    if scaling not in SCALINGS:
-        raise ValueError(f"scaling must be one of {SCALINGS}; got {scaling!r}")
+    check_scaling(scaling)
     if integral not in INTEGRALS:
         raise ValueError(f"integral must be one of {INTEGRALS}; got {integral!r}")
-    if scaling == "constant":
-        box = resolve_bounds(bounds)
-        contrast, offset = quantile_scaling(data, box["contrast"], box["offset"])
-    else:
-        contrast = offset = np.full(data.n_phi, np.nan)
+    contrast, offset = scaling.fixed(data, resolve_bounds(bounds))
     return Problem(
         points=points(data, include_diagonal=include_diagonal),
         t=data.t,
@@ -144,7 +308,7 @@ def resolve_bounds(bounds: Mapping[str, tuple[float, float]] | None) -> dict:
 def parameter_box(problem: Problem, bounds: Mapping | None = None) -> tuple[Array, Array]:
     """(lower, upper) of the problem's parameter vector."""
     box = resolve_bounds(bounds)
-    n_scale = {"individual": problem.n_phi, "averaged": 1, "constant": 0}[problem.scaling]
+    n_scale = problem.scaling.n_free(problem.n_phi)
     rows = [box[name] for name in problem.physical_names]
     rows += [box["contrast"]] * n_scale + [box["offset"]] * n_scale
     lower, upper = np.array(rows, dtype=float).T.reshape(2, -1)
@@ -157,29 +321,19 @@ def unpack(
     """The physical parameters (dict) and per-angle contrast and offset of a parameter vector."""
     names = problem.physical_names
     params = {name: theta[k] for k, name in enumerate(names)}
-    n, n_phi = len(names), problem.n_phi
-    if problem.scaling == "individual":
-        contrast, offset = theta[n : n + n_phi], theta[n + n_phi : n + 2 * n_phi]
-    elif problem.scaling == "averaged":
-        contrast = jnp.full(n_phi, theta[n])
-        offset = jnp.full(n_phi, theta[n + 1])
-    else:
-        contrast, offset = problem.fixed_contrast, problem.fixed_offset
+    contrast, offset = problem.scaling.unpack(theta[len(names) :], problem)
     return params, contrast, offset
 
 
 def pack(
     params: Mapping[str, ArrayLike], contrast: ArrayLike, offset: ArrayLike, problem: Problem
 ) -> Float[Array, " p"]:
-    """The inverse of :func:`unpack` (``averaged`` takes the mean of per-angle values)."""
+    """The inverse of :func:`unpack` (:class:`AveragedScaling` takes the mean of per-angle
+    values)."""
     physical = jnp.stack([jnp.asarray(params[n], dtype=float) for n in problem.physical_names])
     contrast = jnp.broadcast_to(jnp.asarray(contrast, dtype=float), (problem.n_phi,))
     offset = jnp.broadcast_to(jnp.asarray(offset, dtype=float), (problem.n_phi,))
-    if problem.scaling == "individual":
-        return jnp.concatenate([physical, contrast, offset])
-    if problem.scaling == "averaged":
-        return jnp.concatenate([physical, jnp.stack([contrast.mean(), offset.mean()])])
-    return physical
+    return jnp.concatenate([physical, problem.scaling.pack(contrast, offset)])
 
 
 def model_g1_squared(params: Mapping[str, Array], problem: Problem) -> Float[Array, " m"]:
@@ -286,7 +440,7 @@ def quantile_scaling(
     The offset is a low quantile of c2 over the longest lags (where g1^2 has decayed); the
     contrast is a high quantile over the shortest lags (g1^2 near 1) minus that offset; both
     are clipped to their bounds. It is biased where g1 has not decayed within the window
-    or decays within the shortest lags; "individual" fits them instead.
+    or decays within the shortest lags; :class:`IndividualScaling` fits them instead.
     """
     c2 = np.asarray(data.c2)
     t = np.asarray(data.t)

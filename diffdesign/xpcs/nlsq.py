@@ -53,7 +53,9 @@ from diffdesign.inference.identifiability import gaussian_covariance
 from diffdesign.inference.least_squares import bounded_least_squares
 from diffdesign.xpcs.data import Points, XpcsData, shard_points
 from diffdesign.xpcs.likelihood import (
+    DEFAULT_SCALING,
     Problem,
+    Scaling,
     chi_squared,
     make_problem,
     normal_equations,
@@ -145,7 +147,7 @@ def fit_nlsq(
     data: XpcsData,
     mode: str,
     *,
-    scaling: str = "individual",
+    scaling: Scaling = DEFAULT_SCALING,
     integral: str = "trapezoid",
     initial: Mapping[str, float] | None = None,
     bounds: Mapping[str, tuple[float, float]] | None = None,
@@ -163,7 +165,8 @@ def fit_nlsq(
     Args:
         data: the measurement.
         mode: ``"static"`` or ``"laminar_flow"``.
-        scaling: per-angle contrast/offset: ``"individual"``, ``"averaged"`` or ``"constant"``.
+        scaling: per-angle contrast/offset: ``IndividualScaling()`` (the default),
+            ``AveragedScaling()`` or ``ConstantScaling()``.
         integral: ``"trapezoid"`` (homodyne's) or ``"exact"``.
         initial: a starting guess of physical parameters (any subset; the rest from the box
             centre); it is always among the starts.
@@ -236,7 +239,7 @@ def fit_nlsq(
         refined_chi2=refined_chi2,
         wall_time=time.perf_counter() - start_time,
         mode=problem.mode,
-        scaling=problem.scaling,
+        scaling=problem.scaling.name,
         integral=problem.integral,
     )
 

@@ -31,7 +31,7 @@ ScalingBox = tuple[float, float, float, float]
 
 def n_scalings(problem: Problem) -> int:
     """Entries of the parameter vector after the physical ones."""
-    return {"individual": 2 * problem.n_phi, "averaged": 2, "constant": 0}[problem.scaling]
+    return 2 * problem.scaling.n_free(problem.n_phi)
 
 
 def _with_placeholders(physical: Array, problem: Problem) -> Array:
@@ -44,7 +44,8 @@ def scaling_statistics(
     chunk_size: int | None = None,
     reference: Float[Array, "n_seg 2"] | None = None,
 ) -> Float[Array, "n_seg 6"]:
-    """Weighted sums (1, g, g^2, c, c g, c^2) x w^2 per angle (one row for ``"averaged"``).
+    """Weighted sums (1, g, g^2, c, c g, c^2) x w^2 per segment of angles sharing one
+    (contrast, offset) (``Scaling.n_segments``: one row per angle for individual scalings).
 
     ``g`` is the model's g1^2 and ``c`` the data; with ``chunk_size`` the sums are accumulated
     over chunks of points (bounded memory). With ``reference`` (contrast, offset per row),
@@ -53,12 +54,12 @@ def scaling_statistics(
     and the quadratic's minimum loses no digits to cancellation.
     """
     params = unpack(_with_placeholders(physical, problem), problem)[0]
-    n_seg = problem.n_phi if problem.scaling == "individual" else 1
+    n_seg = problem.scaling.n_segments(problem.n_phi)
 
     def sums(sub: Problem) -> Array:
         pts = sub.points
         g = model_g1_squared(params, sub)
-        segments = pts.angle if problem.scaling == "individual" else jnp.zeros_like(pts.angle)
+        segments = problem.scaling.segment_of(pts.angle)
         c = pts.c2
         if reference is not None:
             c = c - reference[segments, 1] - reference[segments, 0] * g
@@ -123,14 +124,13 @@ def with_scalings(
 ) -> tuple[Float[Array, " p"], Float[Array, ""]]:
     """The full parameter vector (physics plus projected scalings) and its chi^2."""
     params, contrast, offset = unpack(_with_placeholders(physical, problem), problem)
-    if problem.scaling == "constant":
+    if n_scalings(problem) == 0:  # contrast and offset fixed beforehand: nothing to project
         theta = pack(params, contrast, offset, problem)
         if chunk_size is None:
             return theta, jnp.sum(residuals(theta, problem) ** 2)
         return theta, chi_squared(theta, problem, chunk_size)
     k, o, chi2 = solve_scalings(scaling_statistics(physical, problem, chunk_size), box)
-    if problem.scaling == "averaged":
-        k, o = jnp.full(problem.n_phi, k[0]), jnp.full(problem.n_phi, o[0])
+    k, o = problem.scaling.per_angle(k, o, problem.n_phi)
     return pack(params, k, o, problem), jnp.sum(chi2)
 
 

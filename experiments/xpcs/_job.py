@@ -39,7 +39,13 @@ import numpy as np
 from diffdesign._config import TomlConfig
 from diffdesign.xpcs.data import XpcsData
 from diffdesign.xpcs.io import DataConfig, load_data, read_toml
-from diffdesign.xpcs.likelihood import INTEGRALS, SCALINGS, make_problem, resolve_bounds
+from diffdesign.xpcs.likelihood import (
+    INTEGRALS,
+    SCALINGS,
+    make_problem,
+    resolve_bounds,
+    scaling_from_name,
+)
 from diffdesign.xpcs.model import MODES, parameter_names
 from diffdesign.xpcs.nlsq import SOLVERS, NlsqResult, fit_nlsq
 
@@ -186,6 +192,7 @@ def run_fit(job: FitJob, method: str, out: str | Path, *, smoke: bool = False) -
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(job.data_path, job.data)
     model = job.model
+    scaling = scaling_from_name(model.scaling)  # the config's name -> the library's object
     print(
         f"xpcs fit: {job.data_path.name}: {data.n_phi} angle(s) x {data.n_t} times, "
         f"mode {model.mode}, scaling {model.scaling}, method {method}",
@@ -198,14 +205,14 @@ def run_fit(job: FitJob, method: str, out: str | Path, *, smoke: bool = False) -
         "cmc": None,
     }
     nlsq = fit_nlsq(
-        data, model.mode, scaling=model.scaling, integral=model.integral,
+        data, model.mode, scaling=scaling, integral=model.integral,
         initial=model.initial, bounds=model.bounds, solver=job.nlsq.solver,
         n_starts=job.nlsq.n_starts, n_refine=job.nlsq.n_refine, seed=job.nlsq.seed,
         max_steps=job.nlsq.max_steps,
     )  # fmt: skip
     _print_nlsq(nlsq)
     results["nlsq"] = nlsq.to_json()
-    problem = make_problem(data, model.mode, scaling=model.scaling, integral=model.integral)
+    problem = make_problem(data, model.mode, scaling=scaling, integral=model.integral)
     _write(out / "results.json", results)  # the least-squares fit is kept if sampling stops
     from experiments.xpcs._plots import plot_fit, plot_pairs, plot_traces
 
@@ -216,7 +223,7 @@ def run_fit(job: FitJob, method: str, out: str | Path, *, smoke: bool = False) -
         options = job.cmc.smoke() if smoke else job.cmc
         start = time.perf_counter()
         cmc = fit_cmc(
-            data, model.mode, scaling=model.scaling, integral=model.integral,
+            data, model.mode, scaling=scaling, integral=model.integral,
             bounds=model.bounds, warm_start=nlsq, n_shards=options.n_shards,
             num_warmup=options.num_warmup, num_samples=options.num_samples,
             num_chains=options.num_chains, seed=options.seed, progress=True,

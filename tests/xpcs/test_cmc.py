@@ -21,6 +21,7 @@ import pytest
 
 import diffdesign  # noqa: F401  (float64)
 from diffdesign.xpcs import (
+    AveragedScaling,
     NlsqResult,
     Points,
     XpcsData,
@@ -374,10 +375,15 @@ def test_netcdf_round_trip(single, tmp_path):
         ({"priors": {"D1": (1.0, 1.0)}}, "priors: unknown parameter 'D1'"),
         ({"priors": {"D0": (3000.0, 0.0)}}, r"priors\['D0'\] sigma"),
         ({"priors": {"contrast": (0.3, -1.0)}}, r"priors\['contrast'\] sigma"),
-        ({"scaling": "averaged"}, "warm_start"),
+        ({"scaling": AveragedScaling()}, "warm_start"),
         ({"scalings": "profiled"}, "scalings must be one of"),
     ],
 )
 def test_bad_input_names_the_field(data, warm_start, options, field):
     with pytest.raises(ValueError, match=field):
         fit_cmc(data, "static", warm_start=warm_start, progress=False, **options)
+
+
+def test_scaling_must_be_an_object(data, warm_start):
+    with pytest.raises(TypeError, match="scaling must be a Scaling"):
+        fit_cmc(data, "static", warm_start=warm_start, progress=False, scaling="averaged")

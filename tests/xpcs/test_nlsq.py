@@ -8,12 +8,17 @@ import pytest
 import diffdesign  # noqa: F401  (float64)
 from diffdesign.xpcs import (
     LAMINAR_PARAMETERS,
+    SCALINGS,
+    AveragedScaling,
+    ConstantScaling,
+    IndividualScaling,
     XpcsData,
     fit_nlsq,
     make_problem,
     pack,
     quantile_scaling,
     residuals,
+    scaling_from_name,
     synthetic_c2,
 )
 from diffdesign.xpcs.likelihood import chi_squared, normal_equations
@@ -156,9 +161,10 @@ def test_laminar_recovery(laminar_data):
 
 
 def test_averaged_and_constant_scalings(laminar_data):
-    averaged = fit_nlsq(laminar_data, "laminar_flow", scaling="averaged", n_starts=1)
+    averaged = fit_nlsq(laminar_data, "laminar_flow", scaling=AveragedScaling(), n_starts=1)
     assert averaged.names[-2:] == ("contrast", "offset") and len(averaged.names) == 9
-    constant = make_problem(laminar_data, "laminar_flow", scaling="constant")
+    assert averaged.scaling == "averaged"  # the results file keeps homodyne's name
+    constant = make_problem(laminar_data, "laminar_flow", scaling=ConstantScaling())
     assert constant.names == LAMINAR_PARAMETERS
     contrast, offset = quantile_scaling(laminar_data)
     np.testing.assert_array_equal(constant.fixed_contrast, contrast)
@@ -185,7 +191,6 @@ def test_quantile_scaling_matches_homodyne():
         ({"n_starts": 0}, "n_starts must be a positive integer"),
         ({"initial": {"D0": -5.0}}, "initial\\['D0'\\] = -5.0 lies outside"),
         ({"initial": {"gamma_dot_t0": 0.1}}, "unknown parameters \\['gamma_dot_t0'\\]"),
-        ({"scaling": "auto"}, "scaling must be one of"),
         ({"bounds": {"D0": (10.0, 1.0)}}, "bounds\\['D0'\\] must be finite with lower < upper"),
         ({"bounds": {"tau": (0.0, 1.0)}}, "unknown parameter 'tau'"),
         ({"integral": "simpson"}, "integral must be one of"),
@@ -194,6 +199,16 @@ def test_quantile_scaling_matches_homodyne():
 def test_bad_input_is_named(static_data, kwargs, message):
     with pytest.raises(ValueError, match=message):
         fit_nlsq(static_data, "static", **kwargs)
+
+
+def test_scalings_are_objects_named_once(static_data):
+    assert SCALINGS == {"individual": IndividualScaling(), "averaged": AveragedScaling(),
+                        "constant": ConstantScaling()}  # fmt: skip
+    assert scaling_from_name("averaged") == AveragedScaling()
+    with pytest.raises(ValueError, match=r"scaling must be one of \['individual', 'averaged',"):
+        scaling_from_name("auto")
+    with pytest.raises(TypeError, match="scaling must be a Scaling"):
+        fit_nlsq(static_data, "static", scaling="averaged")
 
 
 def test_bad_mode_is_named(static_data):
