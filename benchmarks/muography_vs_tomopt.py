@@ -41,6 +41,7 @@ import numpy as np
 
 import diffdesign  # float64
 from diffdesign.muography import (
+    ESTIMATORS,
     Detector,
     block_in_matrix,
     generate_muons,
@@ -76,7 +77,7 @@ def _chain(n: int, estimator: str):
         k_mu, k_sc, k_hit = jax.random.split(key, 3)
         muons = generate_muons(k_mu, n, footprint=FOOTPRINT, z=1.0, momentum=5e9)
         passage = propagate(k_sc, muons, VOLUME)
-        pred = predict_x0(k_hit, det, passage, muons.p, VOLUME, estimator)
+        pred = predict_x0(k_hit, det, passage, muons.p, VOLUME, ESTIMATORS[estimator])
         return x0_error(pred, VOLUME.x0), pred
 
     return jax.jit(jax.value_and_grad(loss, has_aux=True))

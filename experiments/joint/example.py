@@ -41,7 +41,7 @@ def build(seed: int, n_muons: int):
     tuning = ares.TuningProblem()  # shares the offsets being calibrated
     volume = muography.block_in_matrix((0.31, 0.31, 0.41), (0.59, 0.59, 0.59))
     detector = muography.DetectorDesign(
-        muography.default_detector(volume), volume, n_muons=n_muons, estimator="poca",
+        muography.default_detector(volume), volume, n_muons=n_muons, estimator=muography.Poca(),
         momentum=5e9, cost_weight=0.01,
     )  # fmt: skip
     return calibration + tuning + detector, jnp.asarray(true_offsets), settings

@@ -92,7 +92,7 @@ def plot_depth_profile(
 
 def plot_history(history: Sequence[Mapping[str, float]], path: str | Path, title: str = "") -> Path:
     """Loss, its task part and the cost against epoch."""
-    epochs = [h["epoch"] for h in history]
+    epochs = [h["step"] for h in history]  # one design step per epoch
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.8))
     a.semilogy(epochs, [h["loss"] for h in history], label="loss")
     a.semilogy(epochs, [h["task_loss"] for h in history], label="task loss")

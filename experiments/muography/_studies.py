@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
+import equinox as eqx
 import jax
 import numpy as np
 
@@ -117,6 +118,13 @@ def benchmark_detector() -> Detector:
         make_panels([1.0, 0.95, 0.9, 0.85], sigma=1e-4, efficiency=0.9),
         make_panels([0.1999, 0.15, 0.1, 0.05], sigma=1e-4, efficiency=0.9),
     )
+
+
+def sweep_start() -> Detector:
+    """:func:`benchmark_detector` with its lowest panel lifted to the design's bounds (1 cm
+    below the volume, ``default_bounds``): TomOpt puts it 0.1 mm below, outside them."""
+    detector = benchmark_detector()
+    return eqx.tree_at(lambda d: d.below.z, detector, detector.below.z.at[0].set(0.19))
 
 
 def poor_detector() -> Detector:
@@ -245,7 +253,7 @@ def run_budget_sweep(config: MuographyStudyConfig, out: str | Path) -> dict:
     for budget in config.budgets:
         _say(f"budget sweep: budget {budget:g} ...")
         result = optimize_detector(
-            benchmark_detector(), volume, epochs=config.sweep_epochs,
+            sweep_start(), volume, epochs=config.sweep_epochs,
             n_muons=config.design_muons, task_loss=LOSSES[config.loss],
             estimator=config.x0_estimator, learning_rates=_rates(config), budget=budget,
             momentum=config.fixed_momentum, seed=config.seed,
