@@ -48,6 +48,7 @@ from diffdesign.xpcs.model import (
     synthetic_c2,
 )
 from diffdesign.xpcs.nlsq import NlsqResult, fit_nlsq
+from diffdesign.xpcs.spec import parameter_spec
 
 __all__ = [
     "DEFAULT_BOUNDS",
@@ -81,6 +82,7 @@ __all__ = [
     "pack",
     "parameter_box",
     "parameter_names",
+    "parameter_spec",
     "points",
     "quantile_scaling",
     "read_aps_hdf5",
