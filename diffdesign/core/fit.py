@@ -348,7 +348,7 @@ def _drive(
             print(f"{problem.name}: resumed {path} at step {int(state.step)}/{steps}",
                   file=sys.stderr)  # fmt: skip
     done = int(state.step)
-    bar = _progress_bar(problem.name, steps, done, progress)
+    bar = _progress_bar(problem.name, steps, done, progress and done < steps)
     stopped = "steps"
     with running():
         try:
@@ -522,27 +522,49 @@ class MultistartResult(NamedTuple):
     loss: (num_starts,) loss at each start's final parameters.
     history: (num_starts, steps) loss before each step.
     best: index of the start with the lowest finite final loss.
+    path_params: every start's best parameters along its path (the points each step
+        started from and the final one; the first of equal losses).
+    path_loss: (num_starts,) their losses (inf if none was finite).
     """
 
     params: PyTree
     loss: Array
     history: Array
     best: Array
+    path_params: PyTree
+    path_loss: Array
 
 
 @eqx.filter_jit
 def _multistart(fit: Fit, starts: PyTree, key: PRNGKeyArray, steps: int):
     TRACES[type(fit.problem).__name__ + ".multistart"] += 1
 
+    def keep_better(best_z, best_loss, z, loss):
+        better = jnp.isfinite(loss) & (loss < best_loss)
+        best_z = jax.tree.map(lambda b, new: jnp.where(better, new, b), best_z, z)
+        return best_z, jnp.where(better, loss, best_loss)
+
     def one(start):
-        state, info = jax.lax.scan(
-            lambda s, _: fit.step(s), fit.init(key, start), None, length=steps
-        )
+        def step(carry, _):
+            state, best_z, best_loss = carry
+            new, info = fit.step(state)
+            best_z, best_loss = keep_better(best_z, best_loss, state.z, info.loss)
+            return (new, best_z, best_loss), info.loss
+
+        state = fit.init(key, start)
+        carry = (state, state.z, jnp.asarray(jnp.inf, dtype=float))
+        (state, best_z, best_loss), history = jax.lax.scan(step, carry, None, length=steps)
         params = fit.params(state)
         final, _ = fit.problem.loss(params, fit.keys(key, jnp.asarray(steps)))
-        return params, final, info.loss
+        best_z, best_loss = keep_better(best_z, best_loss, state.z, final)
+        path_params = to_physical(fit.problem.spec, best_z)
+        return params, final, history, path_params, best_loss
 
-    return jax.vmap(one)(starts)
+    params, final, history, path_params, path_loss = jax.vmap(one)(starts)
+    finite = jnp.isfinite(final)
+    best = jnp.where(finite, final, jnp.inf).argmin()
+    best = eqx.error_if(best, ~jnp.any(finite), f"{fit.problem.name}: every start diverged")
+    return MultistartResult(params, final, history, best, path_params, path_loss)
 
 
 def multistart(
@@ -555,21 +577,24 @@ def multistart(
     keys: KeySchedule | None = None,
 ) -> MultistartResult:
     """:class:`Fit` from every start at once (``starts``: params with a leading axis), in one
-    compiled, vmapped loop. A start whose final loss is not finite is never the best.
+    compiled, vmapped loop; usable inside ``jit``. A start whose final loss is not finite is
+    never the best; each start's best point along its path is returned too.
 
     Raises:
         ValueError: bad ``steps``; starts without a common leading axis.
+        FloatingPointError: every start diverged (outside jit; inside, equinox's runtime
+            error with the same message).
     """
     _check_run(steps, 1)
     _members(starts)
     fit = Fit(problem, Adam() if optimiser is None else optimiser,
               FoldIn() if keys is None else keys)  # fmt: skip
-    params, final, history = _multistart(fit, starts, key, steps)
-    finite = jnp.isfinite(final)
-    if not bool(jnp.any(finite)):
-        raise FloatingPointError(f"{problem.name}: every start diverged")
-    best = jnp.where(finite, final, jnp.inf).argmin()
-    return MultistartResult(params, final, history, best)
+    try:
+        return _multistart(fit, starts, key, steps)
+    except eqx.EquinoxRuntimeError as error:
+        if "every start diverged" in str(error):
+            raise FloatingPointError(f"{problem.name}: every start diverged") from None
+        raise
 
 
 def n_parameters(problem: Problem) -> int:

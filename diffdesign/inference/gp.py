@@ -1029,7 +1029,8 @@ def _best_point(
     finals: Float[Array, "s d"],
     final_losses: Float[Array, " s"],
 ) -> tuple[Float[Array, " d"], Float[Array, ""]]:
-    """The best of every start and every end point (non-finite values never win)."""
+    """The best of the starts and the best points along their paths (non-finite values
+    never win)."""
     start_values = jnp.where(jnp.isfinite(start_values), start_values, -jnp.inf)
     final_values = jnp.where(jnp.isfinite(final_losses), -final_losses, -jnp.inf)
     better = final_values > start_values
@@ -1055,8 +1056,8 @@ def maximize_acquisition(
     ``n_raw_samples`` uniform points are scored and the best ``n_starts`` of them, plus
     every row of ``initial_points`` (e.g. the current best point), start ``n_steps`` of
     Adam ascent (cosine-decayed step size), each step projected back onto ``[0, 1]^dim``:
-    one :func:`diffdesign.core.multistart` of :class:`AcquisitionProblem`. The best of the
-    starts and the end points is returned (non-finite gradient entries are set to zero, so a
+    one :func:`diffdesign.core.multistart` of :class:`AcquisitionProblem`. The best point
+    along every start's path (the final points included) is returned (non-finite gradient entries are set to zero, so a
     start where the gradient fails, e.g. UCB at a noise-free data point, stays a candidate).
 
     Args:
@@ -1102,4 +1103,4 @@ def maximize_acquisition(
     # around the maximiser (Adam's steps do not shrink with the gradient).
     optimiser = Adam(CosineDecay(n_steps, final_fraction=0.01))
     result = multistart(problem, {"x": starts}, steps=n_steps, key=key, optimiser=optimiser)
-    return _best_point(starts, start_values, result.params["x"], result.loss)
+    return _best_point(starts, start_values, result.path_params["x"], result.path_loss)

@@ -23,7 +23,12 @@ from diffdesign.beamline.ares._lattice import (
     incoming_beam,
 )
 from diffdesign.beamline.ares._likelihood import _validate_noise, flat_residuals
-from diffdesign.beamline.ares.problems import MULTISTART_STEP, settings_spec, settings_starts
+from diffdesign.beamline.ares.problems import (
+    MULTISTART_EPS,
+    MULTISTART_STEP,
+    settings_spec,
+    settings_starts,
+)
 from diffdesign.beamline.beams import ParameterBeam
 from diffdesign.core import Adam, CosineDecay, Param, Problem, multistart
 from diffdesign.inference.identifiability import gaussian_covariance
@@ -156,7 +161,7 @@ def design_calibration_settings(
     """
     problem = DOptimalProblem(n, noise, incoming, step=step)
     starts = {"settings": settings_starts(key, (num_starts, int(n), 5))}
-    optimiser = Adam(schedule=CosineDecay(steps, final_fraction=1e-3))
+    optimiser = Adam(schedule=CosineDecay(steps, final_fraction=1e-3), eps=MULTISTART_EPS)
     result = multistart(problem, starts, steps=steps, key=key, optimiser=optimiser)
     best = int(result.best)
     return result.params["settings"][best], -result.loss[best]

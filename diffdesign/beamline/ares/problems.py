@@ -53,6 +53,9 @@ OFFSETS_STEP = 0.02
 #: in the logistic coordinate u of the same box (settings = lower + (upper - lower)
 #: sigmoid(u) = centre + half_width tanh(u / 2), so z = u / 2), which keeps their paths.
 MULTISTART_STEP = 0.025
+#: Adam's eps for it: gradients in the Box coordinate are twice the sigmoid's, so eps doubles
+#: too and the multistart follows the sigmoid-parameterised path it replaced.
+MULTISTART_EPS = 2e-8
 
 
 def settings_spec(

@@ -26,7 +26,12 @@ from diffdesign.beamline.ares._lattice import (
     incoming_beam,
     screen_beam,
 )
-from diffdesign.beamline.ares.problems import MULTISTART_STEP, TuningProblem, settings_starts
+from diffdesign.beamline.ares.problems import (
+    MULTISTART_EPS,
+    MULTISTART_STEP,
+    TuningProblem,
+    settings_starts,
+)
 from diffdesign.beamline.beams import ParameterBeam
 from diffdesign.core import Adam, CosineDecay, multistart
 
@@ -117,7 +122,7 @@ def tune_with_gradients(
     check_finite(offsets, "offsets", "tune_with_gradients")
     problem = TuningProblem(offsets, target, incoming, step=step)
     starts = {"settings": settings_starts(key, (num_starts, 5))}
-    optimiser = Adam(schedule=CosineDecay(steps, final_fraction=1e-3))
+    optimiser = Adam(schedule=CosineDecay(steps, final_fraction=1e-3), eps=MULTISTART_EPS)
     result = multistart(problem, starts, steps=steps, key=key, optimiser=optimiser)
     best = int(result.best)
     return TuningResult(result.params["settings"][best], result.loss[best], result.history[best])
