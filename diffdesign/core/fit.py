@@ -302,6 +302,12 @@ def _storable(state: FitState) -> FitState:
     return state._replace(key=jax.random.key_data(state.key))
 
 
+def _fit(problem: Problem, optimiser: Optimiser | None, keys: KeySchedule | None) -> Fit:
+    """The :class:`Fit` of the drivers' arguments (Adam and FoldIn by default)."""
+    return Fit(problem, Adam() if optimiser is None else optimiser,
+               FoldIn() if keys is None else keys)  # fmt: skip
+
+
 def _check_run(steps: int, chunk: int) -> None:
     for name, value in (("steps", steps), ("chunk", chunk)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -423,8 +429,7 @@ def run(
     _check_run(steps, chunk)
     if params is not None:
         check_params(problem.spec, params)
-    fit = Fit(problem, Adam() if optimiser is None else optimiser,
-              FoldIn() if keys is None else keys)  # fmt: skip
+    fit = _fit(problem, optimiser, keys)
 
     def check(done, info):
         losses = np.asarray(info.loss)
@@ -475,8 +480,7 @@ def run_members(
     """
     _check_run(steps, chunk)
     n_members = _members(starts)
-    fit = Fit(problem, Adam() if optimiser is None else optimiser,
-              FoldIn() if keys is None else keys)  # fmt: skip
+    fit = _fit(problem, optimiser, keys)
     state = jax.vmap(lambda p: fit.init(key, p), out_axes=_MEMBER_AXES)(starts)
 
     def record(done, n, info, seconds):
@@ -587,8 +591,7 @@ def multistart(
     """
     _check_run(steps, 1)
     _members(starts)
-    fit = Fit(problem, Adam() if optimiser is None else optimiser,
-              FoldIn() if keys is None else keys)  # fmt: skip
+    fit = _fit(problem, optimiser, keys)
     try:
         return _multistart(fit, starts, key, steps)
     except eqx.EquinoxRuntimeError as error:
