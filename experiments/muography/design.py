@@ -11,10 +11,14 @@ import argparse
 from experiments.muography._common import study_config
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> dict[str, str]:
     from experiments.muography import _studies as studies
 
     config = study_config(args)
     results = studies.run_design(config, args.out)
     for name, entry in results["validation"].items():
         print(f"{name:18s} {config.loss} {entry[config.loss]:.4g}  cost {entry['cost']:.3g}")
+    return {
+        f"{name} {config.loss}": f"{entry[config.loss]:.4g} (cost {entry['cost']:.3g} budget units)"
+        for name, entry in results["validation"].items()
+    }

@@ -10,7 +10,7 @@ import argparse
 from experiments.muography._common import study_config
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> dict[str, str]:
     from experiments.muography import _studies as studies
 
     results = studies.run_lead_block(study_config(args), args.out)
@@ -18,3 +18,7 @@ def run(args: argparse.Namespace) -> None:
         print(f"{name:10s} X0 error {entry['x0_error']:.4g}  log error "
               f"{entry['log_x0_error']:.4g}  lead median {entry['lead_median_x0_m'] * 1e3:.2f} "
               f"mm (true 5.61)")  # fmt: skip
+    return {
+        f"{name} lead median X0": f"{entry['lead_median_x0_m'] * 1e3:.2f} mm (true 5.61 mm)"
+        for name, entry in results["estimators"].items()
+    }

@@ -10,7 +10,7 @@ import argparse
 from experiments.muography._common import study_config
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> dict[str, str]:
     from experiments.muography import _studies as studies
 
     config = study_config(args)
@@ -18,3 +18,8 @@ def run(args: argparse.Namespace) -> None:
     for row in results["rows"]:
         print(f"budget {row['budget']:6g}: cost {row['cost']:.3g}  {config.loss} "
               f"{row[config.loss]:.4g}")  # fmt: skip
+    return {
+        f"budget {row['budget']:g}": f"cost {row['cost']:.3g} budget units, {config.loss} "
+        f"{row[config.loss]:.4g}"
+        for row in results["rows"]
+    }
