@@ -4,7 +4,7 @@ The objective is any Python callable ``objective(x) -> float`` (``x`` a ``(d,)``
 in the caller's units), typically an expensive measurement that cannot be jitted. Each
 search is an immutable configuration (:class:`BayesianOptimisation`, :class:`RandomSearch`)
 with ``init``/``step``/``run`` over an explicit :class:`SearchState`, so a run can be
-inspected, checkpointed to JSON after every evaluation and resumed exactly.
+inspected, checkpointed (``.npz``) after every evaluation and resumed exactly.
 
 Inside, the box ``[lower, upper]`` is mapped to the unit cube, so the GP lengthscales are
 fractions of each input's range however different the input scales (quadrupole strengths in
@@ -15,7 +15,6 @@ fractions of each input's range however different the input scales (quadrupole s
 from __future__ import annotations
 
 import abc
-import json
 import math
 import os
 from collections.abc import Callable
@@ -28,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, PyTree
 
+from diffdesign._checkpoint import load_checkpoint, save_checkpoint
 from diffdesign._sampling import latin_hypercube
 from diffdesign.inference.gp import (
     DEFAULT_PRIOR,
@@ -48,8 +48,6 @@ from diffdesign.inference.gp import (
 
 Objective = Callable[[np.ndarray], float]
 
-_FORMAT = "diffdesign.design.search-checkpoint"
-_VERSION = 1
 _KERNELS = {"matern52": matern52, "rbf": rbf}
 
 
@@ -136,7 +134,7 @@ def _leaves_to_json(tree: PyTree) -> list:
 
 
 class _SequentialSearch(eqx.Module):
-    """Shared loop: ``init``/``step``/``run`` and JSON checkpoints; subclasses propose points.
+    """Shared loop: ``init``/``step``/``run`` and checkpoints; subclasses propose points.
 
     Attributes:
         lower, upper: ``(d,)`` box bounds in the caller's units, ``lower < upper``.
@@ -290,7 +288,7 @@ class _SequentialSearch(eqx.Module):
     ) -> SearchState:
         """Evaluate ``objective`` until ``n_evaluations`` (initial design included) are done.
 
-        With ``checkpoint``, the state is written there (JSON, atomically) after every
+        With ``checkpoint``, the state is written there (``.npz``, atomically) after every
         evaluation, and a run finding the file resumes from it: the key, initial design and
         fitted history come from the file, so the continued run repeats exactly what an
         uninterrupted one would have done. Stop a run at any time (e.g. Ctrl-C); at most the
@@ -300,7 +298,7 @@ class _SequentialSearch(eqx.Module):
             objective: ``objective(x) -> float``, ``x`` a ``(d,)`` NumPy array (caller's units).
             key: PRNG key for a fresh start (ignored when resuming).
             n_evaluations: total evaluation budget.
-            checkpoint: JSON file to write and resume from.
+            checkpoint: ``.npz`` file to write and resume from.
             progress: called with one short line per evaluation (``None`` for silence).
             n_initial, initial_points, design: as for :meth:`init` (checked against the
                 file when resuming).
@@ -314,7 +312,7 @@ class _SequentialSearch(eqx.Module):
 
         Example:
             >>> search = BayesianOptimisation(lower, upper, mean_fn=model, mean_params=p0)
-            >>> state = search.run(measure, jax.random.key(0), 50, checkpoint="bo.json")
+            >>> state = search.run(measure, jax.random.key(0), 50, checkpoint="bo.npz")
         """
         if isinstance(n_evaluations, bool) or not isinstance(n_evaluations, int | np.integer):
             raise TypeError(f"n_evaluations must be an int; got {n_evaluations!r}")
@@ -377,156 +375,131 @@ class _SequentialSearch(eqx.Module):
 
     # ---------------------------------------------------------------------- checkpoints
 
-    def _record_to_json(self, record: StepRecord) -> dict[str, Any]:
-        hyper = record.hyperparameters
-        return {
-            "hyperparameters": None
-            if hyper is None
-            else {
-                "log_lengthscales": np.asarray(hyper.log_lengthscales).tolist(),
-                "log_signal_variance": float(hyper.log_signal_variance),
-                "log_noise_variance": float(hyper.log_noise_variance),
-                "mean_offset": float(hyper.mean_offset),
-                "mean_params": _leaves_to_json(hyper.mean_params),
-            },
-            "marginal_log_likelihood": _finite_or_none(record.marginal_log_likelihood),
-            "acquisition_value": _finite_or_none(record.acquisition_value),
-        }
-
     def _mean_params_template(self) -> PyTree:
         return None
 
-    def save_checkpoint(self, state: SearchState, path: str | os.PathLike) -> None:
-        """Write ``state`` to a JSON file (via a temporary file and an atomic rename)."""
-        data = {
-            "format": _FORMAT,
-            "version": _VERSION,
+    def _checkpoint_settings(self) -> dict[str, Any]:
+        """What a checkpoint must have been written with to be resumed here."""
+        return {
             "method": type(self).__name__,
             "lower": self.lower.tolist(),
             "upper": self.upper.tolist(),
-            "settings": self._settings(),
-            "initial_design": state.initial_design.tolist(),
-            "X": state.X.tolist(),
-            "y": state.y.tolist(),
-            "key": np.asarray(jax.random.key_data(state.key)).tolist(),
-            "key_impl": str(jax.random.key_impl(state.key)),
-            "history": [self._record_to_json(record) for record in state.history],
+            **self._settings(),
         }
-        path = Path(path)
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(data, indent=1, allow_nan=False))
-        os.replace(temporary, path)
+
+    def _checkpoint_tree(self, state: SearchState) -> dict[str, Any]:
+        """``state`` as arrays; the history stacked along a leading axis of one per record
+        (NaN for a ``None`` value, zeros for the hyperparameters of an unfitted record)."""
+        n, d = len(state.history), self.dimension
+        mean_leaves = jax.tree_util.tree_leaves(self._mean_params_template())
+        tree = {
+            "initial_design": np.asarray(state.initial_design, dtype=float),
+            "X": np.asarray(state.X, dtype=float),
+            "y": np.asarray(state.y, dtype=float),
+            "key": np.asarray(jax.random.key_data(state.key), dtype=np.uint32),
+            "fitted": np.zeros(n, dtype=bool),
+            "log_lengthscales": np.zeros((n, d)),
+            "log_signal_variance": np.zeros(n),
+            "log_noise_variance": np.zeros(n),
+            "mean_offset": np.zeros(n),
+            "marginal_log_likelihood": np.full(n, np.nan),
+            "acquisition_value": np.full(n, np.nan),
+            "mean_params": tuple(np.zeros((n, *np.shape(leaf))) for leaf in mean_leaves),
+        }
+        for i, record in enumerate(state.history):
+            for name in ("marginal_log_likelihood", "acquisition_value"):
+                value = getattr(record, name)
+                tree[name][i] = np.nan if value is None else value
+            hyper = record.hyperparameters
+            if hyper is None:
+                continue
+            tree["fitted"][i] = True
+            for name in _HYPER_FIELDS:
+                tree[name][i] = getattr(hyper, name)
+            leaves = jax.tree_util.tree_leaves(hyper.mean_params)
+            if len(leaves) != len(mean_leaves):
+                raise ValueError(
+                    f"history[{i}] has {len(leaves)} mean_params leaves; mean_params here has "
+                    f"{len(mean_leaves)}"
+                )
+            for stacked, leaf in zip(tree["mean_params"], leaves, strict=True):
+                stacked[i] = leaf
+        return tree
+
+    def _checkpoint_template(self) -> dict[str, Any]:
+        empty = SearchState(
+            np.zeros((0, self.dimension)), np.zeros((0, self.dimension)), np.zeros(0),
+            jax.random.key(0), (),
+        )  # fmt: skip
+        return self._checkpoint_tree(empty)
+
+    def save_checkpoint(self, state: SearchState, path: str | os.PathLike) -> None:
+        """Write ``state`` to ``path`` (``.npz``, atomically: see ``diffdesign._checkpoint``)."""
+        metadata = {
+            "settings": self._checkpoint_settings(),
+            "key_impl": str(jax.random.key_impl(state.key)),
+        }
+        save_checkpoint(path, self._checkpoint_tree(state), metadata)
 
     def load_checkpoint(self, path: str | os.PathLike) -> SearchState:
         """Read and validate a checkpoint written by :meth:`save_checkpoint` for this problem.
 
         Raises:
-            ValueError: if the file is not valid JSON, not a checkpoint, malformed (the
-                message names the field), or belongs to a different problem or settings
-                (method, dimension, bounds, options).
+            ValueError: if the file is not a readable checkpoint, does not fit this problem's
+                arrays, was written with other settings (method, bounds, options; the
+                message names them) or holds inconsistent or invalid values (the message
+                names the field).
         """
         where = f"checkpoint {path}"
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{where} is not valid JSON ({error})") from None
-        if not isinstance(data, dict) or data.get("format") != _FORMAT:
-            raise ValueError(f"{where} is not a diffdesign search checkpoint (format {_FORMAT!r})")
-        if data.get("version") != _VERSION:
-            raise ValueError(f"{where} has version {data.get('version')!r}; expected {_VERSION}")
-        method = type(self).__name__
-        if data.get("method") != method:
-            raise ValueError(f"{where} was written by {data.get('method')!r}, not {method!r}")
-        reader = _Reader(data, where)
-        d = self.dimension
-        for name, here in (("lower", self.lower), ("upper", self.upper)):
-            there = reader.array(name, ndim=1)
-            if there.shape != here.shape:
-                raise ValueError(
-                    f"{where} belongs to a different problem: dimension {there.size} in the "
-                    f"file, {here.size} here"
-                )
-            if not np.array_equal(there, here):
-                raise ValueError(
-                    f"{where} belongs to a different problem: {name} is {there.tolist()} in "
-                    f"the file, {here.tolist()} here"
-                )
-        settings = json.loads(json.dumps(self._settings()))
-        stored = reader.get("settings", dict)
-        different = sorted(
-            k for k in settings.keys() | stored.keys() if settings.get(k) != stored.get(k)
+        tree, header = load_checkpoint(
+            path, self._checkpoint_template(), self._checkpoint_settings(), growing=True
         )
-        if different:
-            listed = "; ".join(
-                f"{k}: {stored.get(k)!r} in the file, {settings.get(k)!r} here" for k in different
-            )
-            raise ValueError(f"{where} was written with different settings ({listed})")
-        initial_design = reader.array("initial_design", ndim=2, columns=d)
+        initial_design, X, y = tree["initial_design"], tree["X"], tree["y"]
         self._check_in_box(initial_design, f"{where}: initial_design")
-        X = reader.array("X", ndim=2, columns=d)
-        y = reader.array("y", ndim=1)
         if len(y) != len(X):
             raise ValueError(f"{where}: 'X' has {len(X)} rows but 'y' has {len(y)} values")
         self._check_in_box(X, f"{where}: X")
         if not np.all(np.isfinite(y)):
             raise ValueError(f"{where}: 'y' must be finite; got {y.tolist()}")
-        key_data = reader.array("key", ndim=1, dtype=np.uint32)
-        impl = reader.get("key_impl", str)
+        impl = header.get("key_impl")
         try:
-            key = jax.random.wrap_key_data(key_data, impl=impl)
-        except (ValueError, TypeError):
+            key = jax.random.wrap_key_data(tree["key"], impl=impl)
+        except (ValueError, TypeError, KeyError):
             raise ValueError(
-                f"{where}: 'key' {key_data.tolist()} with 'key_impl' {impl!r} is not a PRNG key"
+                f"{where}: 'key' {tree['key'].tolist()} with 'key_impl' {impl!r} is not a PRNG key"
             ) from None
-        records = reader.get("history", list)
-        if len(records) != len(y):
-            raise ValueError(
-                f"{where}: 'history' has {len(records)} records for {len(y)} evaluations"
-            )
-        history = tuple(
-            self._record_from_json(record, f"{where}: history[{i}]")
-            for i, record in enumerate(records)
-        )
-        return SearchState(initial_design, X, y, key, history)
-
-    def _record_from_json(self, data: Any, where: str) -> StepRecord:
-        if not isinstance(data, dict):
-            raise ValueError(f"{where} must be an object; got {type(data).__name__}")
-        reader = _Reader(data, where)
-        values = [
-            reader.get(name, float | int | None)
-            for name in ("marginal_log_likelihood", "acquisition_value")
-        ]
-        values = [None if v is None else float(v) for v in values]
-        hyper_data = reader.get("hyperparameters", dict | None)
-        if hyper_data is None:
-            return StepRecord(None, *values)
-        hyper_reader = _Reader(hyper_data, f"{where}.hyperparameters")
-        template = self._mean_params_template()
-        leaves, treedef = jax.tree_util.tree_flatten(template)
-        stored = hyper_reader.get("mean_params", list)
-        if len(stored) != len(leaves):
-            raise ValueError(
-                f"{where}.hyperparameters: 'mean_params' has {len(stored)} leaves; "
-                f"mean_params here has {len(leaves)}"
-            )
-        mean_leaves = []
-        for i, (value, leaf) in enumerate(zip(stored, leaves, strict=True)):
-            array = np.asarray(value, dtype=float) if _is_numeric(value) else None
-            if array is None or array.shape != np.shape(leaf):
+        mean_params = tree["mean_params"]
+        columns = {name: tree[name] for name in _HISTORY_FIELDS}
+        columns |= {f"mean_params leaf {j}": leaf for j, leaf in enumerate(mean_params)}
+        for name, column in columns.items():
+            if len(column) != len(y):
                 raise ValueError(
-                    f"{where}.hyperparameters: mean_params leaf {i} must have shape "
-                    f"{np.shape(leaf)}; got {value!r}"
+                    f"{where}: history field {name!r} has {len(column)} records for "
+                    f"{len(y)} evaluations"
                 )
-            mean_leaves.append(array)
-        hyper = GPHyperparameters(
-            log_lengthscales=hyper_reader.array("log_lengthscales", ndim=1, size=self.dimension),
-            log_signal_variance=hyper_reader.array("log_signal_variance", ndim=0),
-            log_noise_variance=hyper_reader.array("log_noise_variance", ndim=0),
-            mean_offset=hyper_reader.array("mean_offset", ndim=0),
-            mean_params=treedef.unflatten(mean_leaves),
-        )
-        return StepRecord(hyper, *values)
+        fitted = tree["fitted"]
+        for name, column in columns.items():
+            if name != "fitted" and not np.all(np.isfinite(column[fitted])):
+                raise ValueError(f"{where}: history field {name!r} must be finite where fitted")
+        treedef = jax.tree_util.tree_structure(self._mean_params_template())
+        history = []
+        for i in range(len(y)):
+            values = [
+                _finite_or_none(float(tree[name][i]))
+                for name in ("marginal_log_likelihood", "acquisition_value")
+            ]
+            hyper = None
+            if fitted[i]:
+                hyper = GPHyperparameters(
+                    **{name: np.array(tree[name][i]) for name in _HYPER_FIELDS},
+                    mean_params=treedef.unflatten([np.array(leaf[i]) for leaf in mean_params]),
+                )
+            history.append(StepRecord(hyper, *values))
+        return SearchState(initial_design, X, y, key, tuple(history))
+
+
+_HYPER_FIELDS = ("log_lengthscales", "log_signal_variance", "log_noise_variance", "mean_offset")
+_HISTORY_FIELDS = ("fitted", *_HYPER_FIELDS, "marginal_log_likelihood", "acquisition_value")
 
 
 def _is_numeric(value: Any) -> bool:
@@ -535,54 +508,6 @@ def _is_numeric(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return bool(np.all(np.isfinite(array)))
-
-
-class _Reader:
-    """Field access with errors that name the file and the field."""
-
-    def __init__(self, data: dict[str, Any], where: str):
-        self.data, self.where = data, where
-
-    def get(self, name: str, kind: Any) -> Any:
-        if name not in self.data:
-            raise ValueError(f"{self.where} is missing field {name!r}")
-        value = self.data[name]
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ValueError(f"{self.where}: field {name!r} has the wrong type ({value!r})")
-        return value
-
-    def array(
-        self,
-        name: str,
-        *,
-        ndim: int,
-        columns: int | None = None,
-        size: int | None = None,
-        dtype: Any = float,
-    ) -> np.ndarray:
-        if name not in self.data:
-            raise ValueError(f"{self.where} is missing field {name!r}")
-        value = self.data[name]
-        try:
-            array = np.asarray(value, dtype=dtype)
-        except (TypeError, ValueError, OverflowError):
-            raise ValueError(
-                f"{self.where}: field {name!r} must be numbers in a regular array; got {value!r}"
-            ) from None
-        if ndim == 2 and array.size == 0:
-            array = array.reshape(0, columns or 0)
-        if array.ndim != ndim or (columns is not None and array.shape[1] != columns):
-            expected = {0: "a number", 1: "a list of numbers", 2: f"rows of {columns} numbers"}
-            raise ValueError(
-                f"{self.where}: field {name!r} must be {expected[ndim]}; got shape {array.shape}"
-            )
-        if size is not None and array.size != size:
-            raise ValueError(
-                f"{self.where}: field {name!r} must have {size} entries; got {array.size}"
-            )
-        if dtype is float and not np.all(np.isfinite(array)):
-            raise ValueError(f"{self.where}: field {name!r} must be finite; got {value!r}")
-        return array
 
 
 # -------------------------------------------------------------------------------- methods
@@ -746,7 +671,7 @@ class BayesianOptimisation(_SequentialSearch):
     Example:
         >>> bo = BayesianOptimisation(lower, upper, mean_fn=model, mean_params=offsets,
         ...                           mean_params_bounds=(-2e-3, 2e-3), fit_mean_params=True)
-        >>> state = bo.run(measure, jax.random.key(0), 50, checkpoint="bo.json")
+        >>> state = bo.run(measure, jax.random.key(0), 50, checkpoint="bo.npz")
         >>> [r.hyperparameters.mean_params for r in state.history if r.hyperparameters]
     """
 
@@ -850,7 +775,7 @@ class BayesianOptimisation(_SequentialSearch):
             init = _initial_hyperparameters(
                 unit, y, mean_fn=mean_fn, mean_params=mean_params, mask=mask
             )
-        # Strongly typed float64 leaves, whether the start is fresh or read back from JSON.
+        # Strongly typed float64 leaves, whether the start is fresh or read from a checkpoint.
         init = jax.tree_util.tree_map(lambda leaf: jnp.asarray(np.asarray(leaf, dtype=float)), init)
         bounds = (
             check_mean_params_bounds(self.mean_params, self.mean_params_bounds)

@@ -269,7 +269,7 @@ def run_study(
             continue
         say(f"tuning with {name} ({config.budget} machine evaluations)")
         state = search.run(
-            objective, k_bo, config.budget, checkpoint=out / "checkpoints" / f"{name}.json",
+            objective, k_bo, config.budget, checkpoint=out / "checkpoints" / f"{name}.npz",
             progress=(lambda line, name=name: say(f"  {name}: {line}")), initial_points=initial,
         )  # fmt: skip
         tuning[name] = _summarise_search(state, true_objective)
