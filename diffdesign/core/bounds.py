@@ -17,6 +17,8 @@ choose behaviour by passing the object (``Box()``), never by a mode string.
 
 from __future__ import annotations
 
+import abc
+
 import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
@@ -35,11 +37,11 @@ def as_float(x: ArrayLike) -> Array:
 class Transform(eqx.Module):
     """How an optimiser sees a bounded parameter: ``to_internal``, ``to_physical``, ``project``."""
 
-    def to_internal(self, x: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> Array:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def to_internal(self, x: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> Array: ...
 
-    def to_physical(self, z: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> Array:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def to_physical(self, z: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> Array: ...
 
     def project(self, z: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> Array:
         """The internal coordinate moved back inside the bounds (identity for bijections)."""

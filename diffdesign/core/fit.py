@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import collections
 import math
 import sys
@@ -45,8 +46,8 @@ TRACES: collections.Counter[str] = collections.Counter()
 class Schedule(eqx.Module):
     """A factor on every label's step size as a function of the step count."""
 
-    def __call__(self, count: Array) -> Array:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __call__(self, count: Array) -> Array: ...
 
 
 class Constant(Schedule):
@@ -83,8 +84,8 @@ class ConstantThenCosine(Schedule):
 class Optimiser(eqx.Module):
     """Turns a spec into the optax transformation that steps its parameters."""
 
-    def transformation(self, spec: PyTree) -> optax.GradientTransformation:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def transformation(self, spec: PyTree) -> optax.GradientTransformation: ...
 
     def describe(self) -> str:
         """What a checkpoint records of the optimiser (resuming under another is refused)."""
@@ -124,8 +125,8 @@ class Optax(Optimiser):
 class KeySchedule(eqx.Module):
     """The key of step ``step`` from the run's key (what random numbers each step sees)."""
 
-    def __call__(self, key: PRNGKeyArray, step: Array) -> PRNGKeyArray:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __call__(self, key: PRNGKeyArray, step: Array) -> PRNGKeyArray: ...
 
 
 class FoldIn(KeySchedule):

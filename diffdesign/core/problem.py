@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,15 +37,15 @@ class Problem(eqx.Module):
     """Abstract problem. Subclasses define :attr:`spec`, :attr:`name` and :meth:`loss`."""
 
     @property
-    def spec(self) -> dict[str, PyTree]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def spec(self) -> dict[str, PyTree]: ...
 
     @property
     def name(self) -> str:
         return type(self).__name__
 
-    def loss(self, params: Mapping[str, PyTree], key: PRNGKeyArray) -> tuple[Scalar, dict]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def loss(self, params: Mapping[str, PyTree], key: PRNGKeyArray) -> tuple[Scalar, dict]: ...
 
     def __add__(self, other: Problem) -> Sum:
         if not isinstance(other, Problem):
@@ -62,8 +63,8 @@ class Problem(eqx.Module):
 class ResidualProblem(Problem):
     """A problem given by whitened residuals; the loss is ``0.5 * sum(residuals**2)``."""
 
-    def residuals(self, params: Mapping[str, PyTree], key: PRNGKeyArray) -> Array:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def residuals(self, params: Mapping[str, PyTree], key: PRNGKeyArray) -> Array: ...
 
     def loss(self, params, key):
         r = self.residuals(params, key)
