@@ -190,7 +190,8 @@ def markdown(our: dict, their: dict, rat: dict, counts: list[int]) -> str:
 
 
 def plot(our: dict, their: dict, n: int, path: Path) -> None:
-    from diffdesign.muography.plots import plot_depth_profile, plot_x0_maps
+    sys.path.insert(0, str(ROOT))  # the study's plots live in the repository's experiments/
+    from experiments.muography._plots import plot_depth_profile, plot_x0_maps
 
     maps = {"truth": np.asarray(VOLUME.x0)}
     pred = their.get("prediction", {})
