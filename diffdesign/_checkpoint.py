@@ -17,7 +17,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from jaxtyping import PyTree
+from jaxtyping import ArrayLike, PyTree
 
 _FORMAT = "diffdesign.checkpoint"
 _VERSION = 1
@@ -112,3 +112,30 @@ def load_checkpoint(
         [np.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(leaves, expected, strict=True)],
     )
     return tree, header
+
+
+def save_record(path: str | os.PathLike, arrays: Mapping[str, ArrayLike], metadata) -> None:
+    """Write named arrays (a finished piece of a study) and JSON ``metadata`` atomically."""
+    names = sorted(arrays)
+    shapes = [list(np.shape(arrays[k])) for k in names]
+    dtypes = [np.asarray(arrays[k]).dtype.str for k in names]
+    record = {"names": names, "shapes": shapes, "dtypes": dtypes}
+    save_checkpoint(path, [np.asarray(arrays[k]) for k in names], {**metadata, "record": record})
+
+
+def load_record(
+    path: str | os.PathLike, settings: Mapping[str, Any] | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a record of :func:`save_record` (refused if made with other ``settings``)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            record = json.loads(archive[_METADATA].tobytes().decode())["record"]
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise ValueError(f"{path} is not a readable diffdesign record: {error}") from None
+    template = [
+        np.zeros(shape, dtype=np.dtype(dtype))
+        for shape, dtype in zip(record["shapes"], record["dtypes"], strict=True)
+    ]
+    leaves, header = load_checkpoint(path, template, settings)
+    return dict(zip(record["names"], leaves, strict=True)), header

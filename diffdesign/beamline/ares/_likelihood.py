@@ -155,14 +155,26 @@ def whitened_residuals(
     measurements: Mapping[str, Array],
     noise: Mapping[str, Array],
     incoming: ParameterBeam,
-) -> Float[Array, " 4n"]:
-    """(model - measured) / noise for the four observables, stacked observable-major.
+    diagnostics=None,
+) -> Float[Array, " kn"]:
+    """(model - measured) / noise for each observable, stacked observable-major.
 
     This is the calibration's one likelihood: least squares minimises its square norm,
     NUTS samples exp(-|r|^2 / 2) and the Fisher information is J^T J of it.
+
+    Args:
+        diagnostics: the screens and their model
+            (:class:`~diffdesign.beamline.ares.diagnostics.Diagnostics`): the model of a
+            measurement is then the screen's expected reading and the observables are
+            ``diagnostics.observables``. None: today's screen read ideally
+            (:func:`screen_beam`, the four ``OBSERVABLES``).
     """
-    model = screen_beam(settings, jnp.broadcast_to(offsets, (settings.shape[0], 3, 2)), incoming)
-    return jnp.concatenate([(model[k] - measurements[k]) / noise[k] for k in OBSERVABLES])
+    offsets = jnp.broadcast_to(offsets, (settings.shape[0], 3, 2))
+    if diagnostics is None:
+        model, names = screen_beam(settings, offsets, incoming), OBSERVABLES
+    else:
+        (model, _), names = diagnostics.reading(settings, offsets, incoming), diagnostics.names
+    return jnp.concatenate([(model[k] - measurements[k]) / noise[k] for k in names])
 
 
 def flat_residuals(settings, measured, sigmas, incoming):
@@ -186,3 +198,44 @@ def residual_table(offsets, settings, measured, sigmas, incoming) -> dict[str, d
         }
         for k in OBSERVABLES
     }
+
+
+#: Incoming-beam parameters a calibration may fit beside the offsets: any of these.
+BEAM_PARAMETERS = ("mu_x", "mu_px", "mu_y", "mu_py", "sigma_x", "sigma_px", "sigma_y", "sigma_py")
+#: The nuisances of experiment design: the incoming centroid and size (m). The centroid's
+#: angle is left out by default: with it free, one screen cannot tell the offsets from the
+#: beam's trajectory (quadrupoles and beam on a line rotated about the screen read the same
+#: at every setting); a second screen can.
+NUISANCE = ("mu_x", "mu_y", "sigma_x", "sigma_y")
+#: Scales of the stacked vector x of `beam_residuals` (its weak prior's widths): offsets in
+#: units of DEFAULT_BOUND, centroid in 1 mm and 100 urad, sizes as log factors.
+CENTROID_SCALE = {"mu_x": 1e-3, "mu_px": 1e-4, "mu_y": 1e-3, "mu_py": 1e-4}
+
+
+def beam_from_nuisance(
+    x: Float[Array, " k"], nominal: Mapping[str, float], names: tuple[str, ...] = NUISANCE
+) -> ParameterBeam:
+    """The incoming beam with ``names`` moved from ``nominal`` (``ares.INCOMING_PARAMETERS``
+    style): centroids by ``x * CENTROID_SCALE``, sizes by the factor ``exp(x)``."""
+    from diffdesign.beamline.ares._lattice import incoming_beam
+
+    moved = {}
+    for i, name in enumerate(names):
+        if name in CENTROID_SCALE:
+            moved[name] = nominal[name] + CENTROID_SCALE[name] * x[i]
+        else:
+            moved[name] = nominal[name] * jnp.exp(x[i])
+    return incoming_beam(**(dict(nominal) | moved))
+
+
+def beam_residuals(settings, measurements, noise, diagnostics, nominal, names=NUISANCE):
+    """`whitened_residuals` as a function of x = (offsets / DEFAULT_BOUND (6,), nuisance
+    (len(names),)): the calibration that fits the incoming beam's ``names`` too (see
+    :func:`beam_from_nuisance` for their units)."""
+
+    def residuals(x):
+        offsets = DEFAULT_BOUND * x[:6].reshape(3, 2)
+        beam = beam_from_nuisance(x[6:], nominal, names)
+        return whitened_residuals(offsets, settings, measurements, noise, beam, diagnostics)
+
+    return residuals

@@ -10,27 +10,44 @@ log det F over the settings, by gradient, inside the magnet ranges: the design l
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from diffdesign.beamline.ares._lattice import (
+    INCOMING_PARAMETERS,
     OBSERVABLES,
     SETTING_LOWER,
     SETTING_UPPER,
     incoming_beam,
 )
-from diffdesign.beamline.ares._likelihood import _validate_noise, flat_residuals
+from diffdesign.beamline.ares._likelihood import (
+    BEAM_PARAMETERS,
+    DEFAULT_BOUND,
+    NUISANCE,
+    _validate_noise,
+    beam_from_nuisance,
+    beam_residuals,
+    flat_residuals,
+)
+from diffdesign.beamline.ares.diagnostics import (
+    Diagnostics,
+    position_range,
+    today,
+)
 from diffdesign.beamline.ares.problems import (
     MULTISTART_EPS,
     MULTISTART_STEP,
     settings_spec,
     settings_starts,
 )
+from diffdesign.beamline.ares.screens import RESOLUTION_RANGE
 from diffdesign.beamline.beams import ParameterBeam
-from diffdesign.core import Adam, CosineDecay, Param, Problem, multistart
+from diffdesign.core import Adam, Box, CosineDecay, Log, Param, Problem, multistart
 from diffdesign.inference.identifiability import gaussian_covariance
 
 _LOWER, _UPPER = jnp.asarray(SETTING_LOWER), jnp.asarray(SETTING_UPPER)
@@ -170,3 +187,186 @@ def design_calibration_settings(
 def random_settings(n: int, key: jax.Array) -> Float[Array, "n 5"]:
     """n settings drawn uniformly in the magnet ranges (the published study's strategy)."""
     return jax.random.uniform(key, (n, 5), minval=_LOWER[None, :], maxval=_UPPER[None, :])
+
+
+def offsets_covariance(
+    settings: Float[Array, "n 5"],
+    diagnostics: Diagnostics | None = None,
+    nominal: Mapping[str, float] | None = None,
+    nuisance: tuple[str, ...] = NUISANCE,
+    at: Float[Array, " p"] | None = None,
+) -> Float[Array, "6 6"]:
+    """Covariance (m^2) that a calibration can reach for the six offsets from ``settings``
+    read by ``diagnostics``, with the incoming beam's ``nuisance`` parameters profiled out:
+    ``[F^-1]`` restricted to the offsets, F = J^T J + 1 of the calibration's whitened
+    residuals (:func:`~diffdesign.beamline.ares._likelihood.beam_residuals`, the likelihood
+    the fits use) in units of the weak prior's widths (the "+ 1": offsets +-DEFAULT_BOUND,
+    centroids 1 mm and 100 urad, sizes a factor e), which keeps a design that leaves a
+    direction undetermined finite and differentiable.
+
+    Args:
+        at: the point x = (offsets / DEFAULT_BOUND, nuisances in the units of
+            ``beam_from_nuisance``), (6 + len(nuisance),); zero offsets and the nominal
+            beam if None. The screens' scatter there is the noise (held fixed in x, not in
+            the design).
+
+    Order of the result: (q1 dx, q1 dy, q2 dx, q2 dy, q3 dx, q3 dy).
+    """
+    diagnostics = today() if diagnostics is None else diagnostics
+    nominal = dict(INCOMING_PARAMETERS if nominal is None else nominal)
+    n = settings.shape[0]
+    x0 = jnp.zeros(6 + len(nuisance)) if at is None else jnp.asarray(at, dtype=float)
+    offsets = jnp.broadcast_to(DEFAULT_BOUND * x0[:6].reshape(3, 2), (n, 3, 2))
+    _, noise = diagnostics.reading(settings, offsets, beam_from_nuisance(x0[6:], nominal, nuisance))
+    unused = {k: jnp.zeros(n) for k in diagnostics.names}
+    residuals = beam_residuals(settings, unused, noise, diagnostics, nominal, nuisance)
+    jacobian = jax.jacfwd(residuals)(x0)
+    fisher = jacobian.T @ jacobian + jnp.eye(x0.shape[0])
+    factor = jax.scipy.linalg.cho_factor(fisher)
+    covariance = jax.scipy.linalg.cho_solve(factor, jnp.eye(x0.shape[0]))
+    return DEFAULT_BOUND**2 * covariance[:6, :6]
+
+
+def expected_offsets_covariance(settings, diagnostics, nominal, nuisance, points) -> Array:
+    """The mean of :func:`offsets_covariance` over ``points`` (k, 6 + len(nuisance)): the
+    expected posterior covariance over draws of the unknowns (m^2)."""
+    one = lambda x: offsets_covariance(settings, diagnostics, nominal, nuisance, x)
+    return jnp.mean(jax.vmap(one)(points), axis=0)
+
+
+def rms_bound(covariance: Float[Array, "6 6"]) -> Array:
+    """Root-mean-square one-sigma bound (m) of the six offsets from their covariance."""
+    return jnp.sqrt(jnp.trace(covariance) / 6.0)
+
+
+#: The design variables :class:`CalibrationDesign` may vary.
+DESIGN_VARIABLES = frozenset({"settings", "positions", "resolutions"})
+#: Adam steps of the screens' positions (Box) and resolutions (log) in the design.
+POSITION_STEP = 0.05
+RESOLUTION_STEP = 0.05
+
+
+def positions_spec(diagnostics: Diagnostics, *, step: float = POSITION_STEP) -> Param:
+    """The screens' positions (m from their drifts' entrances) inside their drifts."""
+    low, high = zip(*(position_range(s.drift) for s in diagnostics.screens), strict=True)
+    return Param(diagnostics.positions, np.array(low), np.array(high), step=step,
+                 label="positions", transform=Box(), unit="m")  # fmt: skip
+
+
+def resolutions_spec(diagnostics: Diagnostics, *, step: float = RESOLUTION_STEP) -> Param:
+    """The screens' resolutions (m) inside ``screens.RESOLUTION_RANGE``, moved in log."""
+    k = len(diagnostics.screens)
+    return Param(diagnostics.resolutions, np.full(k, RESOLUTION_RANGE[0]),
+                 np.full(k, RESOLUTION_RANGE[1]), step=step, label="resolutions",
+                 transform=Log(), unit="m")  # fmt: skip
+
+
+class CalibrationDesign(Problem):
+    """Calibration settings and screens chosen together for the offsets' accuracy and the
+    screens' cost: loss = ln(RMS bound / 1 um) + ``cost_weight`` x cost (kEUR), the bound
+    from :func:`expected_offsets_covariance` (the incoming beam profiled out, averaged over
+    ``points``).
+
+    Spec: the ``free`` subset of ``{"settings"}`` ((n, 5), inside the magnet ranges),
+    ``{"positions"}`` (per screen, m inside its drift) and ``{"resolutions"}`` (per screen,
+    m); the others stay at their starting values. Aux: ``rms_bound`` (m), ``cost`` (kEUR).
+
+    Args:
+        settings: (n, 5) starting (or fixed) settings; n >= 6, the number of offsets.
+        diagnostics: the screens (default ``diagnostics.today()``).
+        free: which design variables vary.
+        cost_weight: lambda in 1/kEUR: paying 1 kEUR is worth a fraction lambda of the
+            bound.
+        nominal: the nominal incoming beam's parameters (default ``INCOMING_PARAMETERS``).
+        nuisance: incoming-beam parameters profiled out.
+        points: (k, 6 + len(nuisance)) draws of the unknowns (offsets / DEFAULT_BOUND and
+            nuisances, units of ``beam_from_nuisance``) over which the covariance is
+            averaged (:func:`expected_offsets_covariance`); default the nominal point only.
+        settings_step: Adam step of the settings (Box coordinate).
+
+    Raises:
+        ValueError: n < 6, settings outside the magnet ranges, an unknown design variable,
+            a negative cost weight, or unknown nuisance names.
+    """
+
+    start_settings: Param
+    diagnostics: Diagnostics
+    free: frozenset = eqx.field(static=True)
+    cost_weight: Array
+    nominal: dict
+    nuisance: tuple[str, ...] = eqx.field(static=True)
+    points: Array
+    positions: Param
+    resolutions: Param
+
+    def __init__(
+        self,
+        settings: Float[ArrayLike, "n 5"],
+        diagnostics: Diagnostics | None = None,
+        *,
+        free: Set[str] = DESIGN_VARIABLES,
+        cost_weight: float = 0.0,
+        nominal: Mapping[str, float] | None = None,
+        nuisance: tuple[str, ...] = NUISANCE,
+        points: Float[ArrayLike, "k p"] | None = None,
+        settings_step: float = MULTISTART_STEP,
+    ):
+        settings = np.asarray(settings, dtype=float)
+        if settings.ndim != 2 or settings.shape[1] != 5 or settings.shape[0] < 6:
+            raise ValueError(
+                "settings must have shape (n, 5) with n >= 6 (one measurement per offset at "
+                f"least; the incoming beam is fitted too); got {settings.shape}"
+            )
+        unknown = set(free) - DESIGN_VARIABLES
+        if unknown or not free:
+            raise ValueError(
+                f"free must be a non-empty subset of {sorted(DESIGN_VARIABLES)}; got {sorted(free)}"
+            )
+        if not cost_weight >= 0:
+            raise ValueError(f"cost_weight must be >= 0 (1/kEUR); got {cost_weight}")
+        bad = sorted(set(nuisance) - set(BEAM_PARAMETERS))
+        if bad:
+            raise ValueError(f"nuisance must be among {list(BEAM_PARAMETERS)}; got {bad}")
+        self.start_settings = settings_spec(settings, step=settings_step)
+        self.diagnostics = today() if diagnostics is None else diagnostics
+        self.free = frozenset(free)
+        self.cost_weight = jnp.asarray(cost_weight, dtype=float)
+        self.nominal = dict(INCOMING_PARAMETERS if nominal is None else nominal)
+        self.nuisance = tuple(nuisance)
+        size = 6 + len(self.nuisance)
+        points = np.zeros((1, size)) if points is None else np.asarray(points, dtype=float)
+        if points.ndim != 2 or points.shape[1] != size or not np.all(np.isfinite(points)):
+            raise ValueError(
+                f"points must be finite with shape (k, {size}) (offsets / DEFAULT_BOUND and "
+                f"the nuisances {list(self.nuisance)}); got shape {points.shape}"
+            )
+        self.points = jnp.asarray(points)
+        self.positions = positions_spec(self.diagnostics)
+        self.resolutions = resolutions_spec(self.diagnostics)
+
+    @property
+    def spec(self):
+        every = {"settings": self.start_settings, "positions": self.positions,
+                 "resolutions": self.resolutions}  # fmt: skip
+        return {k: v for k, v in every.items() if k in self.free}
+
+    @property
+    def name(self):
+        return "calibration_design"
+
+    def design(self, params) -> tuple[Array, Diagnostics]:
+        """The settings and screens of ``params`` (fixed variables at their start)."""
+        settings = params.get("settings", self.start_settings.value)
+        positions = params.get("positions", self.positions.value)
+        resolutions = params.get("resolutions", self.resolutions.value)
+        return settings, self.diagnostics.with_geometry(positions, resolutions)
+
+    def loss(self, params, key):
+        settings, diagnostics = self.design(params)
+        covariance = expected_offsets_covariance(
+            settings, diagnostics, self.nominal, self.nuisance, self.points
+        )
+        bound = rms_bound(covariance)
+        cost = diagnostics.cost()
+        loss = jnp.log(bound / 1e-6) + self.cost_weight * cost
+        return loss, {"rms_bound": bound, "cost": cost}
