@@ -143,7 +143,8 @@ def check_resolution(resolution, field: str = "resolution") -> None:
     check_positive(resolution, field, "ARES screen", "m")
     low, high = RESOLUTION_RANGE
     value = float(jnp.min(jnp.asarray(resolution))), float(jnp.max(jnp.asarray(resolution)))
-    if value[0] < low or value[1] > high:
+    slack = 1e-9  # relative: a design that ends on a bound may be a few ulps beyond it
+    if value[0] < low * (1 - slack) or value[1] > high * (1 + slack):
         raise ValueError(
             f"{field} must lie in [{low:g}, {high:g}] m (binned pixel = point-spread sigma); "
             f"got {value[0]:g} .. {value[1]:g}"
