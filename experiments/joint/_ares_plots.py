@@ -51,7 +51,7 @@ def plot_designs(results: dict[str, Any], path: Path) -> Path:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), height_ratios=(1.2, 1))
     for name, start, length, kind in _ELEMENTS:
         top.axvspan(start, start + length, color=_COLOURS[kind], alpha=0.25)
-        top.text(start + length / 2, len(names) - 0.4, name, ha="center", fontsize=7, rotation=90)
+        top.text(start + length / 2, -0.75, name, ha="center", va="center", fontsize=7)
     for row, name in enumerate(names):
         design = _chosen(results, name)
         drifts = ["Drift_AREAMCHM1", "Drift_AREAMQZM1"][: len(design["positions_m"])]
@@ -65,7 +65,7 @@ def plot_designs(results: dict[str, Any], path: Path) -> Path:
     top.set_yticks(range(len(names)), [_LABELS.get(n, n) for n in names], fontsize=8)
     top.set_xlabel("s along the segment (m); squares: screens, with their resolution")
     top.set_xlim(0, 2.1)
-    top.set_ylim(-0.6, len(names) + 0.2)
+    top.set_ylim(-1.0, len(names) - 0.4)
     top.set_title("Designs on the ARES experimental area (red: quadrupoles, blue: correctors)")
     setting_names = ("q1", "q2", "cv", "q3", "ch")
     half = np.array([30.0, 30.0, 6e-3, 30.0, 6e-3])
@@ -122,23 +122,56 @@ def plot_realised(results: dict[str, Any], path: Path) -> Path:
     left.set_xscale("log")
     left.set_yticks(y, [_LABELS.get(n, n) for n in names], fontsize=8)
     left.set_xlabel("offset error (um, RMS over offsets and calibrations)")
-    left.legend(fontsize=7)
+    left.set_xlim(right=3e3)
+    left.legend(fontsize=7, loc="lower right")
     left.set_title("Predicted and realised calibration accuracy")
     tuned = [e["tuning"]["mean_beam_error_um"] for e in entries]
     ideal = [e["tuning"]["mean_beam_error_true_model_um"] for e in entries]
-    right.barh(y - 0.2, [t or 0 for t in tuned], 0.4, label="tuned on the calibrated model")
-    right.barh(y + 0.2, [t or 0 for t in ideal], 0.4, label="tuned on the true model")
+    right.barh(y - 0.2, [t or np.nan for t in tuned], 0.4, label="tuned on the calibrated model")
+    right.barh(y + 0.2, [t or np.nan for t in ideal], 0.4, label="tuned on the true model")
     right.set_yticks(y, [""] * len(names))
-    right.set_xlabel("beam error on the true machine (um, mean |deviation| from the target)")
-    right.legend(fontsize=7)
+    right.set_xscale("log")
+    right.set_xlabel("beam error on the true machine (um, ares.mae from the target)")
+    right.legend(fontsize=7, loc="lower right")
     right.set_title("Tuning to the target beam")
+    return _save(fig, path)
+
+
+def plot_n_sweep(results: dict[str, Any], path: Path) -> Path:
+    """Each strategy's RMS bound against the number of calibration settings (left) and its
+    design loss relative to the joint design's (right)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    sweep = results["n_sweep"]
+    joint = {p["n_settings"]: p["loss"] for p in sweep["joint"]}
+    for kind, style in (("joint", "o-"), ("geometry_then_settings", "s--"),
+                        ("settings_then_geometry", "^--")):  # fmt: skip
+        n = [p["n_settings"] for p in sweep[kind]]
+        left.plot(n, [p["rms_bound_um"] for p in sweep[kind]], style, label=_LABELS[kind])
+        ratio = [100 * (np.exp(p["loss"] - joint[p["n_settings"]]) - 1) for p in sweep[kind]]
+        right.plot(n, ratio, style, label=_LABELS[kind])
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("number of calibration settings n")
+    left.set_ylabel("offsets' RMS Cramer-Rao bound (um)")
+    left.legend(fontsize=7)
+    right.set_xscale("log")
+    right.set_xlabel("number of calibration settings n")
+    right.set_ylabel("exp(loss - joint loss) - 1 (%): bound x cost penalty vs joint")
+    right.axhline(0.0, color="k", lw=0.5)
+    right.legend(fontsize=7)
+    fig.suptitle(
+        f"Joint against sequential along n (cost weight {results['chosen_cost_weight']:g}/kEUR)"
+    )
     return _save(fig, path)
 
 
 def plot_all(results: dict[str, Any], out: str | Path) -> list[Path]:
     out = Path(out)
-    return [
+    paths = [
         plot_designs(results, out / "designs.png"),
         plot_front(results, out / "front.png"),
         plot_realised(results, out / "realised.png"),
     ]
+    if any(results["n_sweep"].values()):
+        paths.append(plot_n_sweep(results, out / "n_sweep.png"))
+    return paths

@@ -69,6 +69,8 @@ class AresJointConfig(TomlConfig):
     #: target beam of the tuning (m): centred, sigma_x and sigma_y.
     target_sigma_x: float = 1e-4
     target_sigma_y: float = 1e-4
+    #: numbers of settings of the three strategies' comparison at ``cost_weight``.
+    n_sweep: tuple[int, ...] = (6, 8, 10, 15, 30)
     #: the optional second screen's drift and start position (m from its entrance).
     extra_drift: str = "Drift_AREAMQZM1"
     extra_position: float = 0.2
@@ -84,9 +86,12 @@ class AresJointConfig(TomlConfig):
         "n_realisations": 8,
         "n_nuts": 1, "nuts_warmup": 30, "nuts_samples": 30, "n_tuning": 2,
         "tuning_starts": 4, "tuning_steps": 20, "realised": ("published", "joint"),
+        "n_sweep": (),
     }  # fmt: skip
 
     def __post_init__(self):
+        if any(n < 6 for n in self.n_sweep):
+            raise ValueError(f"n_sweep entries must be >= 6; got {self.n_sweep}")
         if self.n_settings < 6:
             raise ValueError(
                 f"n_settings must be >= 6 (the number of offsets); got {self.n_settings}"
@@ -216,26 +221,37 @@ def designs(config: AresJointConfig, stages: Stages) -> dict[str, dict[str, np.n
         "published", lambda: _evaluate(base, jnp.asarray(published), one.positions, one.resolutions)
     )
     geometry = {"positions", "resolutions"}
-    for weight in sorted(set(config.cost_weights) | {config.cost_weight}):
-        tag = f"@{weight:g}"
 
-        def joint(weight=weight):
-            p = problem(published, one, {"settings"} | geometry, weight)
-            return _optimise(p, config, key)
+    def strategies(start, weight):
+        """The three strategies from the random settings ``start`` at cost weight ``weight``."""
 
-        def geometry_then_settings(weight=weight):
-            first = _optimise(problem(published, one, geometry, weight), config, key)
+        def joint():
+            return _optimise(problem(start, one, {"settings"} | geometry, weight), config, key)
+
+        def geometry_then_settings():
+            first = _optimise(problem(start, one, geometry, weight), config, key)
             fixed = one.with_geometry(first["positions"], first["resolutions"])
-            return _optimise(problem(published, fixed, {"settings"}, weight), config, key)
+            return _optimise(problem(start, fixed, {"settings"}, weight), config, key)
 
-        def settings_then_geometry(weight=weight):
-            first = _optimise(problem(published, one, {"settings"}, weight), config, key)
+        def settings_then_geometry():
+            first = _optimise(problem(start, one, {"settings"}, weight), config, key)
             p = problem(np.asarray(first["settings"]), one, geometry, weight)
             return _optimise(p, config, key)
 
-        for name, compute in (("joint", joint), ("geometry_then_settings", geometry_then_settings),
-                              ("settings_then_geometry", settings_then_geometry)):  # fmt: skip
-            out[name + tag] = stages.get(name + tag, compute)
+        return {"joint": joint, "geometry_then_settings": geometry_then_settings,
+                "settings_then_geometry": settings_then_geometry}  # fmt: skip
+
+    for weight in sorted(set(config.cost_weights) | {config.cost_weight}):
+        for name, compute in strategies(published, weight).items():
+            out[f"{name}@{weight:g}"] = stages.get(f"{name}@{weight:g}", compute)
+    for n in config.n_sweep:
+        start = np.random.default_rng(config.seed).uniform(
+            ares.SETTING_LOWER, ares.SETTING_UPPER, (n, 5)
+        )
+        for name, compute in strategies(start, config.cost_weight).items():
+            same = n == config.n_settings
+            tagged = f"{name}@{config.cost_weight:g}"
+            out[f"{name}#n{n}"] = out[tagged] if same else stages.get(f"{name}#n{n}", compute)
 
     def equal_cost():
         p = problem(published, one, {"settings", "positions"}, config.cost_weight)
@@ -473,7 +489,9 @@ def run_study(config: AresJointConfig, out: str | Path) -> dict[str, Any]:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stages = Stages(out, config.to_json())
+    # which optional stages run does not change the finished ones
+    stages = Stages(out, {k: v for k, v in config.to_json().items()
+                          if k not in ("realised", "n_sweep")})  # fmt: skip
     say("designs: multi-start Adam on each design problem (compiling the first takes a while)")
     found = designs(config, stages)
     main = f"@{config.cost_weight:g}"
@@ -521,6 +539,12 @@ def run_study(config: AresJointConfig, out: str | Path) -> dict[str, Any]:
              "cost_keur": float(found[f"{kind}@{w:g}"]["cost"])}
             for w in sorted(set(config.cost_weights) | {config.cost_weight})
         ]  # fmt: skip
+    fronts_n = {
+        kind: [{"n_settings": n, "rms_bound_um": 1e6 * float(found[f"{kind}#n{n}"]["rms_bound"]),
+                "cost_keur": float(found[f"{kind}#n{n}"]["cost"]),
+                "loss": float(found[f"{kind}#n{n}"]["loss"])} for n in config.n_sweep]
+        for kind in ("joint", "geometry_then_settings", "settings_then_geometry")
+    }  # fmt: skip
     results = {
         "config": config.to_json(),
         "units": {"rms_bound_um": "um (one sigma, RMS over the six offsets)", "cost_keur": "kEUR",
@@ -528,6 +552,7 @@ def run_study(config: AresJointConfig, out: str | Path) -> dict[str, Any]:
         "designs": {name: _design_json(found[name]) for name in sorted(found)},
         "chosen_cost_weight": config.cost_weight,
         "fronts": fronts,
+        "n_sweep": fronts_n,
         "realised": realisations,
         "timing": stages.get("timing", lambda: joint_timing(config)),
     }  # fmt: skip
