@@ -235,30 +235,12 @@ def load_screen_surrogate(name: str | Path = "ares_screen"):
     return SurrogateScreen(FlowSampler(model), state, z)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rows", type=int, help="training shots (default 200000; smoke 3000)")
-    parser.add_argument("--steps", type=int, help="Adam steps (default 6000; smoke 200)")
-
-
-def run(args: argparse.Namespace) -> dict[str, str]:
-    import json
-
+def artefact_card(sizes: dict, seed: int, metrics: dict, elapsed: float, *, smoke: bool) -> dict:
+    """The card of a screen-surrogate artefact trained with ``sizes`` (``n_rows``,
+    ``steps``) and ``seed``; ``metrics`` from :func:`train_screen_surrogate`."""
     from diffdesign.beamline.ares import camera
-    from diffdesign.surrogates.artefacts import save_surrogate
     from diffdesign.surrogates.blackbox import derived_seed
 
-    sizes = dict(SMOKE if args.smoke else FULL)
-    if args.rows is not None:
-        sizes["n_rows"] = args.rows
-    if args.steps is not None:
-        sizes["steps"] = args.steps
-    seed = 0 if args.seed is None else args.seed
-    out = Path(args.out)
-    if args.smoke and out.resolve() == ARTEFACT.resolve():
-        out = Path(SMOKE_OUT)
-    started = time.perf_counter()
-    screen, metrics = train_screen_surrogate(camera_simulator(), seed=seed, **sizes)
-    elapsed = time.perf_counter() - started
     command = "diffdesign joint screen_surrogate" + (f" --seed {seed}" if seed else "")
     for flag, key in (("--rows", "n_rows"), ("--steps", "steps")):
         if sizes[key] != FULL[key]:
@@ -284,9 +266,35 @@ def run(args: argparse.Namespace) -> dict[str, str]:
         "base_samples": {"n": N_BASE, "seed": derived_seed(seed, 5)},
         "validation": metrics,
         "wall_time_s": round(elapsed, 1),
-        "smoke": bool(args.smoke),
-        "command": command + (" --smoke --out OUT" if args.smoke else ""),
+        "smoke": smoke,
+        "command": command + (" --smoke --out OUT" if smoke else ""),
     }
+    return card
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rows", type=int, help="training shots (default 200000; smoke 3000)")
+    parser.add_argument("--steps", type=int, help="Adam steps (default 6000; smoke 200)")
+
+
+def run(args: argparse.Namespace) -> dict[str, str]:
+    import json
+
+    from diffdesign.surrogates.artefacts import save_surrogate
+
+    sizes = dict(SMOKE if args.smoke else FULL)
+    if args.rows is not None:
+        sizes["n_rows"] = args.rows
+    if args.steps is not None:
+        sizes["steps"] = args.steps
+    seed = 0 if args.seed is None else args.seed
+    out = Path(args.out)
+    if args.smoke and out.resolve() == ARTEFACT.resolve():
+        out = Path(SMOKE_OUT)
+    started = time.perf_counter()
+    screen, metrics = train_screen_surrogate(camera_simulator(), seed=seed, **sizes)
+    elapsed = time.perf_counter() - started
+    card = artefact_card(sizes, seed, metrics, elapsed, smoke=bool(args.smoke))
     save_surrogate(out, screen.weights, card, screen.sampler.flow)
     if not args.quiet:
         print(json.dumps(metrics["coverage"], indent=1))

@@ -32,3 +32,18 @@ def test_smoke_writes_every_method_with_finite_values(tmp_path):
     assert results["methods"]["surrogate"]["black_box_calls"] == 200_000
     consistency = results["idealised_consistency"]
     assert abs(consistency["difference"]) < CONSISTENCY, consistency
+    sweep = results["surrogate_sweep"]
+    assert [r["rows"] for r in sweep["sizes"]] == list(screen_lgso.SMOKE["surrogate_rows"])
+    threshold = results["target"]["within_10pc_threshold"]
+    for record in sweep["sizes"]:
+        for field in ("black_box_loss", "training_s", "design_wall_s", "ratio_to_better_baseline"):
+            assert math.isfinite(record[field]), (field, record[field])
+        assert record["black_box_calls"] == record["rows"]
+        assert record["within_10pc"] == (record["black_box_loss"] <= threshold)
+        low, high = record["ratio_bracket"]
+        assert low <= high == record["ratio_to_better_baseline"]
+        assert record["five_times_fewer"] == (record["within_10pc"] and high >= screen_lgso.FEWER)
+        # trained into the run's folder, never into surrogates/
+        assert (tmp_path / "surrogates" / f"ares_screen_{record['rows']}" / "card.json").exists()
+    crossing = sweep["better_baseline_crossing"]
+    assert crossing["at_most"] is None or crossing["after"] < crossing["at_most"]
