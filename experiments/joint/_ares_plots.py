@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -81,24 +82,29 @@ def plot_designs(results: dict[str, Any], path: Path) -> Path:
 
 
 def plot_front(results: dict[str, Any], path: Path) -> Path:
-    """RMS Cramer-Rao bound against the screens' cost: each strategy along the cost weight."""
-    fig, ax = plt.subplots(figsize=(7, 5))
+    """RMS Cramer-Rao bound against the screens' cost: each strategy along the cost weight,
+    with the published practice (left) and zoomed on the designs (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
     styles = {"joint": "o-", "geometry_then_settings": "s--", "settings_then_geometry": "^--"}
-    for kind, points in results["fronts"].items():
-        cost = [p["cost_keur"] for p in points]
-        bound = [p["rms_bound_um"] for p in points]
-        ax.plot(cost, bound, styles[kind], label=_LABELS[kind])
-        for p in points:
-            ax.annotate(f"λ={p['cost_weight']:g}", (p["cost_keur"], p["rms_bound_um"]),
-                        fontsize=6, textcoords="offset points", xytext=(4, 2))  # fmt: skip
-    for name, marker in (("published", "k*"), ("joint_equal_cost", "mD")):
-        d = _chosen(results, name)
-        ax.plot(d["cost_keur"], d["rms_bound_um"], marker, markersize=11, label=_LABELS[name])
-    ax.set_yscale("log")
-    ax.set_xlabel("cost of the screens (kEUR)")
-    ax.set_ylabel("offsets' RMS Cramer-Rao bound (um)")
-    ax.set_title("Accuracy against cost (incoming centroid and size profiled out)")
-    ax.legend(fontsize=7)
+    for ax in axes:
+        for kind, points in results["fronts"].items():
+            cost = [p["cost_keur"] for p in points]
+            bound = [p["rms_bound_um"] for p in points]
+            ax.plot(cost, bound, styles[kind], label=_LABELS[kind])
+        for name, marker in (("published", "k*"), ("joint_equal_cost", "mD")):
+            d = _chosen(results, name)
+            ax.plot(d["cost_keur"], d["rms_bound_um"], marker, markersize=11, label=_LABELS[name])
+        ax.set_xlabel("cost of the screens (kEUR)")
+        ax.set_ylabel("offsets' RMS Cramer-Rao bound (um)")
+    for p in results["fronts"]["joint"]:
+        axes[1].annotate(f"λ={p['cost_weight']:g}/kEUR", (p["cost_keur"], p["rms_bound_um"]),
+                         fontsize=7, textcoords="offset points", xytext=(4, -10))  # fmt: skip
+    axes[0].set_yscale("log")
+    axes[0].set_title("Accuracy against cost (incoming centroid and size profiled out)")
+    axes[0].legend(fontsize=7)
+    designed = [p["rms_bound_um"] for points in results["fronts"].values() for p in points]
+    axes[1].set_ylim(0.98 * min(designed), 1.02 * max(designed))
+    axes[1].set_title("Zoom on the designs (λ along each line)")
     return _save(fig, path)
 
 
@@ -174,4 +180,45 @@ def plot_all(results: dict[str, Any], out: str | Path) -> list[Path]:
     ]
     if any(results["n_sweep"].values()):
         paths.append(plot_n_sweep(results, out / "n_sweep.png"))
+    card = Path(__file__).resolve().parents[2] / "surrogates" / "ares_screen" / "card.json"
+    if card.exists():
+        paths.append(plot_surrogate_fidelity(json.loads(card.read_text()),
+                                             out / "surrogate_fidelity.png"))  # fmt: skip
     return paths
+
+
+def plot_surrogate_fidelity(card: dict[str, Any], path: Path) -> Path:
+    """The learned screen against the camera black box, from its artefact's card: mean
+    error (in b = sqrt(sigma^2 + r^2)) and spread ratio per sigma/r bin, and coverage."""
+    validation = card["validation"]
+    bins = validation["bins"]
+    observables = ("mu_x", "sigma_x", "mu_y", "sigma_y")
+    labels = [f"{b['sigma_over_r'][0]:g}-{b['sigma_over_r'][1] or 'inf'}" for b in bins]
+    x = np.arange(len(bins))
+    fig, (bias, spread, coverage) = plt.subplots(1, 3, figsize=(14, 4.3))
+    for i, k in enumerate(observables):
+        offset = (i - 1.5) * 0.12
+        bias.errorbar(x + offset, [b["mean_error"][k] for b in bins],
+                      [b["std_error"][k] for b in bins], fmt="o", label=k, capsize=2)  # fmt: skip
+        spread.plot(x + offset, [b["std_ratio"][k] for b in bins], "o", label=k)
+    for ax in (bias, spread):
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_xlabel("true sigma / resolution")
+        ax.legend(fontsize=7)
+    bias.axhline(0.0, color="k", lw=0.5)
+    bias.set_ylabel("surrogate mean - black-box mean (units of b)")
+    bias.set_title("Bias of the learned screen")
+    spread.axhline(1.0, color="k", lw=0.5)
+    spread.set_yscale("log")
+    spread.set_ylabel("surrogate std / black-box std")
+    spread.set_title("Spread of the learned screen")
+    for j, level in enumerate(("68", "95")):
+        values = [validation["coverage"][level]["on_screen"][k] for k in observables]
+        coverage.bar(np.arange(4) + (j - 0.5) * 0.4, values, 0.4, label=f"{level} % interval")
+        coverage.axhline(int(level) / 100, color="k", lw=0.5, ls="--")
+    coverage.set_xticks(range(4), observables)
+    coverage.set_ylabel("fraction of black-box shots inside")
+    coverage.set_ylim(0, 1.05)
+    coverage.set_title(f"Coverage ({validation['n_beams']} beams x {validation['repeats']} shots)")
+    coverage.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)

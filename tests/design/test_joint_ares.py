@@ -33,7 +33,9 @@ def test_joint_ares_smoke_runs_and_resumes(tmp_path):
         assert entry["n_realisations"] == 8
         assert 0.0 <= entry["coverage_95"] <= 1.0
         assert np.isfinite(entry["realised_rms_error_um"])
-    assert {p.name for p in out.glob("*.png")} == {"designs.png", "front.png", "realised.png"}
+    assert {p.name for p in out.glob("*.png")} == {
+        "designs.png", "front.png", "realised.png", "surrogate_fidelity.png"
+    }
     again = _run(out)
     assert "done before" in again.stdout + again.stderr
     assert json.loads((out / "results.json").read_text()) == results
