@@ -42,6 +42,13 @@ def _length(value: ArrayLike, name: str, *, positive: bool = False) -> Array:
     return value
 
 
+def _signed_length(value: ArrayLike, name: str) -> Array:
+    """A length that may be negative (a drift backwards over overlapping elements)."""
+    value = jnp.asarray(value, dtype=float)
+    check_finite(value, "length", f"element '{name}'")
+    return value
+
+
 def _offset(value: ArrayLike | None, field: str, name: str) -> Array:
     value = jnp.zeros(2) if value is None else jnp.asarray(value, dtype=float)
     check_trailing_shape(value, field, (2,), f"element '{name}'")
@@ -114,8 +121,13 @@ class Drift(Element):
     """Field-free drift space.
 
     Args:
-        length: length in m, >= 0.
+        length: length in m, any finite value. A negative length is a drift backwards,
+            as AT, Elegant, Bmad and Cheetah allow for overlapping elements; its maps are
+            the same formulas, so ``Drift(-L)`` undoes ``Drift(L)`` exactly.
         name: unique name within a segment.
+
+    Raises:
+        ValueError: if ``length`` is NaN or infinite.
     """
 
     length: Array
@@ -123,7 +135,7 @@ class Drift(Element):
 
     def __init__(self, length: ArrayLike, name: str = ""):
         self.name = name
-        self.length = _length(length, name)
+        self.length = _signed_length(length, name)
 
     def linear_map(self, energy, species):
         return _maps.drift(self.length, energy, species.mass_eV)

@@ -90,7 +90,8 @@ class Segment(eqx.Module):
         """A new segment with fields changed, keyed ``"ELEMENT.field"``.
 
         Values may carry leading batch axes (one value per setting); they are validated
-        like constructor arguments (finite, lengths >= 0, misalignments of shape (..., 2)).
+        like constructor arguments (finite; lengths >= 0 except a drift's, which may be
+        negative; misalignments of shape (..., 2)).
 
         Raises:
             KeyError: for an unknown element name.
@@ -176,7 +177,7 @@ class Segment(eqx.Module):
         }
 
     def split(self, resolution: float) -> Segment:
-        """Drifts and quadrupoles cut into pieces no longer than ``resolution`` (m).
+        """Drifts and quadrupoles cut into pieces no longer than ``resolution`` (m) in magnitude.
 
         The pieces compose exactly to the original element; other elements are kept.
         Used to sample beam envelopes inside elements.
@@ -185,7 +186,7 @@ class Segment(eqx.Module):
         pieces: list[Element] = []
         for element in self.elements:
             if isinstance(element, Drift | Quadrupole):
-                n = max(1, int(jnp.ceil(jnp.max(element.length) / resolution)))
+                n = max(1, int(jnp.ceil(jnp.max(jnp.abs(element.length)) / resolution)))
                 pieces.extend(element.split(n))
             else:
                 pieces.append(element)

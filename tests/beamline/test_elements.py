@@ -197,8 +197,12 @@ def test_displaced_quadrupole_steers_towards_its_displacement():
     ("build", "match"),
     [
         (
-            lambda: bl.Drift(-1.0, name="D1"),
-            r"length must lie in \[0.0, inf\] m; got -1.0 m for element 'D1'",
+            lambda: bl.Quadrupole(-1.0, name="Q1"),
+            r"length must lie in \[0.0, inf\] m; got -1.0 m for element 'Q1'",
+        ),
+        (
+            lambda: bl.Drift(np.nan, name="D1"),
+            "length must be finite; got nan for element 'D1'",
         ),
         (
             lambda: bl.Quadrupole(0.1, k1=np.nan, name="Q1"),

@@ -295,7 +295,8 @@ def test_unsupported_cheetah_element_is_named():
         ({"NOPE.k1": 1.0}, KeyError, "no element named 'NOPE'"),
         ({"Q1.angle": 1.0}, ValueError, r"element 'Q1' \(Quadrupole\) has no setting 'angle'"),
         ({"Q1.k1": np.nan}, ValueError, "k1 must be finite; got nan for element 'Q1'"),
-        ({"D1.length": -0.1}, ValueError, "length must lie in"),
+        ({"Q1.length": -0.1}, ValueError, "length must lie in"),
+        ({"D1.length": np.inf}, ValueError, "length must be finite; got inf for element 'D1'"),
         (
             {"Q1.misalignment": np.zeros(3)},
             ValueError,
