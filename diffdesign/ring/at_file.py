@@ -5,7 +5,9 @@ evaluated) and applies the element constructors' semantics, giving the same elem
 and values as pyAT's ``at.load_lattice(path)``: the same names, defaults (``PassMethod``,
 ``NumIntSteps`` = 10 for thick multipoles, ``TimeLag`` = 0, ...), ``PolynomA``/``PolynomB``
 padded to ``MaxOrder + 1`` coefficients, ``K`` for quadrupoles and dipoles, and ``Class``
-named after pyAT's element classes (``Dipole``, ``M66``, ...).
+named after pyAT's element classes (``Dipole``, ``M66``, ...). One difference: pyAT keeps
+a corrector's short ``PolynomA``/``PolynomB`` (``atcorrector(..., 'PolynomA', 0,
+'MaxOrder', 1)``, unused by its pass) as given; here they are padded like every other.
 
 Supported constructors, with their positional arguments (``[...]``: optional) and an
 optional pass method after them; keyword/value pairs may follow and set any field::

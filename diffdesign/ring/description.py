@@ -19,7 +19,9 @@ key                    meaning
 ``PassMethod``         AT pass method name (str), e.g. ``StrMPoleSymplectic4Pass``
 ``Length``             m (float)
 ``PolynomA/B``         skew/normal multipole coefficients, lists of floats,
-                       length >= ``MaxOrder`` + 1
+                       length >= ``MaxOrder`` + 1 (readers pad shorter
+                       ones with zeros, as AT does; longer ones are kept
+                       and the coefficients beyond ``MaxOrder`` ignored)
 ``MaxOrder``           highest multipole index used (int)
 ``NumIntSteps``        integrator steps (int)
 ``BendingAngle``       rad; ``EntranceAngle``, ``ExitAngle`` edge angles, rad

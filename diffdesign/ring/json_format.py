@@ -35,9 +35,9 @@ Each element is an object keyed by Accelerator Toolbox (AT) field names, in AT's
 (see :mod:`diffdesign.ring.description`). Every element needs ``Class`` (one of
 :data:`~diffdesign.ring.description.ELEMENT_CLASSES`), ``FamName``, ``PassMethod`` and
 ``Length`` (m), plus what its class needs (:data:`REQUIRED_FIELDS`). Known fields have fixed
-types: numbers (finite), integers, vectors of numbers (``PolynomA``/``PolynomB`` of length
-> ``MaxOrder``; ``T1``/``T2`` 6; ``KickAngle`` 2; ``Limits`` 4) and 6x6 matrices (``R1``,
-``R2``, ``M66``) as arrays of rows. Aperture limits (``Limits``, ``RApertures``,
+types: numbers (finite), integers, vectors of numbers (``PolynomA``/``PolynomB``, padded
+with zeros to ``MaxOrder + 1``; ``T1``/``T2`` 6; ``KickAngle`` 2; ``Limits`` 4) and 6x6
+matrices (``R1``, ``R2``, ``M66``) as arrays of rows. Aperture limits (``Limits``, ``RApertures``,
 ``EApertures``) may be infinite; they are written as the ``Infinity`` tokens that Python's
 :mod:`json` reads. Other fields are kept as they are.
 
@@ -275,9 +275,9 @@ def validate_element(
         fields sorted, each value in the form :func:`normalise_field` gives.
 
     Raises:
-        ValueError: for a missing or unknown ``Class``, a missing required field, a field
-            of the wrong type or shape, or ``PolynomA``/``PolynomB`` shorter than
-            ``MaxOrder + 1``.
+        ValueError: for a missing or unknown ``Class``, a missing required field, or a
+            field of the wrong type or shape. ``PolynomA``/``PolynomB`` shorter than
+            ``MaxOrder + 1`` are not errors: they are padded with zeros, as AT reads them.
         TypeError: if ``element`` is not a mapping.
     """
     if not isinstance(element, Mapping):
@@ -304,12 +304,10 @@ def validate_element(
                 raise ValueError(f"field names must be strings; got {key!r}{owner}")
             out[key] = normalise_field(key, element[key], owner)
     if "MaxOrder" in out:
+        # AT reads MaxOrder + 1 coefficients; missing ones are zero (pyAT pads them).
         for key in ("PolynomA", "PolynomB"):
             if key in out and len(out[key]) <= out["MaxOrder"]:
-                raise ValueError(
-                    f"{key} must have more than MaxOrder={out['MaxOrder']} coefficients; "
-                    f"got {len(out[key])}{owner}"
-                )
+                out[key] = out[key] + [0.0] * (out["MaxOrder"] + 1 - len(out[key]))
     return out
 
 

@@ -127,8 +127,11 @@ class Lattice(eqx.Module):
             kinds.append(kind)
             for attr, (at_name, default) in _FIELDS.items():
                 columns[attr].append(_number(e.get(at_name, default), at_name, label))
+            max_order = int(e.get("MaxOrder", max(len(e.get("PolynomB", ())) - 1, 0)))
             for target, key in ((polynom_a, "PolynomA"), (polynom_b, "PolynomB")):
                 values = _vector(e.get(key, []), key, label)
+                if "MaxOrder" in e:
+                    values = values[: max_order + 1]  # AT's passes stop at MaxOrder
                 target[i, : len(values)] = values
             if "KickAngle" in e:
                 kick[i] = _vector(e["KickAngle"], "KickAngle", label, size=2)
@@ -152,7 +155,6 @@ class Lattice(eqx.Module):
                 steps = 0
             if kind == "thin" and _number(e.get("BendingAngle", 0.0), "BendingAngle", label):
                 raise ValueError(f"{label}: thin multipoles with a BendingAngle are not supported")
-            max_order = int(e.get("MaxOrder", max(len(e.get("PolynomB", ())) - 1, 0)))
             steps_list.append(steps)
             nonlinear_list.append(kind in ("straight", "bend") and max_order >= 2)
         params = ElementParams(

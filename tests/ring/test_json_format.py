@@ -155,7 +155,6 @@ def test_bad_top_level_is_named(tmp_path, changes, message):
         (0, {"Class": "Wiggler"}, r"unknown Class 'Wiggler' for element 'D'.*allowed: Drift, "),
         (0, {"Class": None}, r"missing field 'Class' for element 'D' in .*\(element 0\)"),
         (1, {"PolynomB": None}, r"missing field 'PolynomB' for element 'Q'.*Quadrupole"),
-        (1, {"PolynomB": [0.0]}, r"PolynomB must have more than MaxOrder=1 coefficients"),
         (1, {"T1": [0.0, 0.0]}, r"T1 must have 6 numbers; got 2 for element 'Q'"),
         (1, {"MaxOrder": 1.5}, r"MaxOrder must be an integer; got 1.5"),
         (1, {"Length": "long"}, r"Length must be a number; got the string 'long'"),
@@ -169,6 +168,12 @@ def test_bad_top_level_is_named(tmp_path, changes, message):
 def test_bad_elements_are_named(tmp_path, index, fields, message):
     with pytest.raises(ValueError, match=message):
         read_lattice_json(_with_element(tmp_path, index, **fields))
+
+
+def test_short_polynoms_are_padded_to_max_order(tmp_path):
+    """AT reads MaxOrder + 1 coefficients and pads missing ones with zeros; so do we."""
+    ring = read_lattice_json(_with_element(tmp_path, 1, PolynomA=[], PolynomB=[0.0]))
+    assert ring.elements[1]["PolynomA"] == ring.elements[1]["PolynomB"] == [0.0, 0.0]
 
 
 def test_not_json_and_not_an_object(tmp_path):
