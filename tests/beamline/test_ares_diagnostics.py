@@ -160,8 +160,8 @@ def test_design_gradient_matches_central_differences():
                                                              25e-6),)),
                                 cost_weight=0.01, points=np.zeros((2, 10)))  # fmt: skip
     params = values(problem.spec)
-    loss = lambda p: problem.loss(p, None)[0]
-    grad = jax.grad(loss)(params)
+    loss = jax.jit(lambda p: problem.loss(p, None)[0])
+    grad = jax.jit(jax.grad(loss))(params)
     for name, index, h in (("positions", (0,), 1e-5), ("resolutions", (0,), 1e-9),
                            ("settings", (2, 0), 1e-4), ("settings", (5, 3), 1e-4)):  # fmt: skip
         up = {**params, name: params[name].at[index].add(h)}
