@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from experiments.ares._plots import _save  # the ARES studies' figure writer
+
 #: Element starts and lengths along the segment (m) for the drawing, and their kinds.
 _ELEMENTS = (
     ("AREAMQZM1", 0.17504, 0.122, "quadrupole"),
@@ -32,13 +34,6 @@ _LABELS = {
     "one_screen_angles": "joint, angles free, one screen",
     "two_screens_joint": "joint, angles free, two screens",
 }
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def _chosen(results: dict[str, Any], name: str) -> dict[str, Any]:

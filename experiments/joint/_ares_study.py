@@ -188,11 +188,21 @@ def _optimise(problem, config: AresJointConfig, key) -> dict[str, np.ndarray]:
     }  # fmt: skip
 
 
-def _evaluate(problem, settings, positions, resolutions) -> dict[str, np.ndarray]:
+def _evaluate(problem, settings) -> dict[str, np.ndarray]:
     """A design's record: ``problem`` varies the settings only and has its screens."""
     loss, aux = problem.loss({"settings": settings}, None)
-    return {"settings": settings, "positions": positions, "resolutions": resolutions,
-            "rms_bound": aux["rms_bound"], "cost": aux["cost"], "loss": loss}  # fmt: skip
+    return {"settings": settings, "positions": problem.diagnostics.positions,
+            "resolutions": problem.diagnostics.resolutions, "rms_bound": aux["rms_bound"],
+            "cost": aux["cost"], "loss": loss}  # fmt: skip
+
+
+def random_settings(config: AresJointConfig, n: int) -> np.ndarray:
+    """n settings uniform in the magnet ranges from the study's seed (the published
+    practice; the first rows are the same for every n)."""
+    from diffdesign.beamline import ares
+
+    rng = np.random.default_rng(config.seed)
+    return rng.uniform(ares.SETTING_LOWER, ares.SETTING_UPPER, (n, 5))
 
 
 def designs(config: AresJointConfig, stages: Stages) -> dict[str, dict[str, np.ndarray]]:
@@ -200,11 +210,9 @@ def designs(config: AresJointConfig, stages: Stages) -> dict[str, dict[str, np.n
     import jax
     import jax.numpy as jnp
 
-    from diffdesign.beamline import ares
     from diffdesign.beamline.ares.experiment_design import CalibrationDesign
 
-    rng = np.random.default_rng(config.seed)
-    published = rng.uniform(ares.SETTING_LOWER, ares.SETTING_UPPER, (config.n_settings, 5))
+    published = random_settings(config, config.n_settings)
     one = _diagnostics(config, False)
     key = jax.random.key(config.seed)
     out = {}
@@ -217,9 +225,7 @@ def designs(config: AresJointConfig, stages: Stages) -> dict[str, dict[str, np.n
         )
 
     base = problem(published, one, {"settings"}, config.cost_weight)
-    out["published"] = stages.get(
-        "published", lambda: _evaluate(base, jnp.asarray(published), one.positions, one.resolutions)
-    )
+    out["published"] = stages.get("published", lambda: _evaluate(base, jnp.asarray(published)))
     geometry = {"positions", "resolutions"}
 
     def strategies(start, weight):
@@ -245,9 +251,7 @@ def designs(config: AresJointConfig, stages: Stages) -> dict[str, dict[str, np.n
         for name, compute in strategies(published, weight).items():
             out[f"{name}@{weight:g}"] = stages.get(f"{name}@{weight:g}", compute)
     for n in config.n_sweep:
-        start = np.random.default_rng(config.seed).uniform(
-            ares.SETTING_LOWER, ares.SETTING_UPPER, (n, 5)
-        )
+        start = random_settings(config, n)
         for name, compute in strategies(start, config.cost_weight).items():
             same = n == config.n_settings
             tagged = f"{name}@{config.cost_weight:g}"
@@ -569,12 +573,10 @@ def joint_timing(config: AresJointConfig) -> dict[str, float]:
     loss w.r.t. every setting and the geometry) and of the whole joint multi-start."""
     import jax
 
-    from diffdesign.beamline import ares
     from diffdesign.beamline.ares.experiment_design import CalibrationDesign
     from diffdesign.core import values
 
-    rng = np.random.default_rng(config.seed)
-    published = rng.uniform(ares.SETTING_LOWER, ares.SETTING_UPPER, (config.n_settings, 5))
+    published = random_settings(config, config.n_settings)
     problem = CalibrationDesign(published, _diagnostics(config, False),
                                 cost_weight=config.cost_weight,
                                 points=prior_points(config, None))  # fmt: skip

@@ -24,6 +24,7 @@ from diffdesign.beamline.ares._lattice import (
     SETTING_LOWER,
     SETTING_NAMES,
     SETTING_UPPER,
+    incoming_beam,
     screen_beam,
 )
 from diffdesign.beamline.beams import ParameterBeam
@@ -217,8 +218,6 @@ def beam_from_nuisance(
 ) -> ParameterBeam:
     """The incoming beam with ``names`` moved from ``nominal`` (``ares.INCOMING_PARAMETERS``
     style): centroids by ``x * CENTROID_SCALE``, sizes by the factor ``exp(x)``."""
-    from diffdesign.beamline.ares._lattice import incoming_beam
-
     moved = {}
     for i, name in enumerate(names):
         if name in CENTROID_SCALE:
