@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -76,3 +78,31 @@ class TomlConfig:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _toml_value(value: Any, where: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
+    if isinstance(value, Mapping):
+        items = [f"{json.dumps(str(k))} = {_toml_value(v, where)}" for k, v in value.items()]
+        return "{" + ", ".join(items) + "}"
+    raise ValueError(f"{where}: cannot write {value!r} ({type(value).__name__}) to TOML")
+
+
+def to_toml(mapping: Mapping[str, Any]) -> str:
+    """TOML text of a mapping of numbers, strings, booleans, lists and tables (tables as
+    inline tables), which :meth:`TomlConfig.from_toml` reads back to the same values."""
+    lines = [f"{json.dumps(str(k))} = {_toml_value(v, str(k))}\n" for k, v in mapping.items()]
+    return "".join(lines)

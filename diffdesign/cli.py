@@ -4,7 +4,8 @@ The commands are the study modules of the repository's ``experiments/`` package,
 module per command (``experiments/<domain>/<verb>.py``): its docstring gives the help, its
 ``add_arguments(parser)`` its own flags, its ``run(args)`` the work. Every command gets the
 same flags: ``--config TOML``, ``--out DIR``, ``--smoke``, ``--seed N``, ``--quiet``; a
-command rerun into the same ``--out`` resumes where it stopped.
+command rerun into the same ``--out`` resumes where it stopped. ``diffdesign sweep
+SPEC.toml`` runs any command whose module declares ``CONFIG`` over axes of its config keys.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version",
                         version=f"diffdesign {_version()}")  # fmt: skip
     domains = parser.add_subparsers(dest="domain", required=True, metavar="DOMAIN")
+    _add_sweep(domains)
     for domain, verbs in discover().items():
         group = sys.modules[f"experiments.{domain}"]
         sub = domains.add_parser(domain, help=_first_line(group), allow_abbrev=False)
@@ -106,6 +108,110 @@ def build_parser() -> argparse.ArgumentParser:
             _add_common_flags(command, domain, verb, module)
             command.set_defaults(module=module)
     return parser
+
+
+def _add_sweep(domains) -> None:
+    from diffdesign.sweep import spec as sweep_spec
+
+    sweep = domains.add_parser(
+        "sweep", help="run any study over axes of its settings (SPEC.toml)", allow_abbrev=False,
+        description="Run the command named by SPEC.toml's target at every point of its axes: "
+        "as one vmapped program sharded over the devices where the study is pure in the "
+        "swept keys, point by point where not. Every finished chunk or point is recorded "
+        "atomically; rerun into the same --out to resume. Writes results.jsonl, results.nc "
+        "and plots.\n\nSPEC.toml:\n" + sweep_spec.__doc__.split("::", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    sweep.add_argument("spec", metavar="SPEC.toml", help="the sweep file")
+    sweep.add_argument("--out", metavar="DIR",
+                       help="output folder (default: results/sweep_<SPEC name>)")  # fmt: skip
+    sweep.add_argument("--separate", action="store_true",
+                       help="run every point on its own, even where it could batch")  # fmt: skip
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    hosts = sweep.add_argument_group(
+        "several processes (jax.distributed.initialize; the same command on each)"
+    )
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    hosts.add_argument("--num-processes", type=int, metavar="N", default=1,
+                       help="processes in the run (default: %(default)s)")  # fmt: skip
+    hosts.add_argument("--process-id", type=int, metavar="I", default=0,
+                       help="this process's index, 0 .. N-1 (default: %(default)s)")  # fmt: skip
+    sweep.set_defaults(module=None)
+
+
+def command_target(name: str):
+    """The sweep target of the command ``"domain verb"``: its ``sweep_target()`` if it has
+    one (a batched study), else a study run point by point through its ``CONFIG``."""
+    from diffdesign.sweep import StudyTarget
+
+    commands = discover()
+    domain, verb = name.split()
+    module = commands.get(domain, {}).get(verb)
+    if module is None:
+        known = [f"{d} {v}" for d, verbs in commands.items() for v in verbs]
+        raise ValueError(f"target {name!r} is not a command; commands: {known}")
+    if hasattr(module, "sweep_target"):
+        return module.sweep_target()
+    if not isinstance(getattr(module, "CONFIG", None), str):
+        raise ValueError(f"command {name!r} declares no CONFIG class, so it cannot be swept")
+    path, _, cls = module.CONFIG.partition(":")
+    config_type = getattr(importlib.import_module(path), cls)
+    return StudyTarget(name, config_type, _CommandRun(domain, verb))
+
+
+class _CommandRun:
+    """Run a command at one sweep point: its config written to ``out/config.toml``, its
+    own flags at their defaults, its results read from ``out/results.json``."""
+
+    def __init__(self, domain: str, verb: str):
+        self.domain, self.verb = domain, verb
+
+    def __call__(self, point, out: Path) -> dict:
+        import json
+
+        from diffdesign._config import to_toml
+
+        out.mkdir(parents=True, exist_ok=True)
+        config = out / "config.toml"
+        config.write_text(to_toml(point))
+        args = build_parser().parse_args(
+            [self.domain, self.verb, "--config", str(config), "--out", str(out), "--quiet"]
+        )
+        summary = args.module.run(args) or {}
+        results = out / "results.json"
+        return json.loads(results.read_text()) if results.exists() else dict(summary)
+
+
+def _run_sweep(args: argparse.Namespace) -> dict[str, str]:
+    import jax
+
+    from diffdesign import sweep
+
+    spec = sweep.SweepSpec.from_toml(args.spec)
+    if args.num_processes > 1 or args.coordinator:
+        if not args.coordinator:
+            raise ValueError("--num-processes > 1 needs --coordinator HOST:PORT")
+        if not 0 <= args.process_id < args.num_processes:
+            raise ValueError(
+                f"--process-id must lie in [0, {args.num_processes - 1}]; got {args.process_id}"
+            )
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    out = Path(args.out or f"results/sweep_{Path(args.spec).stem}")
+    result = sweep.run(
+        command_target(spec.target), spec.axes, out, fixed=spec.fixed, chunk=spec.chunk,
+        memory_budget_gib=spec.memory_budget_gib, separate=spec.separate or args.separate,
+        outcomes=spec.outcomes, pareto=spec.pareto, progress=not args.quiet,
+    )  # fmt: skip
+    per_point = result.work_s / result.computed if result.computed else float("nan")
+    return {
+        "points": f"{result.n} ({result.computed} run now, {result.n - result.computed} "
+        "from earlier records)",
+        "wall time": f"{result.wall_s:.3g} s (points' own work {result.work_s:.3g} s, "
+        f"{per_point * 1e3:.3g} ms per point)",
+        "devices": f"{jax.device_count()} ({jax.devices()[0].platform}) on "
+        f"{jax.process_count()} process(es)",
+        "table": f"{out / 'results.jsonl'}, {out / 'results.nc'}",
+    }
 
 
 def _version() -> str:
@@ -140,13 +246,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _persistent_compilation_cache()
     module = args.module
-    if getattr(module, "DEFAULT_CONFIG", None) is not None and args.config is None:
+    if (
+        module is not None
+        and getattr(module, "DEFAULT_CONFIG", None) is not None
+        and args.config is None
+    ):
         args.config = str(module.DEFAULT_CONFIG)
     from diffdesign.core.interrupt import Interrupted, stop_on_signal
 
     try:
         with stop_on_signal():  # Ctrl-C / SIGTERM: finish the step, keep the checkpoint
-            summary = module.run(args)
+            summary = _run_sweep(args) if module is None else module.run(args)
     except (ValueError, OSError) as error:  # bad input, unreadable or unwritable files
         print(f"diffdesign: error: {error}", file=sys.stderr)
         return 2

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 
+#: The config class of this study (``diffdesign sweep`` validates every point with it).
+CONFIG = "experiments.ares._study:StudyConfig"
+
 SMOKE_STUDY = {
     "budget": 8, "n_initial": 4, "design_sizes": [3, 5], "design_draws": 3, "n_calibration": 8,
 }  # fmt: skip

@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+#: The config class of this study (``diffdesign sweep`` validates every point with it).
+CONFIG = "experiments.inferno._study:InfernoStudyConfig"
+
 
 def run(args: argparse.Namespace) -> dict[str, str]:
     from pathlib import Path

@@ -14,6 +14,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+#: The config class of this study (``diffdesign sweep`` validates every point with it).
+CONFIG = "experiments.joint._ares_study:AresJointConfig"
+
 
 def run(args: argparse.Namespace) -> dict[str, str]:
     from experiments.joint._ares_study import AresJointConfig, run_study

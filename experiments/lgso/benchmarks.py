@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 
+#: The config class of this study (``diffdesign sweep`` validates every point with it).
+CONFIG = "experiments.lgso._study:LgsoStudyConfig"
+
 
 def run(args: argparse.Namespace) -> dict[str, str]:
     from pathlib import Path

@@ -9,6 +9,9 @@ import argparse
 
 from experiments.muography._common import study_config
 
+#: The config class of this study (``diffdesign sweep`` validates every point with it).
+CONFIG = "experiments.muography._studies:MuographyStudyConfig"
+
 
 def run(args: argparse.Namespace) -> dict[str, str]:
     from experiments.muography import _studies as studies

@@ -11,6 +11,9 @@ import argparse
 
 from experiments.ring._common import add_lattice_argument, study_config
 
+#: The config class of this study (``diffdesign sweep`` validates every point with it).
+CONFIG = "experiments.ring._studies:DegeneracyStudyConfig"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_lattice_argument(parser)

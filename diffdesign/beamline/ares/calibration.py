@@ -41,7 +41,8 @@ from diffdesign.inference.least_squares import bounded_least_squares, least_squa
 
 __all__ = [
     "DEFAULT_BOUND", "DEFAULT_NOISE", "CalibrationMethod", "CalibrationResult", "LeastSquares",
-    "Nuts", "calibrate_offsets", "calibration_history", "flat_residuals", "load_offsets",
+    "Nuts", "calibrate_offsets", "calibration_history", "flat_residuals",
+    "least_squares_offsets", "load_offsets",
     "residual_table", "save_offsets", "whitened_residuals",
 ]  # fmt: skip
 
@@ -207,6 +208,22 @@ def _least_squares(settings, measured, sigmas, incoming, x0, bound):
         rtol=_TOLERANCE,
         atol=_TOLERANCE,
     )
+
+
+def least_squares_offsets(
+    settings: Float[Array, "n 5"],
+    measured: Mapping[str, Float[Array, " n"]],
+    sigmas: Mapping[str, Float[Array, " n"]],
+    incoming: ParameterBeam,
+    bound: Float[ArrayLike, ""],
+    x0: Float[Array, " 6"] | None = None,
+):
+    """The pure core of :class:`LeastSquares`: bounded Levenberg-Marquardt on arrays that
+    are already valid (no checks, so it jits and vmaps: programs that run many calibrations
+    at once, e.g. sweeps). ``x0`` (6,) m, zeros if None. Returns the solver's result
+    (``x`` (6,) m, ``std``, ``covariance``, ``chi2``, ``converged``, ``num_steps``, ...)."""
+    x0 = jnp.zeros(6) if x0 is None else x0
+    return _least_squares(settings, measured, sigmas, incoming, x0, bound)
 
 
 @jax.jit

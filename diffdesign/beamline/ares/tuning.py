@@ -39,6 +39,29 @@ Machine = Callable[[np.ndarray], dict[str, float]]
 _LOWER, _UPPER = jnp.asarray(SETTING_LOWER), jnp.asarray(SETTING_UPPER)
 
 
+def noisy_screen(
+    settings: Float[Array, " 5"],
+    offsets: Float[Array, "3 2"],
+    incoming: ParameterBeam,
+    noise: Float[ArrayLike, ""],
+    key: jax.Array,
+) -> Float[Array, " 4"]:
+    """The four screen observables (m; ``OBSERVABLES`` order) at settings (5,) with Gaussian
+    screen noise of standard deviation ``noise`` (m), drawn from ``key`` folded with the
+    settings' bits: the same point always gets the same draw. Pure, so it vmaps over
+    settings, offsets, noise levels and keys (what :func:`simulated_machine` calls)."""
+    beam = screen_beam(settings, offsets, incoming)
+    bits = jax.lax.bitcast_convert_type(settings, jnp.uint32).reshape(-1)
+    point_key = jax.random.fold_in(
+        key, jnp.bitwise_xor.reduce(bits * jnp.arange(1, 11, dtype=jnp.uint32))
+    )
+    draws = noise * jax.random.normal(point_key, (4,))
+    return jnp.stack([beam[k] for k in OBSERVABLES]) + draws
+
+
+_noisy_screen = jax.jit(noisy_screen)  # one compiled program for every simulated machine
+
+
 def simulated_machine(
     offsets: Float[ArrayLike, "3 2"],
     incoming: ParameterBeam | None = None,
@@ -48,30 +71,20 @@ def simulated_machine(
     """A stand-in for the accelerator: our model with the true ``offsets`` (m).
 
     Each call returns the four screen observables (m) for settings (5,), with Gaussian
-    screen noise of standard deviation ``noise`` (m). The noise draw is a function of the
-    key and the settings, so a study that is interrupted and resumed sees the same data.
+    screen noise of standard deviation ``noise`` (m) (:func:`noisy_screen`). The noise draw
+    is a function of the key and the settings, so a study that is interrupted and resumed
+    sees the same data.
     """
     offsets = jnp.asarray(offsets, dtype=float)
     check_trailing_shape(offsets, "offsets", (3, 2), "simulated_machine")
     incoming = incoming_beam() if incoming is None else incoming
     base_key = jax.random.key(0) if key is None else key
 
-    @jax.jit
-    def observe(settings):
-        beam = screen_beam(settings, offsets, incoming)
-        # Fold the settings' bits into the key: the same point always gets the same draw.
-        bits = jax.lax.bitcast_convert_type(settings, jnp.uint32).reshape(-1)
-        point_key = jax.random.fold_in(
-            base_key, jnp.bitwise_xor.reduce(bits * jnp.arange(1, 11, dtype=jnp.uint32))
-        )
-        draws = noise * jax.random.normal(point_key, (4,))
-        return jnp.stack([beam[k] for k in OBSERVABLES]) + draws
-
     def machine(settings: np.ndarray) -> dict[str, float]:
         settings = jnp.asarray(settings, dtype=float)
         check_trailing_shape(settings, "settings", (5,), "machine")
         check_finite(settings, "settings", "machine")
-        values = np.asarray(observe(settings))
+        values = np.asarray(_noisy_screen(settings, offsets, incoming, noise, base_key))
         return dict(zip(OBSERVABLES, values.tolist(), strict=True))
 
     return machine
