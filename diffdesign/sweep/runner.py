@@ -19,6 +19,7 @@ Output folder::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -36,6 +37,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from diffdesign._checkpoint import check_settings, load_record, save_record
+from diffdesign.core.interrupt import Interrupted, running, stop_requested
 from diffdesign.sweep.axes import Block, expand
 from diffdesign.sweep.targets import Batchable, SeparatePoints, Target
 
@@ -246,12 +248,22 @@ class _Work:
         self.seconds = 0.0
 
 
+@contextlib.contextmanager
 def _progress_bar(total: int, done: int, enabled: bool):
+    """A progress bar (points, rate, ETA) inside a loop that Ctrl-C / SIGTERM stop after the
+    chunk or point in progress (its record written; see :mod:`diffdesign.core.interrupt`)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=done, desc="sweep", unit="point", file=sys.stderr,
+    bar = tqdm(total=total, initial=done, desc="sweep", unit="point", file=sys.stderr,
                 disable=not enabled or jax.process_index() != 0, mininterval=1.0,
                 dynamic_ncols=True)  # fmt: skip
+    with bar, running():
+        yield bar
+
+
+def _stop_if_asked(bar) -> None:
+    if stop_requested():
+        raise Interrupted("sweep", bar.n, bar.total, checkpointed=True)
 
 
 # -- points one by one --------------------------------------------------------------------
@@ -285,6 +297,7 @@ def _run_separately(target, points, out, records, digest, done, progress) -> _Wo
             work.computed += 1
             work.seconds += seconds
             bar.update(1)
+            _stop_if_asked(bar)
     return work
 
 
@@ -394,4 +407,5 @@ def _run_batches(plan, records, digest, done, n, progress) -> _Work:
                                 {"settings": {"sweep": digest}})  # fmt: skip
                 work.computed += len(members)
                 bar.update(len(members))
+                _stop_if_asked(bar)
     return work

@@ -87,10 +87,26 @@ def test_kill_9_mid_sweep_loses_nothing_and_recomputes_no_finished_point(tmp_pat
     """)
     )
     out = tmp_path / "sweep"
-    process = _sweep(spec, out, env, wait=False, pipe=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while len(list((out / "points").glob("point-*.npz"))) < 4 and time.time() < deadline:
-        time.sleep(0.05)
+
+    def records() -> int:
+        return len(list((out / "points").glob("point-*.npz")))
+
+    def start_and_wait_for(n_records: int, pipe):
+        process = _sweep(spec, out, env, wait=False, pipe=pipe)
+        deadline = time.time() + 120
+        while records() < n_records and time.time() < deadline:
+            time.sleep(0.05)
+        return process
+
+    # Ctrl-C: the point in progress finishes and is recorded, then a clean exit 130
+    process = start_and_wait_for(2, subprocess.PIPE)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr.decode()[-2000:]
+    assert "rerun the same command to resume" in stderr.decode()
+    assert len(log.read_text().splitlines()) == records()
+    # kill -9 in the middle of the rerun
+    process = start_and_wait_for(4, subprocess.DEVNULL)
     process.send_signal(signal.SIGKILL)
     process.wait()
     finished = {int(p.stem.split("-")[1]) for p in (out / "points").glob("point-*.npz")}
