@@ -127,6 +127,10 @@ def _add_sweep(domains) -> None:
                        help="output folder (default: results/sweep_<SPEC name>)")  # fmt: skip
     sweep.add_argument("--separate", action="store_true",
                        help="run every point on its own, even where it could batch")  # fmt: skip
+    sweep.add_argument("--smoke", action="store_true",
+                       help="two values per axis, each study with --smoke")  # fmt: skip
+    sweep.add_argument("--check", action="store_true",
+                       help="check every point's config, run nothing")  # fmt: skip
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     hosts = sweep.add_argument_group(
         "several processes (jax.distributed.initialize; the same command on each)"
@@ -139,9 +143,10 @@ def _add_sweep(domains) -> None:
     sweep.set_defaults(module=None)
 
 
-def command_target(name: str):
+def command_target(name: str, smoke: bool = False):
     """The sweep target of the command ``"domain verb"``: its ``sweep_target()`` if it has
-    one (a batched study), else a study run point by point through its ``CONFIG``."""
+    one (a batched study), else a study run point by point through its ``CONFIG`` (with
+    ``--smoke`` if ``smoke``)."""
     from diffdesign.sweep import StudyTarget
 
     commands = discover()
@@ -156,15 +161,15 @@ def command_target(name: str):
         raise ValueError(f"command {name!r} declares no CONFIG class, so it cannot be swept")
     path, _, cls = module.CONFIG.partition(":")
     config_type = getattr(importlib.import_module(path), cls)
-    return StudyTarget(name, config_type, _CommandRun(domain, verb))
+    return StudyTarget(name, config_type, _CommandRun(domain, verb, smoke))
 
 
 class _CommandRun:
     """Run a command at one sweep point: its config written to ``out/config.toml``, its
     own flags at their defaults, its results read from ``out/results.json``."""
 
-    def __init__(self, domain: str, verb: str):
-        self.domain, self.verb = domain, verb
+    def __init__(self, domain: str, verb: str, smoke: bool = False):
+        self.domain, self.verb, self.smoke = domain, verb, smoke
 
     def __call__(self, point, out: Path) -> dict:
         import json
@@ -174,8 +179,9 @@ class _CommandRun:
         out.mkdir(parents=True, exist_ok=True)
         config = out / "config.toml"
         config.write_text(to_toml(point))
+        flags = ["--config", str(config), "--out", str(out), "--quiet"]
         args = build_parser().parse_args(
-            [self.domain, self.verb, "--config", str(config), "--out", str(out), "--quiet"]
+            [self.domain, self.verb, *flags, *(["--smoke"] if self.smoke else [])]
         )
         summary = args.module.run(args) or {}
         results = out / "results.json"
@@ -188,6 +194,7 @@ def _run_sweep(args: argparse.Namespace) -> dict[str, str]:
     from diffdesign import sweep
 
     spec = sweep.SweepSpec.from_toml(args.spec)
+    spec = spec.smoke() if args.smoke else spec
     if args.num_processes > 1 or args.coordinator:
         if not args.coordinator:
             raise ValueError("--num-processes > 1 needs --coordinator HOST:PORT")
@@ -196,9 +203,13 @@ def _run_sweep(args: argparse.Namespace) -> dict[str, str]:
                 f"--process-id must lie in [0, {args.num_processes - 1}]; got {args.process_id}"
             )
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    target = command_target(spec.target, args.smoke)
+    if args.check:
+        _, shape, points = sweep.check(target, spec.axes, spec.fixed)
+        return {"points": f"{len(points)} = {' x '.join(map(str, shape))}, all valid"}
     out = Path(args.out or f"results/sweep_{Path(args.spec).stem}")
     result = sweep.run(
-        command_target(spec.target), spec.axes, out, fixed=spec.fixed, chunk=spec.chunk,
+        target, spec.axes, out, fixed=spec.fixed, chunk=spec.chunk,
         memory_budget_gib=spec.memory_budget_gib, separate=spec.separate or args.separate,
         outcomes=spec.outcomes, pareto=spec.pareto, progress=not args.quiet,
     )  # fmt: skip

@@ -25,7 +25,7 @@ from diffdesign.sweep.axes import (
     grid,
     integers,
 )
-from diffdesign.sweep.runner import SweepResult, run
+from diffdesign.sweep.runner import SweepResult, check, run
 from diffdesign.sweep.spec import SweepSpec
 from diffdesign.sweep.table import dataset, load, load_rows
 from diffdesign.sweep.targets import (
@@ -38,6 +38,6 @@ from diffdesign.sweep.targets import (
 
 __all__ = [
     "BatchedTarget", "LatinHypercube", "ProblemTarget", "Range", "Sample", "Sampler",
-    "StudyTarget", "SweepResult", "SweepSpec", "Target", "Uniform", "Values", "dataset",
+    "StudyTarget", "SweepResult", "SweepSpec", "Target", "Uniform", "Values", "check", "dataset",
     "expand", "grid", "integers", "load", "load_rows", "outcomes_of", "run",
 ]  # fmt: skip

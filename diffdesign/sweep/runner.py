@@ -120,12 +120,8 @@ def run(
     start = time.perf_counter()
     fixed = dict(fixed or {})
     blocks = tuple(blocks)
-    columns, shape = expand(blocks)
-    n = math.prod(shape)
-    _check_keys(target, fixed, columns)
-    points = [fixed | {k: columns[k][i] for k in columns} for i in range(n)]
-    for i, point in enumerate(points):
-        target.check_point(point, f"sweep point {i} ({_describe(columns, i)})")
+    columns, shape, points = check(target, blocks, fixed)
+    n = len(points)
     batched = isinstance(target, Batchable) and not separate
     fingerprint = {
         **target.fingerprint(),
@@ -146,7 +142,8 @@ def run(
     else:
         if not isinstance(target, SeparatePoints):
             raise TypeError(f"{target.name} can only run batched")
-        work = _run_separately(target, points, out, records, digest, done, progress)
+        named = lambda names: _check_outcomes(names, columns, outcomes, pareto)
+        work = _run_separately(target, points, out, records, digest, done, progress, named)
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("diffdesign sweep: points done")
     found = _collect(records, digest, n)
@@ -159,6 +156,24 @@ def run(
 
         write_tables(result, fingerprint, pareto)
     return result
+
+
+def check(
+    target: Target, blocks: Sequence[Block], fixed: Mapping[str, Any] | None = None
+) -> tuple[dict[str, list[Any]], tuple[int, ...], list[dict[str, Any]]]:
+    """Every point of the sweep, checked by the target without running anything:
+    ``(columns, shape, points)``, each point the mapping of its config keys.
+
+    Raises:
+        ValueError: unknown keys, empty or mismatched axes, a point the target refuses.
+    """
+    fixed = dict(fixed or {})
+    columns, shape = expand(blocks)
+    _check_keys(target, fixed, columns)
+    points = [fixed | {k: columns[k][i] for k in columns} for i in range(math.prod(shape))]
+    for i, point in enumerate(points):
+        target.check_point(point, f"sweep point {i} ({_describe(columns, i)})")
+    return columns, shape, points
 
 
 def _check_keys(target: Target, fixed: Mapping[str, Any], columns: Mapping[str, Any]) -> None:
@@ -283,7 +298,9 @@ def _my_points(n: int) -> set[int]:
     return {i for i in mine if i < n}
 
 
-def _run_separately(target, points, out, records, digest, done, progress) -> _Work:
+def _run_separately(target, points, out, records, digest, done, progress, check) -> _Work:
+    """Run this process's points not yet recorded; ``check(outcome names)`` after the
+    first (a sweep naming outcomes its study does not give stops there)."""
     work = _Work()
     todo = sorted(_my_points(len(points)) - done)
     with _progress_bar(len(points), len(done), progress) as bar:
@@ -291,6 +308,8 @@ def _run_separately(target, points, out, records, digest, done, progress) -> _Wo
             t0 = time.perf_counter()
             outcomes = target.run_point(points[i], out / "runs" / f"{i:07d}")
             seconds = time.perf_counter() - t0
+            if work.computed == 0:
+                check(set(outcomes))
             arrays = {k: np.asarray(v)[None] for k, v in outcomes.items()}
             save_record(records / f"point-{i:07d}.npz", arrays | {"index": np.array([i])},
                         {"settings": {"sweep": digest}, "wall_s": seconds})  # fmt: skip

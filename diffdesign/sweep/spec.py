@@ -83,6 +83,10 @@ class SweepSpec(TomlConfig):
     def fixed(self) -> dict[str, Any]:
         return dict(self.config)
 
+    def smoke(self) -> SweepSpec:
+        """The same sweep on the first two values of every axis (two draws of a sample)."""
+        return dataclasses.replace(self, axes=tuple(_first_two(b) for b in self.axes))
+
     @classmethod
     def from_mapping(cls, content: Mapping[str, Any], where: str = "sweep") -> SweepSpec:
         content = dict(content)
@@ -111,6 +115,12 @@ class SweepSpec(TomlConfig):
             "pareto": list(self.pareto),
             "separate": self.separate,
         }
+
+
+def _first_two(block: Block) -> Block:
+    if isinstance(block, Values):
+        return Values({k: v[:2] for k, v in block.columns.items()})
+    return dataclasses.replace(block, n=min(block.n, 2))
 
 
 def _block_json(block: Block) -> dict[str, Any]:

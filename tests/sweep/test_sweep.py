@@ -1,6 +1,7 @@
 """Sweeps: axes, the sweep file, the three kinds of target, records and resume, tables."""
 
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -9,10 +10,13 @@ import pytest
 
 from diffdesign import sweep
 from diffdesign._config import to_toml
+from diffdesign.cli import command_target
 from diffdesign.core import Box, Param, Problem
 from diffdesign.sweep.plots import pareto_front
 from experiments.ares._calibrate import run_calibration, sweep_target
 from experiments.ares._study import StudyConfig
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # -- axes and the sweep file ---------------------------------------------------------------
 
@@ -107,6 +111,17 @@ def test_bad_sweep_files_are_named(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
         sweep.SweepSpec.from_toml(path)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "experiments" / "sweeps").glob("*.toml")), ids=lambda p: p.name
+)
+def test_example_sweep_files_are_valid(path):
+    spec = sweep.SweepSpec.from_toml(path)
+    _, shape, points = sweep.check(command_target(spec.target), spec.axes, spec.fixed)
+    assert len(points) == np.prod(shape) >= 10
+    smoke = spec.smoke()
+    assert len(sweep.check(command_target(spec.target), smoke.axes, smoke.fixed)[2]) <= 4
 
 
 def test_to_toml_reads_back():
