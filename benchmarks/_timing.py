@@ -35,3 +35,33 @@ def timed(fn: Callable[[], object], reps: int, warmup: int = 5) -> dict[str, flo
         "compile_s": max(first - median, 0.0),
         "reps": reps,
     }
+
+
+def environment() -> dict:
+    """What this process computes on: Python, JAX, jaxlib, NumPy and diffdesign versions, JAX's
+    backend and devices, and the float precision (``jax_enable_x64``, which importing diffdesign
+    turns on). Raises what ``jax.devices()`` raises when the requested platform is absent."""
+    import os
+    import platform
+
+    import jax
+    import jaxlib
+    import numpy
+
+    import diffdesign
+
+    devices = jax.devices()
+    x64 = bool(jax.config.read("jax_enable_x64"))
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "diffdesign": diffdesign.__version__,
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "numpy": numpy.__version__,
+        "jax_backend": jax.default_backend(),
+        "devices": [f"{d.platform}:{d.id} {d.device_kind}" for d in devices],
+        "jax_enable_x64": x64,
+        "precision": "float64" if x64 else "float32",
+    }

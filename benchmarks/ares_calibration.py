@@ -1,6 +1,6 @@
 """ARES offset calibration: the seed's finite-difference method vs ours, side by side.
 
-    python benchmarks/ares_calibration.py [--out benchmarks/results/ares_calibration.json]
+    python benchmarks/ares_calibration.py [--out benchmarks/results/cpu/ares_calibration.json]
                                           [--iterations 200] [--reps 20] [--smoke]
 
 Scenario (the seed's): incoming sigma_y = 100 um (other parameters as ``ares.incoming_beam``),
@@ -371,7 +371,7 @@ def plot(report: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/results/ares_calibration.json")
+    parser.add_argument("--out", default="benchmarks/results/cpu/ares_calibration.json")
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--smoke", action="store_true", help="5 iterations, 3 repetitions")

@@ -73,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget", type=int, default=50)
-    parser.add_argument("--out", default="benchmarks/results/ares_tuning.json")
+    parser.add_argument("--out", default="benchmarks/results/cpu/ares_tuning.json")
     parser.add_argument("--smoke", action="store_true", help="one seed, budget 6")
     args = parser.parse_args()
     seeds, budget = ([0], 6) if args.smoke else (args.seeds, args.budget)

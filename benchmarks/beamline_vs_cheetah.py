@@ -1,6 +1,6 @@
 """diffdesign vs Cheetah on the ARES experimental area, side by side in one process.
 
-    python benchmarks/beamline_vs_cheetah.py [--out benchmarks/results/beamline_vs_cheetah.json]
+    python benchmarks/beamline_vs_cheetah.py [--out benchmarks/results/cpu/beamline_vs_cheetah.json]
 
 Work measured (both float64 on the CPU unless JAX finds an accelerator):
   (a) one ParameterBeam track: settings -> screen beam (segment built inside, as Cheetah's
@@ -169,7 +169,7 @@ def run(reps: int, sizes: tuple[int, ...], particles: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/results/beamline_vs_cheetah.json")
+    parser.add_argument("--out", default="benchmarks/results/cpu/beamline_vs_cheetah.json")
     parser.add_argument("--reps", type=int, default=50)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
     args = parser.parse_args()

@@ -1,7 +1,8 @@
 """diffdesign.muography vs TomOpt 0.1.0 (PyTorch): lead block in beryllium, forward + X0 + backward.
 
     python benchmarks/muography_vs_tomopt.py [--smoke] [--peer-muons 1000,10000]
-        [--out benchmarks/results/muography_vs_tomopt.json] [--peer-python .venv-tomopt/bin/python]
+        [--out benchmarks/results/cpu/muography_vs_tomopt.json]
+        [--peer-python .venv-tomopt/bin/python]
 
 Geometry (TomOpt's lead-block benchmark): 1 m x 1 m footprint, 10 cm voxels,
 passive z = 0.2 ... 0.8 m, beryllium (X0 0.3528 m) with a lead block (X0 0.005612 m) in voxels
@@ -57,6 +58,7 @@ from _timing import timed
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PEER_PYTHON = ROOT / ".venv-tomopt" / "bin" / "python"
 PEER_SCRIPT = ROOT / "benchmarks" / "peers" / "tomopt_muography.py"
+RESULTS = ROOT / "benchmarks" / "results" / "cpu"
 FOOTPRINT = ((-0.24115, 1.24115), (-0.24115, 1.24115))
 VOLUME = block_in_matrix((0.31, 0.31, 0.41), (0.59, 0.59, 0.59), lower=(0.0, 0.0, 0.2))
 DETECTOR = Detector(
@@ -211,7 +213,7 @@ def plot(our: dict, their: dict, n: int, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/muography_vs_tomopt.json"))
+    parser.add_argument("--out", default=str(RESULTS / "muography_vs_tomopt.json"))
     parser.add_argument("--peer-python", default=str(DEFAULT_PEER_PYTHON))
     parser.add_argument("--peer-muons", default="1000,10000")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """diffdesign vs pyAT on the ESRF and NSLS-II storage rings, side by side in one process.
 
-    python benchmarks/ring_vs_pyat.py [--out benchmarks/results/ring_vs_pyat.json]
+    python benchmarks/ring_vs_pyat.py [--out benchmarks/results/cpu/ring_vs_pyat.json]
                                       [--reps 20] [--pyat-columns 8] [--full] [--smoke]
 
 Work measured (float64 on the CPU unless JAX finds an accelerator; pyAT 4-D, radiation off):
@@ -437,7 +437,7 @@ def print_table(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/results/ring_vs_pyat.json")
+    parser.add_argument("--out", default="benchmarks/results/cpu/ring_vs_pyat.json")
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument(
         "--pyat-columns",

@@ -1,7 +1,8 @@
 """diffdesign.xpcs vs homodyne 2.23.3: NLSQ and CMC on the same synthetic two-time data.
 
     python benchmarks/xpcs_vs_homodyne.py [--datasets A,B,C] [--no-cmc] [--smoke]
-        [--out benchmarks/results/xpcs_vs_homodyne.json] [--peer-python .venv-homodyne/bin/python]
+        [--out benchmarks/results/cpu/xpcs_vs_homodyne.json]
+        [--peer-python .venv-homodyne/bin/python]
 
 Data (generated once by ``diffdesign.xpcs.synthetic_c2``, whose model matches homodyne's code to
 1e-15; symmetric noise): truth D0 3000, alpha -0.6, D_offset 20 (+ gamma_dot_t0 0.01,
@@ -807,7 +808,7 @@ def main() -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="40 x 40 data sets A and B, few CMC draws (CI)"
     )
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/xpcs_vs_homodyne.json"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/cpu/xpcs_vs_homodyne.json"))
     parser.add_argument(
         "--peer-python",
         default=str(DEFAULT_PEER_PYTHON),
