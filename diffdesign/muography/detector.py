@@ -137,13 +137,18 @@ class Hits(eqx.Module):
 
 
 def record_hits(
-    key: PRNGKeyArray, panels: Panels, line: Float[Array, "4 n"], z_ref: float,
-    edge: float = EDGE_WIDTH,
+    key: PRNGKeyArray | None, panels: Panels, line: Float[Array, "4 n"], z_ref: float,
+    edge: float = EDGE_WIDTH, noise: Float[Array, "n p 2"] | None = None,
 ) -> Hits:  # fmt: skip
-    """Hits of the straight lines ``line`` = (x, y, tx, ty) at ``z_ref`` on ``panels``."""
+    """Hits of the straight lines ``line`` = (x, y, tx, ty) at ``z_ref`` on ``panels``.
+
+    ``noise``: the standard normals of the hits (n_muons, n_panels, 2); drawn from ``key``
+    (``jax.random.normal(key, (n_muons, n_panels, 2))``) when None. Given, ``key`` is unused:
+    chunked reconstruction draws them once for all muons and passes each chunk its rows.
+    """
     x, y, tx, ty = line
     dz = panels.z[None, :] - z_ref
     cx, cy = x[:, None] + tx[:, None] * dz, y[:, None] + ty[:, None] * dz
-    eps = jax.random.normal(key, (*cx.shape, 2))
+    eps = jax.random.normal(key, (*cx.shape, 2)) if noise is None else noise
     hits = jnp.stack([cx, cy], -1) + panels.sigma[None, :, None] * eps
     return Hits(hits, acceptance(panels, cx, cy, edge), panels.z, panels.sigma)

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -32,17 +33,63 @@ class Reconstruction(NamedTuple):
 
 def reconstruct(
     key: PRNGKeyArray, detector: Detector, passage: Passage, volume: Volume,
-    edge: float = EDGE_WIDTH,
+    edge: float = EDGE_WIDTH, chunk_size: int | None = None,
 ) -> Reconstruction:  # fmt: skip
-    """Record hits of the true lines on both stacks and fit tracks and scatters."""
+    """Record hits of the true lines on both stacks and fit tracks and scatters.
+
+    ``chunk_size``: None (default) reconstructs all muons at once; a positive integer
+    reconstructs them ``chunk_size`` at a time (``jax.lax.map`` over chunks, each
+    rematerialised under differentiation) with the same random hits, so the result is the
+    same up to rounding (tests/muography/test_chunked_reconstruction.py) and the memory a
+    gradient holds for the reconstruction is one chunk's intermediates plus the per-muon
+    results instead of all muons' intermediates (XLA's temporaries of the PoCA loss's
+    gradient for 1e5 muons: 1057 MiB at once, 581 MiB in chunks of 8192; the path
+    likelihood's 935 and 729 MiB; benchmarks/scaling.py measures 1e6).
+    """
     z_bottom, z_top = volume.z_range
     k_in, k_out = jax.random.split(key)
-    incoming = fit_tracks(record_hits(k_in, detector.above, passage.entry, z_top, edge), z_top)
-    outgoing = fit_tracks(
-        record_hits(k_out, detector.below, passage.exit, z_bottom, edge), z_bottom
-    )
-    sc = scatters(incoming, outgoing, z_top, z_bottom)
-    return Reconstruction(incoming, outgoing, sc._replace(weight=sc.weight * passage.alive))
+    if chunk_size is None:
+        incoming = fit_tracks(record_hits(k_in, detector.above, passage.entry, z_top, edge),
+                              z_top)  # fmt: skip
+        outgoing = fit_tracks(
+            record_hits(k_out, detector.below, passage.exit, z_bottom, edge), z_bottom
+        )
+        sc = scatters(incoming, outgoing, z_top, z_bottom)
+        return Reconstruction(incoming, outgoing, sc._replace(weight=sc.weight * passage.alive))
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be None or a positive integer; got {chunk_size!r}")
+    n = passage.entry.shape[1]
+    # the same standard normals record_hits draws from k_in / k_out for all muons at once
+    noise_in = jax.random.normal(k_in, (n, detector.above.z.shape[0], 2))
+    noise_out = jax.random.normal(k_out, (n, detector.below.z.shape[0], 2))
+    per_muon = (passage.entry.T, passage.exit.T, passage.alive, noise_in, noise_out)
+    n_chunks = -(-n // chunk_size)
+    pad = n_chunks * chunk_size - n
+
+    def chunks(a):  # (n, ...) -> (n_chunks, chunk_size, ...), padded with the last muon
+        a = jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) if pad else a
+        return a.reshape(n_chunks, chunk_size, *a.shape[1:])
+
+    @jax.checkpoint
+    def one(chunk):
+        entry, exit_, alive, n_in, n_out = chunk
+        part = Passage(entry.T, exit_.T, None, None, alive)
+        hits_in = record_hits(None, detector.above, part.entry, z_top, edge, noise=n_in)
+        hits_out = record_hits(None, detector.below, part.exit, z_bottom, edge, noise=n_out)
+        incoming, outgoing = fit_tracks(hits_in, z_top), fit_tracks(hits_out, z_bottom)
+        sc = scatters(incoming, outgoing, z_top, z_bottom)
+        rec = Reconstruction(incoming, outgoing, sc._replace(weight=sc.weight * alive))
+        # muon axis first in every leaf, so the chunks concatenate along it
+        return rec._replace(incoming=_transposed(incoming), outgoing=_transposed(outgoing))
+
+    out = jax.lax.map(one, tuple(chunks(a) for a in per_muon))
+    out = jax.tree.map(lambda a: a.reshape(n_chunks * chunk_size, *a.shape[2:])[:n], out)
+    return out._replace(incoming=_transposed(out.incoming), outgoing=_transposed(out.outgoing))
+
+
+def _transposed(tracks: Tracks) -> Tracks:
+    """``tracks`` with ``line`` (4, n) <-> (n, 4)."""
+    return tracks._replace(line=tracks.line.T)
 
 
 class X0Estimator(eqx.Module):
@@ -125,15 +172,18 @@ def predict_x0(
     p: Float[Array, " n"],
     volume: Volume,
     estimator: X0Estimator = DEFAULT_ESTIMATOR,
+    chunk_size: int | None = None,
 ) -> Float[Array, "nx ny nz"]:
     """Predicted X0 map (m) of ``volume`` seen by ``detector``: hits, tracks and scatters
-    (:func:`reconstruct`), then ``estimator`` (``p`` the momenta the inference assumes, eV/c).
+    (:func:`reconstruct`, ``chunk_size`` muons at a time if given), then ``estimator`` (``p``
+    the momenta the inference assumes, eV/c).
 
     Raises:
         TypeError: ``estimator`` is not an :class:`X0Estimator`.
     """
     estimator = check_estimator(estimator)
-    return estimator.estimate(reconstruct(key, detector, passage, volume), p, volume)
+    rec = reconstruct(key, detector, passage, volume, chunk_size=chunk_size)
+    return estimator.estimate(rec, p, volume)
 
 
 def shard_muons(muons: MuonBatch, devices=None) -> MuonBatch:
