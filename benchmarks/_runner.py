@@ -159,6 +159,21 @@ def _scaling_rows(report: dict) -> list[dict]:
     return rows
 
 
+def _sweep_rows(report: dict) -> list[dict]:
+    """The batched sweep against the same points one by one (CLI extrapolated from the
+    points timed; in process all points)."""
+    batched = report["batched"]
+    ours = {"compile_s": batched["first_run_s"] - batched["steady_run_s"],
+            "median_s": batched["steady_run_s"]}  # fmt: skip
+    cli, alone = report["one_by_one_cli"], report["one_by_one_in_process"]
+    n = f"{report['points']:,} ARES calibrations batched"
+    return [
+        _row(f"{n} vs one by one via the CLI", ours, cli["all_points_extrapolated_s"],
+             f"CLI: {cli['points_timed']} points timed, extrapolated"),
+        _row(f"{n} vs one by one in process", ours, alone["wall_s"], ""),
+    ]  # fmt: skip
+
+
 def _peer_in_versions(label: str, key: str) -> Callable[[dict], dict]:
     """A peer that the script imports itself (it cannot run without it)."""
     return lambda report: {"name": label, "version": report["versions"].get(key), "status": "ok"}
@@ -210,6 +225,8 @@ BENCHMARKS = (
     Benchmark("ring_vs_pyat", 3600, 240, _ring_rows,
               _peer_in_versions("pyAT", "accelerator-toolbox")),
     Benchmark("xpcs_vs_homodyne", 10800, 300, _xpcs_rows, _xpcs_peer),
+    Benchmark("sweep_ares", 3600, 240, _sweep_rows,
+              _no_peer("the same study one point at a time")),
     Benchmark("scaling", 7200, 600, _scaling_rows,
               _no_peer("cost-growth curves of diffdesign alone")),
 )  # fmt: skip
