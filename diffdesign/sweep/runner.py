@@ -130,14 +130,14 @@ def run(
         "batched": batched,
         "chunk": chunk if batched else None,
     }
+    if batched:  # compiled and checked before anything is written
+        plan = _plan_batches(target, points, columns, chunk, memory_budget_gib)
+        _check_outcomes(set(plan[0].compiled.out_info), columns, outcomes, pareto)
     out = Path(out)
     digest = _start(out, fingerprint)
     records = out / "points"
     done = _finished(records, digest, n)
     if batched:
-        plan = _plan_batches(target, points, columns, chunk, memory_budget_gib)
-        names = set(plan[0].compiled.out_info)
-        _check_outcomes(names, columns, outcomes, pareto)
         work = _run_batches(plan, records, digest, done, n, progress)
     else:
         if not isinstance(target, SeparatePoints):

@@ -246,7 +246,7 @@ def test_records_resume_and_tables(tmp_path):
 def test_bad_sweeps_fail_before_any_point(tmp_path, blocks, kwargs, message):
     with pytest.raises(ValueError, match=message):
         _ares(tmp_path, "bad", blocks, **kwargs)
-    assert not (tmp_path / "bad" / "points").exists()
+    assert not (tmp_path / "bad").exists()  # nothing written: a corrected rerun starts afresh
 
 
 def test_study_targets_take_numbers_from_results():
