@@ -49,11 +49,12 @@ SPEC = ROOT / "experiments/sweeps/ares_noise.toml"
 EXE = [sys.executable, "-m", "diffdesign.cli"]
 
 
-def _spec(smoke: bool) -> sweep.SweepSpec:
+def _spec_content(smoke: bool) -> dict:
+    """The sweep file's content (the smoke sweep: 2 noise levels x 2 seeds)."""
     content = tomllib.loads(SPEC.read_text())
     if smoke:
         content["axes"] = [{"screen_noise": [1e-6, 1e-4]}, {"seed": {"start": 0, "stop": 2}}]
-    return sweep.SweepSpec.from_mapping(content, str(SPEC))
+    return content
 
 
 def _run(spec, out, separate=False):
@@ -88,10 +89,11 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     cli_points = 1 if args.smoke else args.cli_points
-    spec = _spec(args.smoke)
+    content = _spec_content(args.smoke)
+    spec = sweep.SweepSpec.from_mapping(content, str(SPEC))
     work = Path(tempfile.mkdtemp(prefix="sweep_ares_"))
     spec_file = work / "spec.toml"
-    spec_file.write_text(SPEC.read_text() if not args.smoke else _smoke_toml(spec))
+    spec_file.write_text(to_toml(content))
     env = os.environ | {"PYTHONPATH": str(ROOT)}
 
     # (a) batched, as a user runs it
@@ -175,13 +177,6 @@ def main() -> None:
         f"{max(separate_diff.values()):.2g} (in process), {max(cli_diff.values()):.2g} (CLI)"
     )
     print(f"wrote {out}")
-
-
-def _smoke_toml(spec: sweep.SweepSpec) -> str:
-    lines = [f'target = "{spec.target}"', f"outcomes = {json.dumps(list(spec.outcomes))}",
-             "[config]", to_toml(spec.fixed), "[[axes]]", "screen_noise = [1e-6, 1e-4]",
-             "[[axes]]", "seed = {start = 0, stop = 2}"]  # fmt: skip
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -103,33 +103,11 @@ class SweepSpec(TomlConfig):
             )
         return super().from_mapping(content, where)
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON-able form (the fingerprint a resumed sweep must match)."""
-        return {
-            "target": self.target,
-            "config": {k: v for k, v in self.config},
-            "axes": [_block_json(b) for b in self.axes],
-            "chunk": self.chunk,
-            "memory_budget_gib": self.memory_budget_gib,
-            "outcomes": list(self.outcomes),
-            "pareto": list(self.pareto),
-            "separate": self.separate,
-        }
-
 
 def _first_two(block: Block) -> Block:
     if isinstance(block, Values):
         return Values({k: v[:2] for k, v in block.columns.items()})
     return dataclasses.replace(block, n=min(block.n, 2))
-
-
-def _block_json(block: Block) -> dict[str, Any]:
-    if isinstance(block, Values):
-        return {k: list(v) for k, v in block.columns.items()}
-    return {
-        "sample": {"method": repr(block.sampler), "n": block.n, "seed": block.seed},
-        **{k: dataclasses.asdict(r) for k, r in block.ranges.items()},
-    }
 
 
 def parse_block(table: Mapping[str, Any], where: str) -> Block:
