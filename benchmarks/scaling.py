@@ -239,8 +239,9 @@ def _ring(n: int | str, jacobian: bool):
     return lambda: jax.block_until_ready(fn(lattice)), extra
 
 
-#: Muons reconstructed at a time (``predict_x0(..., chunk_size=)``): the gradient then holds
-#: one chunk's reconstruction intermediates instead of all muons' (see the muons curves).
+#: Muons reconstructed (``predict_x0(..., chunk_size=)``) and, for the path likelihood,
+#: streamed through every EM step (``PathLikelihood(chunk_size=)``) at a time: the gradient
+#: then holds one chunk's intermediates instead of all muons' (see the muons curves).
 MUON_CHUNK = 16384
 
 XPCS_TRUTH = {"D0": 3000.0, "alpha": -0.6, "D_offset": 20.0, "gamma_dot_t0": 0.01,
@@ -299,15 +300,25 @@ def _muons(n: int, estimator: str, gradient: bool):
     from muography_vs_tomopt import FOOTPRINT as footprint
     from muography_vs_tomopt import VOLUME as volume
 
-    from diffdesign.muography import ESTIMATORS, generate_muons, predict_x0, propagate, x0_error
+    from diffdesign.muography import (
+        ESTIMATORS,
+        PathLikelihood,
+        generate_muons,
+        predict_x0,
+        propagate,
+        x0_error,
+    )
 
     k_mu, k_sc, k_hit = jax.random.split(jax.random.key(0), 3)
     muons = generate_muons(k_mu, n, footprint=footprint, z=1.0, momentum=5e9)
     passage = jax.block_until_ready(jax.jit(propagate)(k_sc, muons, volume))
-    est = ESTIMATORS[estimator]
     chunk = min(n, MUON_CHUNK)
 
     def make(chunk_size):
+        est = ESTIMATORS[estimator]
+        if isinstance(est, PathLikelihood):  # every EM step streamed in chunks too
+            est = PathLikelihood(iterations=est.iterations, chunk_size=chunk_size)
+
         def loss(det, passage, p):
             pred = predict_x0(k_hit, det, passage, p, volume, est, chunk_size=chunk_size)
             return x0_error(pred, volume.x0)

@@ -42,11 +42,14 @@ regions: 40 is a compromise measured on the lead-block and uniform-iron volumes 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr
 from jaxtyping import Array, Float
 
+from diffdesign.muography import _chunks
 from diffdesign.muography.reconstruction import Scatters, Tracks
 from diffdesign.muography.scattering import HIGHLAND_LOG_TERM, HIGHLAND_SCALE, highland_variance
 from diffdesign.muography.source import MUON_MASS
@@ -117,7 +120,7 @@ def x0_poca(
     return _solve_x0(s, mean_path, jnp.sum(w * beta2) / jnp.sum(w))
 
 
-def _path_voxels(sc: Scatters, incoming: Array, outgoing: Array, volume: Volume):
+def _path_voxels(poca: Array, incoming: Array, outgoing: Array, volume: Volume):
     """Per muon and layer (incoming line above the PoCA, outgoing below): the 4 voxel indices
     (flat) and bilinear weights of the path's point at the layer's mid-height (clamped at the
     grid's edges; 0 outside the grid), the path length in the layer (n, nz), and per
@@ -125,7 +128,7 @@ def _path_voxels(sc: Scatters, incoming: Array, outgoing: Array, volume: Volume)
     nx, ny, nz = volume.shape
     z_bottom, z_top = volume.z_range
     zc = volume.lower[2] + volume.size * (jnp.arange(nz) + 0.5)  # (nz,)
-    above = jax.nn.sigmoid((zc[None, :] - sc.poca[:, 2:3]) / (0.1 * volume.size))[None]
+    above = jax.nn.sigmoid((zc[None, :] - poca[:, 2:3]) / (0.1 * volume.size))[None]
     xy_in = incoming[:2, :, None] + incoming[2:, :, None] * (zc - z_top)[None, None]
     xy_out = outgoing[:2, :, None] + outgoing[2:, :, None] * (zc - z_bottom)[None, None]
     xy = above * xy_in + (1 - above) * xy_out  # (2, n, nz)
@@ -196,6 +199,97 @@ def _measurement_covariance(incoming, outgoing, cov_in, cov_out, height) -> Arra
     return jnp.stack(out, 1)
 
 
+class _Muons(NamedTuple):
+    """What the path likelihood needs of each muon (muon axis first in every leaf)."""
+
+    poca: Array  # (n, 3)
+    weight: Array  # (n,) reconstruction weight
+    p: Array  # (n,) momentum (eV/c)
+    line_in: Array  # (n, 4) incoming line at the grid's top
+    line_out: Array  # (n, 4) outgoing line at the grid's bottom
+    data: Array  # (n, 2, 2) per projection (angle change, offset)
+    noise: Array  # (n, 2, 2, 2) their measurement covariance
+
+
+class _Raw(NamedTuple):
+    """The muons' inputs of :func:`_muons` (muon axis first in every leaf)."""
+
+    poca: Array
+    weight: Array
+    p: Array
+    line_in: Array  # (n, 4)
+    line_out: Array
+    cov_in: Array  # (n, 2, 2) covariance of (position, slope) of the incoming line
+    cov_out: Array
+
+
+def _muons(raw: _Raw, height: float) -> _Muons:
+    """The muons' data for :func:`_terms`: the kinks and their covariance are computed once
+    (few numbers per muon, and the costliest to recompute)."""
+    line_in, line_out = raw.line_in.T, raw.line_out.T
+    data = jax.vmap(lambda a, b: _kinks(a, b, height), in_axes=(1, 1))(line_in, line_out)
+    noise = _measurement_covariance(line_in, line_out, raw.cov_in, raw.cov_out, height)
+    return _Muons(raw.poca, raw.weight, raw.p, raw.line_in, raw.line_out, data, noise)
+
+
+class _Terms(NamedTuple):
+    """Per muon, the constants of the EM step (see the module docstring)."""
+
+    index: Array  # (n, nz, 4) flat voxel indices of the path's bilinear corners
+    bweight: Array  # (n, nz, 4) their bilinear weights
+    length: Array  # (n, nz) path length in each layer
+    w11: Array  # (n, 2, nz) per projection the layer's W_k entries per unit 1/X0
+    w12: Array
+    w22: Array
+    data: Array  # (n, 2, 2) per projection (angle change, offset)
+    noise: Array  # (n, 2, 2, 2) their measurement covariance
+    p: Array
+    weight: Array
+
+
+def _terms(m: _Muons, volume: Volume) -> _Terms:
+    """The EM step's per-muon constants of the muons ``m``."""
+    index, bweight, length, stretch = _path_voxels(m.poca, m.line_in.T, m.line_out.T, volume)
+    # per layer and projection, the 2 x 2 covariance of (angle, offset at the bottom) per
+    # unit 1/X0 and unit Highland scale: kicks spread over the path length L in the layer,
+    # lever arms in projected lengths (the layer's Lp, and Tp from its bottom to the grid's)
+    el = length[:, None]  # (n, 1, nz)
+    lp = volume.size * jnp.moveaxis(stretch, 0, 1)  # (n, 2, nz)
+    tp = lp * jnp.arange(volume.shape[2])[None, None, :]
+    w11 = jnp.broadcast_to(el, lp.shape)
+    w12, w22 = el * (lp / 2 + tp), el * (lp**2 / 3 + lp * tp + tp**2)
+    return _Terms(index, bweight, length, w11, w12, w22, m.data, m.noise, m.p, m.weight)
+
+
+def _count(t: _Terms, n_vox: int) -> Array:
+    """(n_vox,) N_v = sum_i w_i b_iv."""
+    return jax.ops.segment_sum(
+        (t.weight[:, None, None] * t.bweight).reshape(-1), t.index.reshape(-1),
+        num_segments=n_vox,
+    )  # fmt: skip
+
+
+def _score(t: _Terms, s: Array) -> Array:
+    """(n_vox,) the EM step's sum_i w_i b_iv [d^T S^-1 A S^-1 d - tr(S^-1 A)] / 4 at ``s``."""
+    layer_s = jnp.sum(t.bweight * s[t.index], axis=2)  # (n, nz) path-averaged 1/X0
+    scale = _layer_scale(t.length * layer_s, t.p)  # (n, nz)
+    w11, w12, w22 = t.w11, t.w12, t.w22
+    sums = [jnp.sum((scale * layer_s)[:, None] * v, axis=2) for v in (w11, w12, w22)]
+    sigma = jnp.stack([jnp.stack([sums[0], sums[1]], -1), jnp.stack([sums[1], sums[2]], -1)],
+                      -2) + t.noise  # fmt: skip  # (n, 2 proj, 2, 2)
+    inv = jnp.linalg.inv(sigma)
+    r = jnp.einsum("npij,npj->npi", inv, t.data)[..., None]  # Sigma^-1 d, (n, 2, 2, 1)
+    # d^T S^-1 W S^-1 d - tr(S^-1 W), W = [[w11, w12], [w12, w22]], summed over projections
+    quad = (
+        w11 * r[:, :, 0] ** 2 + 2 * w12 * r[:, :, 0] * r[:, :, 1] + w22 * r[:, :, 1] ** 2
+        - (w11 * inv[..., 0, 0, None] + 2 * w12 * inv[..., 0, 1, None]
+           + w22 * inv[..., 1, 1, None])
+    ).sum(1)  # fmt: skip  # (n, nz)
+    term = (t.weight[:, None] * scale * quad)[..., None] * t.bweight  # (n, nz, 4)
+    n_vox = s.shape[0]
+    return jax.ops.segment_sum(term.reshape(-1), t.index.reshape(-1), num_segments=n_vox) / 4
+
+
 def x0_likelihood(
     sc: Scatters,
     p: Float[Array, " n"],
@@ -206,6 +300,7 @@ def x0_likelihood(
     start: Float[Array, "nx ny nz"] | str = "uniform",
     prior_muons: float = 1.0,
     relaxation: float = 1.5,
+    chunk_size: int | None = None,
 ) -> Float[Array, "nx ny nz"]:
     """Maximum-likelihood X0 per voxel (m) from angles and offsets, by ``iterations`` EM steps.
 
@@ -222,28 +317,43 @@ def x0_likelihood(
             what plain EM reaches in about 60).
         prior_muons: pseudo-muons per voxel holding it at the start value: voxels few
             muons cross stay near it instead of running off to 0 or infinity.
+        chunk_size: None (default) computes every muon's constants of the EM step once and
+            keeps them; a positive integer streams the muons ``chunk_size`` at a time
+            through every step, recomputing their paths through the grid (each chunk
+            rematerialised under differentiation). The result is the same up to rounding;
+            a gradient then holds the tracks and one chunk's intermediates instead of ~7 kB
+            of constants and cotangents per muon (the 1e6-muon gradient of
+            ``benchmarks/scaling.py`` fits in 8 GiB only so), at the price of the constants'
+            recomputation in every step.
     """
+    _chunks.check_chunk_size(chunk_size)
+    raw = _Raw(sc.poca, sc.weight, p, incoming.line.T, outgoing.line.T, incoming.covariance,
+               outgoing.covariance)  # fmt: skip
     height = volume.z_range[1] - volume.z_range[0]
-    index, bweight, length, stretch = _path_voxels(sc, incoming.line, outgoing.line, volume)
     n_vox = volume.shape[0] * volume.shape[1] * volume.shape[2]
-    w = sc.weight
-    flat_index = index.reshape(-1)
-    count = jax.ops.segment_sum(
-        (w[:, None, None] * bweight).reshape(-1), flat_index, num_segments=n_vox
-    )
-    data = jnp.moveaxis(jax.vmap(lambda a, b: _kinks(a, b, height), in_axes=(1, 1))(
-        incoming.line, outgoing.line), 0, 0)  # fmt: skip  # (n, 2 proj, 2)
-    noise = _measurement_covariance(
-        incoming.line, outgoing.line, incoming.covariance, outgoing.covariance, height
-    )  # (n, 2 proj, 2, 2)
-    # per layer and projection, the 2 x 2 covariance of (angle, offset at the bottom) per
-    # unit 1/X0 and unit Highland scale: kicks spread over the path length L in the layer,
-    # lever arms in projected lengths (the layer's Lp, and Tp from its bottom to the grid's)
-    el = length[:, None]  # (n, 1, nz)
-    lp = volume.size * jnp.moveaxis(stretch, 0, 1)  # (n, 2, nz)
-    tp = lp * jnp.arange(volume.shape[2])[None, None, :]
-    w11 = jnp.broadcast_to(el, lp.shape)
-    w12, w22 = el * (lp / 2 + tp), el * (lp**2 / 3 + lp * tp + tp**2)
+    if chunk_size is None:
+        terms = _terms(_muons(raw, height), volume)
+        count = _count(terms, n_vox)
+
+        def score(s):
+            return _score(terms, s)
+    else:
+        n = p.shape[0]
+        blocks = _chunks.split(raw, chunk_size)
+        blocks = blocks._replace(weight=blocks.weight * _chunks.padding_mask(n, chunk_size))
+        blocks = jax.lax.map(jax.checkpoint(lambda b: _muons(b, height)), blocks)
+
+        def chunk_sum(one):  # sum over chunks of one(chunk terms), each chunk rematerialised
+            def body(total, block):
+                return total + jax.checkpoint(lambda b: one(_terms(b, volume)))(block), None
+
+            return jax.lax.scan(body, jnp.zeros(n_vox), blocks)[0]
+
+        count = chunk_sum(lambda t: _count(t, n_vox))
+
+        def score(s):
+            return chunk_sum(lambda t: _score(t, s))
+
     if isinstance(start, str) and start == "poca":
         s0 = 1 / x0_poca(sc, p, volume).reshape(-1)
     elif isinstance(start, str) and start == "uniform":
@@ -257,23 +367,8 @@ def x0_likelihood(
 
     @jax.checkpoint
     def em_step(s, _):
-        layer_s = jnp.sum(bweight * s[index], axis=2)  # (n, nz) path-averaged 1/X0
-        scale = _layer_scale(length * layer_s, p)  # (n, nz)
-        sums = [jnp.sum((scale * layer_s)[:, None] * v, axis=2) for v in (w11, w12, w22)]
-        sigma = jnp.stack([jnp.stack([sums[0], sums[1]], -1), jnp.stack([sums[1], sums[2]], -1)],
-                          -2) + noise  # fmt: skip  # (n, 2 proj, 2, 2)
-        inv = jnp.linalg.inv(sigma)
-        r = jnp.einsum("npij,npj->npi", inv, data)[..., None]  # Sigma^-1 d, (n, 2, 2, 1)
-        # d^T S^-1 W S^-1 d - tr(S^-1 W), W = [[w11, w12], [w12, w22]], summed over projections
-        quad = (
-            w11 * r[:, :, 0] ** 2 + 2 * w12 * r[:, :, 0] * r[:, :, 1] + w22 * r[:, :, 1] ** 2
-            - (w11 * inv[..., 0, 0, None] + 2 * w12 * inv[..., 0, 1, None]
-               + w22 * inv[..., 1, 1, None])
-        ).sum(1)  # fmt: skip  # (n, nz)
-        term = (w[:, None] * scale * quad)[..., None] * bweight  # (n, nz, 4)
-        total = jax.ops.segment_sum(term.reshape(-1), flat_index, num_segments=n_vox) / 4
         # EM (count s + s^2 total) / count, shrunk towards the start by prior_muons
-        em = (count * s + s**2 * total + prior_muons * s0) / (count + prior_muons)
+        em = (count * s + s**2 * score(s) + prior_muons * s0) / (count + prior_muons)
         s = s + relaxation * (em - s)
         return jnp.clip(s, 1 / X0_RANGE[1], 1 / X0_RANGE[0]), None
 

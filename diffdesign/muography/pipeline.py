@@ -17,6 +17,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from diffdesign.muography import _chunks
 from diffdesign.muography.detector import EDGE_WIDTH, Detector, record_hits
 from diffdesign.muography.inference import x0_likelihood, x0_poca
 from diffdesign.muography.reconstruction import Scatters, Tracks, fit_tracks, scatters
@@ -46,6 +47,7 @@ def reconstruct(
     gradient for 1e5 muons: 1057 MiB at once, 581 MiB in chunks of 8192; the path
     likelihood's 935 and 729 MiB; benchmarks/scaling.py measures 1e6).
     """
+    _chunks.check_chunk_size(chunk_size)
     z_bottom, z_top = volume.z_range
     k_in, k_out = jax.random.split(key)
     if chunk_size is None:
@@ -56,19 +58,11 @@ def reconstruct(
         )
         sc = scatters(incoming, outgoing, z_top, z_bottom)
         return Reconstruction(incoming, outgoing, sc._replace(weight=sc.weight * passage.alive))
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be None or a positive integer; got {chunk_size!r}")
     n = passage.entry.shape[1]
     # the same standard normals record_hits draws from k_in / k_out for all muons at once
     noise_in = jax.random.normal(k_in, (n, detector.above.z.shape[0], 2))
     noise_out = jax.random.normal(k_out, (n, detector.below.z.shape[0], 2))
     per_muon = (passage.entry.T, passage.exit.T, passage.alive, noise_in, noise_out)
-    n_chunks = -(-n // chunk_size)
-    pad = n_chunks * chunk_size - n
-
-    def chunks(a):  # (n, ...) -> (n_chunks, chunk_size, ...), padded with the last muon
-        a = jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) if pad else a
-        return a.reshape(n_chunks, chunk_size, *a.shape[1:])
 
     @jax.checkpoint
     def one(chunk):
@@ -82,8 +76,7 @@ def reconstruct(
         # muon axis first in every leaf, so the chunks concatenate along it
         return rec._replace(incoming=_transposed(incoming), outgoing=_transposed(outgoing))
 
-    out = jax.lax.map(one, tuple(chunks(a) for a in per_muon))
-    out = jax.tree.map(lambda a: a.reshape(n_chunks * chunk_size, *a.shape[2:])[:n], out)
+    out = _chunks.join(jax.lax.map(one, _chunks.split(per_muon, chunk_size)), n)
     return out._replace(incoming=_transposed(out.incoming), outgoing=_transposed(out.outgoing))
 
 
@@ -119,22 +112,28 @@ class Poca(X0Estimator):
 class PathLikelihood(X0Estimator):
     """Maximum likelihood of angles and offsets along the muons' paths, by ``iterations``
     EM steps (:func:`~diffdesign.muography.inference.x0_likelihood`; 40 is the compromise
-    measured on the lead-block and uniform-iron volumes).
+    measured on the lead-block and uniform-iron volumes). ``chunk_size`` (None: all muons at
+    once) streams the muons through every EM step that many at a time, so that a gradient's
+    memory does not hold every muon's constants (give :func:`predict_x0` a ``chunk_size``
+    too, for the reconstruction).
 
     Example:
         >>> predict_x0(key, detector, passage, muons.p, volume, PathLikelihood(iterations=20))
     """
 
     iterations: int = eqx.field(default=40, static=True)
+    chunk_size: int | None = eqx.field(default=None, static=True)
 
     def __check_init__(self):
         n = self.iterations
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"iterations must be a positive integer; got {self.iterations!r}")
+        _chunks.check_chunk_size(self.chunk_size)
 
     def estimate(self, reconstruction, p, volume):
         rec = reconstruction
-        return x0_likelihood(rec.scatters, p, rec.incoming, rec.outgoing, volume, self.iterations)
+        return x0_likelihood(rec.scatters, p, rec.incoming, rec.outgoing, volume,
+                             self.iterations, chunk_size=self.chunk_size)  # fmt: skip
 
 
 #: The estimator of :func:`predict_x0` and ``DetectorDesign`` when none is given.
