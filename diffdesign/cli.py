@@ -11,6 +11,7 @@ SPEC.toml`` runs any command whose module declares ``CONFIG`` over axes of its c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
@@ -82,6 +83,8 @@ def _add_common_flags(parser: argparse.ArgumentParser, domain: str, verb: str, m
     common.add_argument("--seed", type=int, metavar="N",
                         help="overrides the config's seed (default: the config's)")  # fmt: skip
     common.add_argument("--quiet", action="store_true", help="no progress output")
+    common.add_argument("--json-progress", action="store_true",
+                        help="progress as JSON lines on stderr, for programs watching the run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +135,8 @@ def _add_sweep(domains) -> None:
     sweep.add_argument("--check", action="store_true",
                        help="check every point's config, run nothing")  # fmt: skip
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.add_argument("--json-progress", action="store_true",
+                       help="progress as JSON lines on stderr, for programs watching the run")
     hosts = sweep.add_argument_group(
         "several processes (jax.distributed.initialize; the same command on each)"
     )
@@ -234,11 +239,22 @@ def _version() -> str:
         return "unknown"
 
 
-def _print_summary(summary: dict[str, str]) -> None:
-    width = max(len(label) for label in summary)
+def _print_summary(summary) -> None:
+    """The study's headline figures, then its verdict block (:mod:`diffdesign.core.verdict`);
+    a study may return the figures alone (a dict)."""
+    from diffdesign.core.verdict import StudySummary
+
+    if not isinstance(summary, StudySummary):
+        summary = StudySummary(summary)
     print()
-    for label, value in summary.items():
-        print(f"{label:{width}s}  {value}")
+    if summary.figures:
+        width = max(len(label) for label in summary.figures)
+        for label, value in summary.figures.items():
+            print(f"{label:{width}s}  {value}")
+    lines = summary.verdict.lines()
+    if lines:
+        print()
+        print("\n".join(lines))
 
 
 def _persistent_compilation_cache() -> None:
@@ -263,10 +279,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         and args.config is None
     ):
         args.config = str(module.DEFAULT_CONFIG)
+    from diffdesign._progress import CompileNotices, use_json
     from diffdesign.core.interrupt import Interrupted, stop_on_signal
 
     try:
-        with stop_on_signal():  # Ctrl-C / SIGTERM: finish the step, keep the checkpoint
+        use_json(args.json_progress)
+        notices = contextlib.nullcontext() if args.quiet else CompileNotices()
+        with stop_on_signal(), notices:  # Ctrl-C / SIGTERM: finish the step, keep the checkpoint
             summary = _run_sweep(args) if module is None else module.run(args)
     except (ValueError, OSError) as error:  # bad input, unreadable or unwritable files
         print(f"diffdesign: error: {error}", file=sys.stderr)
@@ -280,7 +299,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     if summary:
         _print_summary(summary)
+    _write_report(args, summary, argv)
     return 0
+
+
+def _write_report(args: argparse.Namespace, summary, argv: Sequence[str] | None) -> None:
+    """``report.html`` in the run's --out (:mod:`diffdesign.report`), when it is a folder."""
+    from diffdesign.core.verdict import StudySummary
+    from diffdesign.report import write_report
+
+    out = Path(args.out) if getattr(args, "out", None) else None
+    if out is None or not out.is_dir():
+        return
+    if not isinstance(summary, StudySummary):
+        summary = StudySummary(summary or {})
+    name = "sweep" if args.module is None else " ".join(args.module.__name__.split(".")[1:])
+    config = getattr(args, "config", None) or getattr(args, "spec", None)
+    config_text = Path(config).read_text() if config and Path(config).is_file() else None
+    command = "diffdesign " + " ".join(sys.argv[1:] if argv is None else argv)
+    path = write_report(out, f"diffdesign {name}", command, summary.figures, summary.verdict,
+                        config_text)  # fmt: skip
+    if not args.quiet:
+        print(f"report: {path}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import optax
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
 from diffdesign._checkpoint import load_checkpoint, save_checkpoint
+from diffdesign._progress import bar, say
 from diffdesign.core.interrupt import Interrupted, running, stop_requested
 from diffdesign.core.problem import Problem
 from diffdesign.core.spec import check_params, internal, labels, project, step_sizes, to_physical
@@ -513,12 +514,9 @@ def _members(starts: PyTree) -> int:
 
 
 def _progress_bar(name: str, total: int, done: int, enabled: bool):
-    from tqdm.auto import tqdm
-
     if enabled and done < total:
-        print(f"{name}: compiling the step...", file=sys.stderr, flush=True)
-    return tqdm(total=total, initial=done, desc=name, unit="step", disable=not enabled,
-                file=sys.stderr, mininterval=1.0, dynamic_ncols=True)  # fmt: skip
+        say("compiling the step...", name)
+    return bar(total, done, name, "step", disable=not enabled)
 
 
 class MultistartResult(NamedTuple):

@@ -1057,8 +1057,9 @@ def maximize_acquisition(
     every row of ``initial_points`` (e.g. the current best point), start ``n_steps`` of
     Adam ascent (cosine-decayed step size), each step projected back onto ``[0, 1]^dim``:
     one :func:`diffdesign.core.multistart` of :class:`AcquisitionProblem`. The best point
-    along every start's path (the final points included) is returned (non-finite gradient entries are set to zero, so a
-    start where the gradient fails, e.g. UCB at a noise-free data point, stays a candidate).
+    along every start's path (the final points included) is returned (non-finite gradient
+    entries are set to zero, so a start where the gradient fails, e.g. UCB at a noise-free
+    data point, stays a candidate).
 
     Args:
         acquisition: ``x (dim,) -> scalar``, larger is better; a function or a PyTree module

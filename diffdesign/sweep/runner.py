@@ -37,6 +37,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from diffdesign._checkpoint import check_settings, load_record, save_record
+from diffdesign._progress import bar as progress_bar
 from diffdesign.core.interrupt import Interrupted, running, stop_requested
 from diffdesign.sweep.axes import Block, expand
 from diffdesign.sweep.targets import Batchable, SeparatePoints, Target
@@ -267,13 +268,10 @@ class _Work:
 def _progress_bar(total: int, done: int, enabled: bool):
     """A progress bar (points, rate, ETA) inside a loop that Ctrl-C / SIGTERM stop after the
     chunk or point in progress (its record written; see :mod:`diffdesign.core.interrupt`)."""
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, initial=done, desc="sweep", unit="point", file=sys.stderr,
-                disable=not enabled or jax.process_index() != 0, mininterval=1.0,
-                dynamic_ncols=True)  # fmt: skip
-    with bar, running():
-        yield bar
+    points = progress_bar(total, done, "sweep", "point",
+                          disable=not enabled or jax.process_index() != 0)
+    with points, running():
+        yield points
 
 
 def _stop_if_asked(bar) -> None:

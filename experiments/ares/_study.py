@@ -54,6 +54,7 @@ from diffdesign.beamline.ares.experiment_design import (
 )
 from diffdesign.beamline.ares.tuning import simulated_machine, tune_with_gradients
 from diffdesign.beamline.beams import ParameterBeam
+from diffdesign.core.verdict import Check, Verdict, chi2_per_dof, correlations
 from diffdesign.design.bayesopt import BayesianOptimisation, RandomSearch, SearchState
 
 SEED_OFFSETS = ((0.0, 200e-6), (100e-6, -300e-6), (-100e-6, 150e-6))
@@ -300,6 +301,7 @@ def run_study(
         "design_comparison": design_curve,
         "tuning": tuning,
     }
+    results["verdict"] = calibration_verdict(results["calibration"], config.screen_noise).to_json()
     (out / "results.json").write_text(json.dumps(results, indent=2))
     from experiments.ares import _plots
 
@@ -364,3 +366,24 @@ def _design_comparison(config: StudyConfig, incoming, noise: float, key) -> dict
         "d_optimal_rms_crb_m": optimal_rms,
         "noise_m": noise,
     }
+
+
+def calibration_verdict(calibration: dict, screen_noise: float) -> Verdict:
+    """The checks of a calibration (results.json's ``calibration``): the fit converged, no
+    offset on its bound, no two offsets correlated beyond 0.99, and with noisy screens a
+    chi2/dof near 1 (noise-free data have chi2 ~ 0 by construction: not checked)."""
+    names = [f"{q} d{axis}" for q in calibration["quadrupoles"] for axis in "xy"]
+    hits = [n for n, hit in zip(names, np.ravel(calibration["at_bound"]), strict=True) if hit]
+    verdict = Verdict((
+        Check("calibration", calibration["converged"],
+              f"{'converged' if calibration['converged'] else 'stopped'} after "
+              f"{calibration['num_steps']} steps", "raise the step limit or add settings"),
+        Check("offsets at bounds", not hits, ", ".join(hits) or f"none of {len(names)}",
+              "an offset on its bound has no valid uncertainty: widen the bound (the "
+              "magnets' mechanical range) or add settings that move the beam more"),
+        correlations(np.nan_to_num(np.asarray(calibration["identifiability"]["correlation"],
+                                              dtype=float)), names),
+    ))  # fmt: skip
+    if screen_noise > 0:
+        verdict += chi2_per_dof(calibration["chi2"], calibration["dof"])
+    return verdict

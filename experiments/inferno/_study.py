@@ -27,6 +27,7 @@ import optax
 
 from diffdesign._config import TomlConfig
 from diffdesign._progress import say
+from diffdesign.core.verdict import Verdict, all_finite, bound_below
 from diffdesign.inference.binned import (
     covariance,
     fisher_information,
@@ -403,9 +404,27 @@ def run_study(config: InfernoStudyConfig, out: str | Path) -> dict:
     results["wall_s"]["total"] = time.perf_counter() - tic
     plot_table(results, out / "table_2.png")
     plot_history(histories, out / "training.png")
+    results["verdict"] = study_verdict(results).to_json()
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(markdown_table(results))
     return results
+
+
+def study_verdict(results: dict) -> Verdict:
+    """The analytical (unbinned-likelihood) bound must not exceed what it bounds: the optimal
+    classifier's and every INFERNO model's binned uncertainty, benchmark by benchmark; and
+    every median must be finite."""
+    rows, checks = results["rows"], []
+    for i, bound in enumerate(rows["analytic"]):
+        checks.append(bound_below(f"bound <= optimal classifier, benchmark {i}", bound,
+                                  rows["optimal_classifier"][i], " events"))  # fmt: skip
+    for i, q in results["matching_inferno"].items():
+        checks.append(bound_below(f"bound <= INFERNO median, benchmark {i}",
+                                  rows["analytic"][int(i)], q["median"], " events"))  # fmt: skip
+    medians = [q["median"] for name, row in rows.items() if isinstance(row, list) and row
+               and isinstance(row[0], dict) for q in row]  # fmt: skip
+    checks.append(all_finite("finite medians", medians))
+    return Verdict(tuple(checks))
 
 
 def _ours(q: dict) -> str:

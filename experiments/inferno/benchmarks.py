@@ -17,8 +17,9 @@ CONFIG = "experiments.inferno._study:InfernoStudyConfig"
 def run(args: argparse.Namespace) -> dict[str, str]:
     from pathlib import Path
 
+    from diffdesign.core.verdict import StudySummary
     from experiments.inferno._mixture import PAPER_TABLE_2
-    from experiments.inferno._study import InfernoStudyConfig, run_study
+    from experiments.inferno._study import InfernoStudyConfig, run_study, study_verdict
 
     config = InfernoStudyConfig.from_toml(args.config) if args.config else InfernoStudyConfig()
     config = config.smoke() if args.smoke else config
@@ -52,8 +53,9 @@ def run(args: argparse.Namespace) -> dict[str, str]:
             )
         )
     print(f"wrote {Path(args.out) / 'results.json'} and plots")
-    return {
-        f"INFERNO, benchmark {i}": f"{q['median']:.2f} events on s (paper "
+    figures = {
+        f"INFERNO, benchmark {i}": f"{q['median']:.2f} events expected uncertainty on s (paper "
         f"{PAPER_TABLE_2['inferno'][int(i)]:.2f})"
         for i, q in matching.items()
     }
+    return StudySummary(figures, study_verdict(results))

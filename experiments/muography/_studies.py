@@ -21,6 +21,7 @@ import numpy as np
 
 from diffdesign._config import TomlConfig
 from diffdesign._progress import say
+from diffdesign.core.verdict import Verdict, improved, within_budget
 from diffdesign.muography.design import detector_to_json
 from diffdesign.muography.detector import Detector, make_panels
 from diffdesign.muography.losses import log_x0_error, panel_cost, x0_error
@@ -77,7 +78,7 @@ class MuographyStudyConfig(TomlConfig):
     seed: int = 0
 
     SMOKE: ClassVar[dict] = {
-        "image_muons": 2000, "epochs": 2, "design_muons": 1000, "budgets": (4.0,),
+        "image_muons": 2000, "epochs": 2, "design_muons": 1000, "budgets": (4.0, 8.0),
         "sweep_epochs": 2, "validation_muons": 2000,
     }  # fmt: skip
 
@@ -233,8 +234,28 @@ def run_design(config: MuographyStudyConfig, out: str | Path) -> dict:
         "validation": {k: {m: v for m, v in s.items() if m != "prediction"}
                        for k, s in scores.items()},
     }  # fmt: skip
+    results["verdict"] = design_verdict(results).to_json()
     (out / "results.json").write_text(json.dumps(results, indent=1))
     return results
+
+
+#: What the task losses mean, for printed figures.
+LOSS_MEANING = {"x0_error": "mean squared relative X0 error",
+                "log_x0_error": "mean squared log-X0 error"}  # fmt: skip
+
+
+def design_verdict(results: dict) -> Verdict:
+    """A design must end no worse than its start on the validation sample."""
+    loss = results["config"]["loss"]
+    v = results["validation"]
+    return Verdict((improved(f"validation {loss}", v["initial"][loss], v["final"][loss]),))
+
+
+def sweep_verdict(results: dict) -> Verdict:
+    """Every budget's optimised layout within its budget (1 % tolerance: the penalty is
+    smooth)."""
+    return Verdict(tuple(within_budget(f"budget {r['budget']:g}", r["cost"], r["budget"],
+                                       " units") for r in results["rows"]))  # fmt: skip
 
 
 def run_budget_sweep(config: MuographyStudyConfig, out: str | Path) -> dict:
@@ -274,5 +295,6 @@ def run_budget_sweep(config: MuographyStudyConfig, out: str | Path) -> dict:
     fig.savefig(out / "budget_sweep.png", dpi=110)
     plt.close(fig)
     results = {"config": config.to_json(), "rows": rows}
+    results["verdict"] = sweep_verdict(results).to_json()
     (out / "results.json").write_text(json.dumps(results, indent=1))
     return results

@@ -18,10 +18,13 @@ def run(args: argparse.Namespace) -> dict[str, str]:
     from experiments.muography import _studies as studies
 
     config = study_config(args)
+    from diffdesign.core.verdict import StudySummary
+
     results = studies.run_design(config, args.out)
-    for name, entry in results["validation"].items():
-        print(f"{name:18s} {config.loss} {entry[config.loss]:.4g}  cost {entry['cost']:.3g}")
-    return {
-        f"{name} {config.loss}": f"{entry[config.loss]:.4g} (cost {entry['cost']:.3g} budget units)"
+    meaning = studies.LOSS_MEANING[config.loss]
+    figures = {
+        f"{name.replace('_', ' ')} layout": f"{meaning} {entry[config.loss]:.4g} (validation "
+        f"sample), panel cost {entry['cost']:.3g} budget units"
         for name, entry in results["validation"].items()
     }
+    return StudySummary(figures, studies.design_verdict(results))

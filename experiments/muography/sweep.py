@@ -17,12 +17,13 @@ def run(args: argparse.Namespace) -> dict[str, str]:
     from experiments.muography import _studies as studies
 
     config = study_config(args)
+    from diffdesign.core.verdict import StudySummary
+
     results = studies.run_budget_sweep(config, args.out)
-    for row in results["rows"]:
-        print(f"budget {row['budget']:6g}: cost {row['cost']:.3g}  {config.loss} "
-              f"{row[config.loss]:.4g}")  # fmt: skip
-    return {
-        f"budget {row['budget']:g}": f"cost {row['cost']:.3g} budget units, {config.loss} "
+    meaning = studies.LOSS_MEANING[config.loss]
+    figures = {
+        f"budget {row['budget']:g} units": f"panel cost {row['cost']:.3g} units, {meaning} "
         f"{row[config.loss]:.4g}"
         for row in results["rows"]
     }
+    return StudySummary(figures, studies.sweep_verdict(results))

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffdesign.core.verdict import Check, Verdict, chi2_per_dof
 from diffdesign.ring import loco
 from diffdesign.ring.lattice import Lattice
 from diffdesign.ring.model import fitted_quadrupoles
@@ -173,6 +174,7 @@ def fit_measured_orm(
         "fitted": _parameters_json(lattice, setup, result.parameters),
         "fitted_std": _parameters_json(lattice, setup, result.std),
     }
+    results["verdict"] = loco_verdict(results["summary"]).to_json()
     (out / "results.json").write_text(json.dumps(results, indent=1))
     say(f"chi2 {results['summary']['final_chi2']:.4g} for {dof} dof; wrote {out / 'results.json'}")
     return results
@@ -269,6 +271,7 @@ def run_loco_study(config: LocoStudyConfig, out_dir: str | Path, *, say=print) -
         "fitted": _parameters_json(lattice, setup, result.parameters),
         "fitted_std": _parameters_json(lattice, setup, result.std),
     }
+    results["verdict"] = loco_verdict(summary).to_json()
     (out / "results.json").write_text(json.dumps(results, indent=1))
     plots = plot_loco_study(results, out)
     names = ", ".join(p.name for p in plots)
@@ -327,3 +330,20 @@ def plot_loco_study(results: dict, out: str | Path) -> list[Path]:
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return [path]
+
+
+def loco_verdict(summary: dict) -> Verdict:
+    """The checks of a LOCO fit: chi2/dof near 1 (the ORM noise is known), and in a simulated
+    study the fitted parameters' z-scores against the planted ones of rms near 1 (the
+    reported uncertainties are honest)."""
+    verdict = Verdict((chi2_per_dof(summary["final_chi2"], summary["degrees_of_freedom"]),))
+    if "rms_z_score" in summary:
+        z = summary["rms_z_score"]
+        verdict += Check(
+            "z-scores vs planted", 0.5 <= z <= 2.0,
+            f"rms {z:.3g}, largest |z| {summary['max_abs_z_score']:.3g} (rms within [0.5, 2] "
+            "expected)",
+            "the reported uncertainties do not match the errors: check the noise level and "
+            "the priors' widths (prior_scale, gain_sigma, calibration_sigma)",
+        )  # fmt: skip
+    return verdict

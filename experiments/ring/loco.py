@@ -22,7 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, str]:
-    from experiments.ring._loco import LocoStudyConfig, fit_measured_orm, run_loco_study
+    from diffdesign.core.verdict import StudySummary
+    from experiments.ring._loco import (
+        LocoStudyConfig,
+        fit_measured_orm,
+        loco_verdict,
+        run_loco_study,
+    )
 
     config = study_config(LocoStudyConfig, args)
     if args.measured:
@@ -30,4 +36,11 @@ def run(args: argparse.Namespace) -> dict[str, str]:
     else:
         results = run_loco_study(config, args.out)
     summary = results["summary"]
-    return {"final chi2": f"{summary['final_chi2']:.4g}"}
+    chi2, dof = summary["final_chi2"], summary["degrees_of_freedom"]
+    figures = {"final chi2": f"{chi2:.4g} for {dof} degrees of freedom ({chi2 / dof:.3g} per dof)"}
+    if "rms_relative_k1_error_after_fit" in summary:
+        figures["K1 error (rms, relative)"] = (
+            f"{summary['rms_relative_k1_error_planted']:.2e} planted -> "
+            f"{summary['rms_relative_k1_error_after_fit']:.2e} after the fit"
+        )
+    return StudySummary(figures, loco_verdict(summary))

@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from diffdesign._config import TomlConfig
+from diffdesign.core.verdict import Check, Verdict, chi2_per_dof, correlations, rhat
 from diffdesign.xpcs.data import XpcsData
 from diffdesign.xpcs.io import DataConfig, load_data, read_toml
 from diffdesign.xpcs.likelihood import (
@@ -48,6 +49,7 @@ from diffdesign.xpcs.likelihood import (
 )
 from diffdesign.xpcs.model import MODES, parameter_names
 from diffdesign.xpcs.nlsq import SOLVERS, NlsqResult, fit_nlsq
+from diffdesign.xpcs.spec import UNITS
 
 METHODS = ("nlsq", "cmc", "both")
 _TABLES = ("data", "model", "nlsq", "cmc")
@@ -133,7 +135,7 @@ class CmcConfig(TomlConfig):
     """The ``[cmc]`` table: options of :func:`~diffdesign.xpcs.cmc.fit_cmc`."""
 
     OPTIONAL: ClassVar[dict[str, type]] = {"n_shards": int}
-    SMOKE: ClassVar[dict[str, Any]] = {"num_warmup": 100, "num_samples": 100}
+    SMOKE: ClassVar[dict[str, Any]] = {"num_warmup": 40, "num_samples": 40}
 
     n_shards: int | None = None
     num_warmup: int = 500
@@ -235,9 +237,36 @@ def run_fit(job: FitJob, method: str, out: str | Path, *, smoke: bool = False) -
         draws = {n: np.asarray(cmc.idata.posterior[n]) for n in physical}
         plot_traces(draws, out / "posterior_trace.png")
         plot_pairs(draws, out / "posterior_pairs.png", estimate=nlsq.values())
+    results["verdict"] = fit_verdict(results).to_json()
     _write(out / "results.json", results)
     print(f"wrote {out / 'results.json'}", flush=True)
     return results
+
+
+def fit_verdict(results: dict) -> Verdict:
+    """The checks of a fit (results.json's layout): the least-squares fit converged, with
+    chi2/dof near 1, no parameter at a bound and no pair correlated beyond 0.99; the
+    posterior's chains agree (R-hat) without divergences."""
+    nlsq = results["nlsq"]
+    names = list(nlsq["parameters"])
+    verdict = Verdict((
+        Check("least squares", nlsq["converged"],
+              f"{'converged' if nlsq['converged'] else 'stopped'} after {nlsq['num_steps']} "
+              "steps", "raise [nlsq] max_steps or start closer ([model] initial)"),
+        chi2_per_dof(nlsq["chi2"], nlsq["n_points"] - len(names)),
+        Check("parameters at bounds", not nlsq["at_bound"],
+              ", ".join(nlsq["at_bound"]) or f"none of {len(names)}",
+              "widen [model] bounds if the physics allows, or fix the parameter"),
+        correlations(nlsq["correlation"], names),
+    ))  # fmt: skip
+    cmc = results.get("cmc")
+    if cmc is not None:
+        verdict += rhat({k: v["r_hat_max"] for k, v in cmc["parameters"].items()})
+        verdict += Check(
+            "divergences", cmc["divergences"] == 0, f"{cmc['divergences']} divergent transitions",
+            "raise target_accept_prob or reparameterise; divergent draws bias the posterior",
+        )  # fmt: skip
+    return verdict
 
 
 def _data_summary(path: Path, data: XpcsData) -> dict:
@@ -264,7 +293,8 @@ def _print_nlsq(result: NlsqResult) -> None:
     )
     for name, value, std in zip(result.names, np.asarray(result.x), np.asarray(result.std),
                                 strict=True):  # fmt: skip
-        print(f"  {name:20s} {value: .6g} +- {std:.3g}", flush=True)
+        unit = UNITS.get(name, "")  # contrast and offset: fractions of g2, no unit
+        print(f"  {name:20s} {value: .6g} +- {std:.3g} {unit}".rstrip(), flush=True)
 
 
 def _write(path: Path, results: dict) -> None:

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, str]:
-    from experiments.xpcs._job import load_job, run_fit
+    from diffdesign.core.verdict import StudySummary
+    from experiments.xpcs._job import fit_verdict, load_job, run_fit
 
     data, config = args.data, args.config
     if args.example:
@@ -48,9 +49,9 @@ def run(args: argparse.Namespace) -> dict[str, str]:
     summary = {
         "nlsq": f"{'converged' if nlsq['converged'] else 'NOT converged'} in "
         f"{nlsq['num_steps']} steps",
-        "reduced chi2": f"{nlsq['reduced_chi2']:.4f}",
+        "reduced chi2": f"{nlsq['reduced_chi2']:.4f} (chi2 per degree of freedom)",
     }
     if results["cmc"] is not None:
         cmc = results["cmc"]
         summary["cmc"] = f"{cmc['n_shards']} shard(s), {cmc['divergences']} divergence(s)"
-    return summary
+    return StudySummary(summary, fit_verdict(results))
