@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from experiments.ares._arguments import accept_negative_numbers
+from experiments.ares._arguments import accept_negative_numbers, add_incoming_sigma_y
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in ("mu_x", "sigma_x", "mu_y", "sigma_y"):
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float,
                             help=f"target {name} in m (default 0)")  # fmt: skip
-    parser.add_argument("--sigma-y-in", type=float, default=100e-6, help="incoming sigma_y in m")
+    add_incoming_sigma_y(parser)
 
 
 def run(args: argparse.Namespace) -> dict[str, str]:
@@ -38,17 +38,19 @@ def run(args: argparse.Namespace) -> dict[str, str]:
                             ("mu_y", args.mu_y), ("sigma_y", args.sigma_y))
         if value is not None
     }  # fmt: skip
-    incoming = ares.incoming_beam(sigma_y=args.sigma_y_in)
+    incoming = ares.incoming_beam(sigma_y=args.incoming_sigma_y)
     seed = 0 if args.seed is None else args.seed
     result = tune_with_gradients(offsets, jax.random.key(seed), target=target, incoming=incoming)
     settings = np.asarray(result.settings)
     beam = {k: float(v) for k, v in ares.screen_beam(settings, offsets, incoming).items()}
     print(f"settings tuned through the model with offsets from {args.offsets}:")
     for name, value in zip(ares.SETTING_NAMES, settings, strict=True):
-        print(f"  {name:16s} {value:+.6g}")
+        unit = "rad" if name.endswith(".angle") else "1/m^2"  # corrector kick, quad k1
+        print(f"  {name:16s} {value:+.6g} {unit}")
     for name in ares.OBSERVABLES:
         print(f"  predicted {name:8s} {beam[name] * 1e3:+.6f} mm")
-    print(f"  predicted objective {float(result.predicted) * 1e3:.6f} mm")
+    print(f"  predicted objective {float(result.predicted) * 1e3:.6f} mm (mean distance of "
+          "mu_x, sigma_x, mu_y, sigma_y from the target)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "tuned_settings.json").write_text(json.dumps({
@@ -59,4 +61,5 @@ def run(args: argparse.Namespace) -> dict[str, str]:
         "predicted_objective_m": float(result.predicted),
     }, indent=2))  # fmt: skip
     print(f"wrote {out / 'tuned_settings.json'}")
-    return {"predicted objective": f"{float(result.predicted) * 1e3:.6f} mm"}
+    return {"predicted objective": f"{float(result.predicted) * 1e3:.6f} mm (mean |beam - target|"
+            " over mu_x, sigma_x, mu_y, sigma_y on AREABSCR1)"}  # fmt: skip

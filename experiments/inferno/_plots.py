@@ -114,9 +114,14 @@ def plot_history(histories: Mapping[str, np.ndarray], path: str | Path) -> Path:
         values = np.sqrt(history) if name != "classifier" else history
         q16, q50, q84 = np.nanquantile(values, [0.16, 0.5, 0.84], axis=1)
         chunks = np.arange(1, len(q50) + 1)
-        ax.plot(chunks, q50, label=name)
-        ax.fill_between(chunks, q16, q84, alpha=0.25)
-    axes[0].set(xlabel="chunk of steps", ylabel="cross-entropy", title="classifier")
+        # markers too: a short (smoke) run has a single chunk, which a line alone hides
+        line = ax.plot(chunks, q50, "o-", ms=3, label=f"{name} (median)")[0]
+        ax.fill_between(chunks, q16, q84, alpha=0.25, color=line.get_color(),
+                        label="16-84 % of the initialisations" if name == "classifier" else None)
+        if len(chunks) == 1:
+            ax.errorbar(chunks, q50, yerr=[q50 - q16, q84 - q50], color=line.get_color(),
+                        capsize=3)  # fmt: skip
+    axes[0].set(xlabel="chunk of steps", ylabel="cross-entropy (nats)", title="classifier")
     axes[1].set(
         xlabel="chunk of steps",
         ylabel="sqrt(INFERNO loss) (soft, events)",

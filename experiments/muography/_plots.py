@@ -26,17 +26,20 @@ def plot_layout(detector: Detector, volume: Volume, path: str | Path, title: str
     for panels, colour, name in ((detector.above, "C0", "above"), (detector.below, "C3", "below")):
         xy, z, span = np.asarray(panels.xy), np.asarray(panels.z), np.asarray(panels.span)
         sigma = np.asarray(panels.sigma)
+        # resolutions listed in the legend, top panel first (annotations overlap when panels
+        # sit close together)
+        order = np.argsort(-z)
+        label = f"{name}: σ " + ", ".join(f"{sigma[k] * 1e6:.0f}" for k in order) + " µm"
         for k in range(z.shape[0]):
             lo = xy[k] - 0.5 * span[k]
             side.plot([lo[0], lo[0] + span[k, 0]], [z[k], z[k]], color=colour, lw=2,
-                      label=name if k == 0 else None)  # fmt: skip
-            side.annotate(f"{sigma[k] * 1e6:.0f} um", (lo[0] + span[k, 0], z[k]), fontsize=7)
+                      label=label if k == 0 else None)  # fmt: skip
             top.add_patch(Rectangle(lo, span[k, 0], span[k, 1], fill=False, ec=colour, lw=1))
-    side.set(xlabel="x (m)", ylabel="z (m)", title="side view (resolution annotated)")
+    side.set(xlabel="x (m)", ylabel="z (m)", title="side view (x-z)")
     top.set(xlabel="x (m)", ylabel="y (m)", title="top view", aspect="equal")
     for ax in (side, top):
         ax.autoscale_view()
-    side.legend(loc="upper right", fontsize=8)
+    side.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -80,8 +83,15 @@ def plot_depth_profile(
     """X0 against depth for one voxel column (profiles: name -> (nz,) X0, m)."""
     fig, ax = plt.subplots(figsize=(5, 4))
     zc = volume.centres(2)
+    edges = volume.lower[2] + volume.size * np.arange(volume.shape[2] + 1)
     for name, x0 in profiles.items():
-        ax.semilogx(np.asarray(x0), zc, "o-" if name != "truth" else "k--", label=name)
+        x0 = np.asarray(x0)
+        if name == "truth":  # the true X0 is constant within each layer: a staircase
+            ax.stairs(x0, edges, orientation="horizontal", color="k", ls="--", label=name,
+                      baseline=None)  # fmt: skip
+        else:  # an estimate per voxel, at the layer's centre
+            ax.plot(x0, zc, "o-", label=name)
+    ax.set_xscale("log")
     ax.set(xlabel="X0 (m)", ylabel="z (m)", title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -94,9 +104,11 @@ def plot_history(history: Sequence[Mapping[str, float]], path: str | Path, title
     """Loss, its task part and the cost against epoch."""
     epochs = [h["step"] for h in history]  # one design step per epoch
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.8))
-    a.semilogy(epochs, [h["loss"] for h in history], label="loss")
-    a.semilogy(epochs, [h["task_loss"] for h in history], label="task loss")
-    a.set(xlabel="epoch", title="loss")
+    a.semilogy(epochs, [h["loss"] for h in history], lw=2.5, alpha=0.6,
+               label="loss (task + cost term)")  # fmt: skip
+    a.semilogy(epochs, [h["task_loss"] for h in history], "--", color="k", lw=1,
+               label="task loss")  # fmt: skip
+    a.set(xlabel="epoch", ylabel="loss (dimensionless)", title="loss")
     a.legend()
     b.plot(epochs, [h["cost"] for h in history], color="C2")
     b.set(xlabel="epoch", ylabel="cost (budget units)", title="panel cost")

@@ -49,34 +49,92 @@ def _save(fig, path: str | Path) -> Path:
 # ----------------------------------------------------------------------------- optics
 
 
+#: Synoptic of the magnets: class -> (colour, height of the box, drawn on the axis).
+_SYNOPTIC = {"Dipole": ("tab:blue", 0.5), "Quadrupole": ("tab:red", 0.8),
+             "Sextupole": ("tab:green", 0.6), "Multipole": ("tab:olive", 0.4),
+             "Corrector": ("tab:purple", 0.3)}  # fmt: skip
+
+
 def plot_optics(
-    optics: Mapping[str, Any], path: str | Path, title: str = "Linear optics at the BPMs"
+    optics: Mapping[str, Any],
+    path: str | Path,
+    title: str = "Linear optics",
+    elements: Mapping[str, Any] | None = None,
+    bpms: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Beta functions and horizontal dispersion along the ring.
+    """Beta functions and horizontal dispersion along the ring, above a magnet synoptic.
 
     Args:
         optics: arrays ``s`` (m), ``beta_x``, ``beta_y`` (m), ``eta_x`` (m) at the same
-            points (e.g. :func:`~diffdesign.ring.linear_optics` at the BPMs), and
-            optionally ``tunes`` (2,).
+            points (every element's entrance gives the curves), and optionally ``tunes`` (2,).
         path: the PNG to write.
         title: figure title.
+        elements: ``s`` (entrance, m), ``length`` (m), ``class`` (AT class names) and ``k1``
+            (1/m^2) of every element, for the synoptic (dipoles centred, focusing
+            quadrupoles up, defocusing down, sextupoles, correctors); None: no synoptic.
+        bpms: ``s``, ``beta_x``, ``beta_y``, ``eta_x`` at the BPMs, marked on the curves.
     """
     s = np.asarray(optics["s"])
-    fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(10, 5.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]}
-    )
-    top.plot(s, optics["beta_x"], ".-", ms=3, lw=0.8, label="βx")
-    top.plot(s, optics["beta_y"], ".-", ms=3, lw=0.8, label="βy")
+    rows = 3 if elements is not None else 2
+    ratios = [2.2, 1.0, 0.45][:rows]
+    fig, axes = plt.subplots(rows, 1, figsize=(11, 6.5 if rows == 3 else 5.5), sharex=True,
+                             gridspec_kw={"height_ratios": ratios})  # fmt: skip
+    top, middle = axes[0], axes[1]
+    top.plot(s, optics["beta_x"], lw=0.9, color="tab:blue", label="βx")
+    top.plot(s, optics["beta_y"], lw=0.9, color="tab:red", label="βy")
+    middle.plot(s, np.asarray(optics["eta_x"]) * 1e3, lw=0.9, color="tab:green", label="ηx")
+    if bpms is not None:
+        kw = {"ls": "none", "marker": "o", "ms": 2.5, "mfc": "none", "mew": 0.6}
+        top.plot(bpms["s"], bpms["beta_x"], color="tab:blue", label="βx at BPMs", **kw)
+        top.plot(bpms["s"], bpms["beta_y"], color="tab:red", label="βy at BPMs", **kw)
+        middle.plot(bpms["s"], np.asarray(bpms["eta_x"]) * 1e3, color="tab:green",
+                    label="ηx at BPMs", **kw)  # fmt: skip
     top.set_ylabel("β (m)")
-    top.legend(fontsize=8, loc="upper right")
-    bottom.plot(s, np.asarray(optics["eta_x"]) * 1e3, ".-", ms=3, lw=0.8, color="tab:green")
-    bottom.set_ylabel("ηx (mm)")
-    bottom.set_xlabel("s (m)")
+    top.legend(fontsize=8, loc="upper right", ncol=2)
+    middle.set_ylabel("ηx (mm)")
+    middle.legend(fontsize=8, loc="upper right")
+    if elements is not None:
+        _draw_synoptic(axes[2], elements)
+    axes[-1].set_xlabel("s (m)")
+    axes[-1].set_xlim(float(s.min()), float(s.max()))
+    for ax in axes[:2]:
+        ax.grid(alpha=0.3)
     if "tunes" in optics:
         qx, qy = (float(q) for q in optics["tunes"])
         title = f"{title}   (Qx, Qy) = ({qx:.4f}, {qy:.4f})"
     top.set_title(title)
     return _save(fig, path)
+
+
+def _draw_synoptic(ax, elements: Mapping[str, Any]) -> None:
+    from matplotlib.patches import Patch, Rectangle
+
+    ax.axhline(0.0, color="k", lw=0.5)
+    seen = set()
+    for s0, length, kind, k1 in zip(elements["s"], elements["length"], elements["class"],
+                                    elements["k1"], strict=True):  # fmt: skip
+        if kind == "Monitor":
+            ax.plot([s0, s0], [-0.15, 0.15], color="0.4", lw=0.5)
+            seen.add("Monitor")
+            continue
+        if kind not in _SYNOPTIC:
+            continue
+        colour, height = _SYNOPTIC[kind]
+        width = max(float(length), 0.05)  # thin elements stay visible
+        if kind == "Quadrupole":
+            bottom = 0.0 if k1 >= 0 else -height
+        else:
+            bottom = -height / 2
+        ax.add_patch(Rectangle((s0, bottom), width, height, color=colour, lw=0))
+        seen.add(kind)
+    handles = [Patch(color=_SYNOPTIC[k][0], label=k.lower()) for k in _SYNOPTIC if k in seen]
+    if "Monitor" in seen:
+        handles.append(Patch(color="0.4", label="BPM"))
+    ax.legend(handles=handles, fontsize=7, loc="upper right", ncol=len(handles),
+              framealpha=0.8)  # fmt: skip
+    ax.set_ylim(-1.0, 1.3)
+    ax.set_yticks([])
+    ax.set_ylabel("magnets\n(QF up, QD down)", fontsize=8)
 
 
 # ----------------------------------------------------------------------------- correction

@@ -1,7 +1,8 @@
 """tunes, chromaticity and the optics at the BPMs of a ring
 
 Compute the 4-D linear optics of a ring: print tunes and chromaticity, write optics.json
-(Twiss functions and dispersion at the BPMs) and optics.png into --out.
+(Twiss functions and dispersion at the BPMs) and optics.png (beta and dispersion at every
+element's entrance, the BPMs marked, above a magnet synoptic) into --out.
 """
 
 from __future__ import annotations
@@ -54,8 +55,14 @@ def run(args: argparse.Namespace) -> dict[str, str]:
         refpts, where = tuple(int(i) for i in lattice.indices("Monitor")), "BPMs"
     else:
         refpts, where = None, "element entrances"  # a ring without BPMs: everywhere
-    optics, chromaticity = _optics_program()(lattice, refpts)
-    optics = {k: np.asarray(v) for k, v in optics.items()}
+    # every element's entrance (and the end) once: the curves of the plot; the BPMs a subset
+    along, chromaticity = _optics_program()(lattice, None)
+    along = {k: np.asarray(v) for k, v in along.items()}
+    rows = np.asarray(refpts) if refpts is not None else np.arange(lattice.n_elements + 1)
+    n_points = lattice.n_elements + 1
+    per_point = {k for k, v in along.items()
+                 if v.ndim and v.shape[0] == n_points and k != "one_turn"}  # fmt: skip
+    optics = {k: (v[rows] if k in per_point else v) for k, v in along.items()}
     if not np.all(np.isfinite(optics["beta_x"])) or not np.all(np.isfinite(optics["beta_y"])):
         raise ValueError(
             f"the linear optics of {source} are unstable (no periodic Twiss functions); "
@@ -106,6 +113,13 @@ def run(args: argparse.Namespace) -> dict[str, str]:
         },
     }
     (out / "optics.json").write_text(json.dumps(result, indent=1))
-    plot = plot_optics(optics, out / "optics.png", title=f"{name}: optics at the {where}")
+    elements = {
+        "s": np.asarray(lattice.s_positions())[:-1],
+        "length": np.asarray(lattice.params.length),
+        "class": lattice.classes,
+        "k1": np.asarray(lattice.params.polynom_b)[:, 1],
+    }
+    plot = plot_optics(along, out / "optics.png", title=f"{name}: linear optics",
+                       elements=elements, bpms=optics if refpts is not None else None)  # fmt: skip
     print(f"wrote {out / 'optics.json'} and {plot}")
     return {"tunes": f"Qx {optics['tunes_total'][0]:.6f}, Qy {optics['tunes_total'][1]:.6f}"}
