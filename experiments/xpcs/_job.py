@@ -191,8 +191,8 @@ def run_fit(job: FitJob, method: str, out: str | Path, *, smoke: bool = False) -
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}; got {method!r}")
     out = Path(out)
+    data = load_data(job.data_path, job.data)  # a bad file fails before --out is created
     out.mkdir(parents=True, exist_ok=True)
-    data = load_data(job.data_path, job.data)
     model = job.model
     scaling = scaling_from_name(model.scaling)  # the config's name -> the library's object
     print(

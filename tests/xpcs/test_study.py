@@ -72,3 +72,10 @@ def test_mode_on_the_command_line_wins(tmp_path):
     job = load_job(example_path("laminar_flow_example.h5"), None, "static")
     assert job.model.mode == "static"
     assert np.isclose(job.nlsq.n_starts, 32)
+
+
+def test_missing_data_file_leaves_no_output_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["xpcs", "fit", str(tmp_path / "missing.h5"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not out.exists()
