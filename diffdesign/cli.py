@@ -87,10 +87,23 @@ def _add_common_flags(parser: argparse.ArgumentParser, domain: str, verb: str, m
                         help="progress as JSON lines on stderr, for programs watching the run")
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; every option with a default shows it, unless its help
+    already says what the default is (flags that are off by default show nothing)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text.lower() or default is None or default is False
+                or default == argparse.SUPPRESS or not action.option_strings):  # fmt: skip
+            return text
+        return text + " (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diffdesign", description=__doc__.splitlines()[0], allow_abbrev=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )  # fmt: skip
     parser.add_argument("--version", action="version",
                         version=f"diffdesign {_version()}")  # fmt: skip
@@ -104,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
             doc = (module.__doc__ or "").strip()
             command = commands.add_parser(
                 verb, help=_first_line(module), description=doc, allow_abbrev=False,
-                formatter_class=argparse.RawDescriptionHelpFormatter,
+                formatter_class=_HelpFormatter,
             )  # fmt: skip
             if hasattr(module, "add_arguments"):
                 module.add_arguments(command)
@@ -123,7 +136,7 @@ def _add_sweep(domains) -> None:
         "swept keys, point by point where not. Every finished chunk or point is recorded "
         "atomically; rerun into the same --out to resume. Writes results.jsonl, results.nc "
         "and plots.\n\nSPEC.toml:\n" + sweep_spec.__doc__.split("::", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )  # fmt: skip
     sweep.add_argument("spec", metavar="SPEC.toml", help="the sweep file")
     sweep.add_argument("--out", metavar="DIR",

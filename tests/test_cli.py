@@ -65,6 +65,11 @@ def test_no_abbreviations_and_a_version(capsys):
         main(["--version"])
     assert stop.value.code == 0
     assert capsys.readouterr().out.startswith("diffdesign ")
+    with pytest.raises(SystemExit):  # defaults and units in --help
+        main(["ares", "track", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--cv CV AREAMCVM1 kick in rad (default: 0.0)" in text
+    assert "--smoke tiny sizes, to check that it runs --seed" in text  # no "(default: False)"
 
 
 def test_benchmark_smoke(tmp_path):
