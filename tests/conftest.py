@@ -1,5 +1,6 @@
 """Strict test settings: float64 (via the package entry), no silent rank promotion."""
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -22,6 +23,24 @@ os.environ.setdefault("DIFFDESIGN_JAX_CACHE", "off")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Free the XLA programs a test module compiled once it is done.
+
+    A pytest worker lives for hundreds of test files; every compiled program keeps ~3 memory
+    maps of JIT code alive, and with ~17,000 programs a worker reached 52,000 maps of the
+    kernel's limit of 65,530 (vm.max_map_count), after which LLVM's next allocation failed
+    and the worker died with a segfault inside an XLA compile. Programs reused within a file
+    stay compiled; across files they compile again.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
+    if os.environ.get("DIFFDESIGN_TEST_MAPS"):  # diagnostics: the worker's map count
+        with open("/proc/self/maps") as maps:
+            print(f"\n[memory maps after the module: {sum(1 for _ in maps)}]")
 
 
 @pytest.fixture
