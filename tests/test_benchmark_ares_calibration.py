@@ -4,6 +4,8 @@ import pytest
 
 from .script_helpers import run_smoke
 
+pytestmark = pytest.mark.smoke  # end to end: `pytest -m smoke` (CI runs it after the unit tests)
+
 pytest.importorskip("cheetah")
 
 SEED_VARIANTS = ("manual_per_config", "manual_vectorised", "adam_per_config", "adam_vectorised")

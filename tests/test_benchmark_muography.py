@@ -1,6 +1,10 @@
 """The muography benchmark against TomOpt runs end to end (its figures come from full runs)."""
 
+import pytest
+
 from .script_helpers import run_smoke
+
+pytestmark = pytest.mark.smoke  # end to end: `pytest -m smoke` (CI runs it after the unit tests)
 
 
 def test_muography_benchmark_smoke(tmp_path):

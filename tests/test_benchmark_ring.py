@@ -4,6 +4,8 @@ import pytest
 
 from .script_helpers import run_smoke
 
+pytestmark = pytest.mark.smoke  # end to end: `pytest -m smoke` (CI runs it after the unit tests)
+
 pytest.importorskip("at")  # the peer; the lattices are packaged with diffdesign
 
 TIMING_KEYS = ("first_call_s", "median_s", "min_s", "compile_s", "reps")

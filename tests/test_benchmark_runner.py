@@ -36,6 +36,7 @@ def _written(cell: str, value: float) -> None:
     assert float(cell.replace(",", "")) == pytest.approx(value, rel=5.1e-3), (cell, value)
 
 
+@pytest.mark.smoke
 @pytest.mark.skipif(not CPU, reason="checks the CPU run")
 def test_quick_run_summary_is_the_scripts_numbers(tmp_path):
     """The two cheapest smokes (~15 s each): Cheetah's side by side, TomOpt's venv absent."""

@@ -1,6 +1,10 @@
 """benchmarks/smoke_times.py --smoke: times one command's smoke run and its silences."""
 
+import pytest
+
 from tests.script_helpers import run_smoke
+
+pytestmark = pytest.mark.smoke  # end to end: `pytest -m smoke` (CI runs it after the unit tests)
 
 
 def test_smoke_times_records_one_command(tmp_path):

@@ -4,6 +4,8 @@ import pytest
 
 from tests.script_helpers import run_smoke
 
+pytestmark = pytest.mark.smoke  # end to end: `pytest -m smoke` (CI runs it after the unit tests)
+
 
 def test_sweep_benchmark_smoke(tmp_path):
     results = run_smoke("sweep_ares.py", tmp_path / "sweep_ares.json")

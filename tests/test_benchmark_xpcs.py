@@ -9,7 +9,11 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from .script_helpers import ROOT
+
+pytestmark = pytest.mark.smoke  # end to end: `pytest -m smoke` (CI runs it after the unit tests)
 
 TIMING_KEYS = ("first_call_s", "median_s", "min_s", "compile_s", "reps")
 

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from diffdesign.beamline import ares
 from diffdesign.cli import main
@@ -72,6 +73,7 @@ def test_no_abbreviations_and_a_version(capsys):
     assert "--smoke tiny sizes, to check that it runs --seed" in text  # no "(default: False)"
 
 
+@pytest.mark.smoke
 def test_benchmark_smoke(tmp_path):
     """The benchmark script runs end to end on tiny sizes (its figures come from full runs)."""
     report = run_smoke("beamline_vs_cheetah.py", tmp_path / "bench.json")

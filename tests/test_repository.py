@@ -82,3 +82,13 @@ def test_no_tracked_file_names_a_path_outside_the_repository():
             continue  # binary data, or deleted in the working tree
         hits += [f"{path.relative_to(ROOT)}:{n}: {line}" for n, line in outside_references(text)]
     assert not hits, "paths outside the repository:\n" + "\n".join(hits)
+
+
+def test_ci_runs_the_readmes_test_command():
+    """`.ci/run` and README's "Run the tests" are one command (install, default run, smokes)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("**Run the tests**", 1)[1]
+    command = re.search(r"```bash\n(.+?)\n```", section, re.S).group(1).strip()
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert command in ci_lines
+    assert command.endswith("python -m pytest && .venv/bin/python -m pytest -m smoke")

@@ -18,6 +18,7 @@ SMALL = {
 }
 
 
+@pytest.mark.smoke
 def test_small_study_end_to_end_and_resume(tmp_path):
     lines = []
     results = run_study(StudyConfig.from_mapping(SMALL), tmp_path, progress=lines.append)
@@ -49,6 +50,7 @@ def test_small_study_end_to_end_and_resume(tmp_path):
         assert longer["tuning"][name]["machine_evaluations"] == 6
 
 
+@pytest.mark.smoke
 def test_cli_tune_reads_the_offsets_file(tmp_path, capsys):
     offsets = {"offsets_m": [[0.0, 2e-4], [1e-4, -3e-4], [-1e-4, 1.5e-4]]}
     (tmp_path / "offsets.json").write_text(json.dumps(offsets))

@@ -183,6 +183,7 @@ def test_learned_screen_reads_any_leading_shape_and_vmaps(screen):
     np.testing.assert_allclose(mapped["sigma_y"], mean["sigma_y"], rtol=1e-5)
 
 
+@pytest.mark.smoke
 def test_smoke_training_writes_a_loadable_artefact(tmp_path):
     import argparse
 

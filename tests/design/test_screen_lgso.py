@@ -6,7 +6,11 @@ import argparse
 import json
 import math
 
+import pytest
+
 from experiments.joint import screen_lgso
+
+pytestmark = pytest.mark.smoke  # end to end: `pytest -m smoke` (CI runs it after the unit tests)
 
 #: |black-box loss - idealised model loss| allowed for the idealised design: the idealised
 #: screen and the camera share the photon and jitter constants, so for beams inside the

@@ -8,6 +8,7 @@ from diffdesign.cli import main
 from experiments.muography._studies import MuographyStudyConfig
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("command", ["image", "design", "sweep"])
 def test_studies_run_and_write_results(tmp_path, command, capsys):
     assert main(["muography", command, "--smoke", "--out", str(tmp_path)]) == 0

@@ -22,6 +22,7 @@ from experiments.ring import _studies as studies
 SMALL_RING = Path(__file__).parent / "data" / "small_ring.m"
 
 
+@pytest.mark.smoke
 def test_ring_optics_prints_and_writes_the_optics(tmp_path, capsys):
     assert main(["ring", "optics", str(SMALL_RING), "--out", str(tmp_path)]) == 0
     output = capsys.readouterr().out

@@ -32,6 +32,7 @@ def degeneracy(tmp_path_factory):
     return config, out, studies.run_degeneracy_study(config, out, progress=None)
 
 
+@pytest.mark.smoke
 def test_correction_study_writes_reloadable_results_and_plots(correction):
     config, out, results, lines = correction
     saved = json.loads((out / "results.json").read_text())
@@ -56,6 +57,7 @@ def test_correction_study_writes_reloadable_results_and_plots(correction):
     assert any(line.startswith("machine 2/2") for line in lines)
 
 
+@pytest.mark.smoke
 def test_bayesian_correction_reduces_the_beat_and_beats_the_pseudo_inverse(correction):
     _, _, results, _ = correction
     summary = results["summary"]
@@ -72,6 +74,7 @@ def test_bayesian_correction_reduces_the_beat_and_beats_the_pseudo_inverse(corre
     assert errors < summary["before"]["rms_error_relative"]["median"]  # the planted errors
 
 
+@pytest.mark.smoke
 def test_correction_study_resumes_from_its_checkpoint(correction):
     config, out, results, _ = correction
     lines: list[str] = []
@@ -80,6 +83,7 @@ def test_correction_study_resumes_from_its_checkpoint(correction):
     assert again["summary"] == json.loads(json.dumps(results["summary"]))
 
 
+@pytest.mark.smoke
 def test_correction_study_refuses_a_checkpoint_of_another_config(correction):
     config, out, _, _ = correction
     other = dataclasses.replace(config, noise_phase=2e-3)
@@ -87,6 +91,7 @@ def test_correction_study_refuses_a_checkpoint_of_another_config(correction):
         studies.run_correction_study(other, out, progress=None)
 
 
+@pytest.mark.smoke
 def test_degeneracy_study_reproduces_the_papers_findings(degeneracy):
     config, out, _ = degeneracy
     saved = json.loads((out / "results.json").read_text())

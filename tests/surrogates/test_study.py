@@ -9,6 +9,7 @@ from diffdesign.cli import main
 from experiments.lgso._study import LgsoStudyConfig, _run_order, run_study
 
 
+@pytest.mark.smoke
 def test_study_runs_writes_results_and_resumes(tmp_path, capsys):
     assert main(["lgso", "benchmarks", "--smoke", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())

@@ -11,6 +11,7 @@ from diffdesign.xpcs.examples import example_path
 from experiments.xpcs._job import load_job
 
 
+@pytest.mark.smoke
 def test_cli_fits_the_packaged_example(tmp_path, capsys):
     assert main(["xpcs", "fit", "--example", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
