@@ -88,6 +88,12 @@ def _finite(x) -> bool:
     return x is not None and math.isfinite(float(x))
 
 
+def converged(name: str, passed: bool, steps: int, advice: str) -> Check:
+    """An iterative fit met its tolerances within its ``steps``."""
+    return Check(name, bool(passed), f"{'converged' if passed else 'stopped'} after "
+                 f"{int(steps)} steps", advice)  # fmt: skip
+
+
 def chi2_per_dof(chi2: float, dof: int, low: float = 0.5, high: float = 2.0) -> Check:
     """chi^2 / dof within ``[low, high]``: far above 1 the model or the noise level is wrong,
     far below the noise is overestimated."""
@@ -106,8 +112,8 @@ def chi2_per_dof(chi2: float, dof: int, low: float = 0.5, high: float = 2.0) -> 
 def bound_below(name: str, bound: float, estimate: float, unit: str = "",
                 tolerance: float = 0.0) -> Check:  # fmt: skip
     """A lower bound (e.g. Cramer-Rao) must not exceed what it bounds (beyond ``tolerance``
-    relative): if it does, one of the two is not computed as claimed."""
-    passed = _finite(bound) and _finite(estimate) and bound <= estimate * (1 + tolerance)
+    relative to ``|estimate|``): if it does, one of the two is not computed as claimed."""
+    passed = _finite(bound) and _finite(estimate) and bound <= estimate + tolerance * abs(estimate)
     return Check(
         name, passed,
         f"bound {bound:.4g}{unit} vs estimate {estimate:.4g}{unit} (bound <= estimate expected)",
@@ -116,24 +122,27 @@ def bound_below(name: str, bound: float, estimate: float, unit: str = "",
     )  # fmt: skip
 
 
-def improved(name: str, start: float, final: float, unit: str = "") -> Check:
-    """An optimisation must end no worse than it started."""
+def improved(name: str, start: float, final: float, unit: str = "",
+             advice: str | None = None) -> Check:  # fmt: skip
+    """An optimisation must end no worse than it started (``advice`` replaces the default
+    hint)."""
     passed = _finite(final) and (not _finite(start) or final <= start)
     return Check(
         name, passed, f"{start:.4g}{unit} -> {final:.4g}{unit} (no worse than the start expected)",
-        "the optimisation made the design worse: lower the learning rate, run more steps, or "
-        "keep the best epoch rather than the last",
+        advice or "the optimisation made the design worse: lower the learning rate, run more "
+        "steps, or keep the best epoch rather than the last",
     )  # fmt: skip
 
 
 def within_budget(name: str, cost: float, budget: float, unit: str = "",
-                  tolerance: float = 0.01) -> Check:  # fmt: skip
-    """A design's cost within its budget (``tolerance`` relative)."""
+                  tolerance: float = 0.01, advice: str | None = None) -> Check:  # fmt: skip
+    """A design's cost within its budget (``tolerance`` relative; ``advice`` replaces the
+    default hint)."""
     passed = _finite(cost) and cost <= budget * (1 + tolerance)
     return Check(
         name, passed, f"cost {cost:.4g}{unit} vs budget {budget:.4g}{unit}",
-        "the cost penalty is too weak to hold the budget: raise its weight or bound the "
-        "costly parameters",
+        advice or "the cost penalty is too weak to hold the budget: raise its weight or bound "
+        "the costly parameters",
     )  # fmt: skip
 
 
@@ -154,22 +163,33 @@ def correlations(matrix, names: Sequence[str], limit: float = 0.99) -> Check:
     )  # fmt: skip
 
 
-def at_bounds(values: Mapping[str, float], lower: Mapping[str, float],
-              upper: Mapping[str, float], rtol: float = 1e-3) -> Check:  # fmt: skip
-    """No estimate at a bound (within ``rtol`` of the bounds' span): there the reported
-    uncertainty is not that of an interior minimum."""
+#: What :func:`at_bounds` advises unless a study says it better.
+AT_BOUNDS_ADVICE = ("widen the bounds if the physics allows, or fix the parameter: at a bound "
+                    "the fit's uncertainty is not that of a minimum")  # fmt: skip
+
+
+def at_bounds(hits: Sequence[str], total: int, name: str = "parameters at bounds",
+              advice: str = AT_BOUNDS_ADVICE) -> Check:  # fmt: skip
+    """No parameter at a bound: ``hits`` are the names of those that are (as a fit flags
+    them), out of ``total``; there the reported uncertainty is not that of an interior
+    minimum."""
+    hits = list(hits)
+    return Check(name, not hits, ", ".join(hits) or f"none of {int(total)}", advice)
+
+
+def values_at_bounds(values: Mapping[str, float], lower: Mapping[str, float],
+                     upper: Mapping[str, float], rtol: float = 1e-3,
+                     name: str = "parameters at bounds",
+                     advice: str = AT_BOUNDS_ADVICE) -> Check:  # fmt: skip
+    """:func:`at_bounds` of values against their bounds: a value within ``rtol`` of its
+    bounds' span from either bound is at it."""
     hit = []
-    for name, v in values.items():
-        lo, hi = float(lower[name]), float(upper[name])
+    for key, v in values.items():
+        lo, hi = float(lower[key]), float(upper[key])
         span = (hi - lo) if math.isfinite(hi - lo) else max(abs(lo), abs(hi), 1.0)
         if min(abs(float(v) - lo), abs(hi - float(v))) <= rtol * span:
-            hit.append(name)
-    return Check(
-        "parameters at bounds", not hit,
-        ("none of " + str(len(values))) if not hit else ", ".join(hit),
-        "widen the bounds if the physics allows, or fix the parameter: at a bound the fit's "
-        "uncertainty is not that of a minimum",
-    )  # fmt: skip
+            hit.append(key)
+    return at_bounds(hit, len(values), name, advice)
 
 
 def rhat(values: Mapping[str, float], limit: float = 1.01) -> Check:
@@ -181,6 +201,26 @@ def rhat(values: Mapping[str, float], limit: float = 1.01) -> Check:
         f"largest {worst[0]} {float(worst[1]):.3f} (<= {limit} expected)",
         "the chains disagree: run more warm-up and samples, or reparameterise the "
         "nearly degenerate directions",
+    )  # fmt: skip
+
+
+def divergences(count: int) -> Check:
+    """No divergent transitions of NUTS: their draws bias the posterior."""
+    return Check("divergences", int(count) == 0, f"{int(count)} divergent transitions",
+                 "raise target_accept_prob or reparameterise; divergent draws bias the "
+                 "posterior")  # fmt: skip
+
+
+def coverage(name: str, fraction: float, nominal: float, n: int,
+             tolerance: float = 0.05) -> Check:  # fmt: skip
+    """The fraction of truths inside nominal-``nominal`` intervals near ``nominal``: within
+    ``tolerance`` plus two binomial standard errors of ``n`` trials."""
+    allowed = tolerance + 2.0 * math.sqrt(nominal * (1.0 - nominal) / max(int(n), 1))
+    passed = _finite(fraction) and abs(float(fraction) - nominal) <= allowed
+    return Check(
+        name, passed, f"{float(fraction):.3f} of {int(n)} (expected {nominal:g} +- {allowed:.3f})",
+        "the reported uncertainties are too small (coverage low) or too large (high): check "
+        "the noise model, and whether the estimates sit at bounds or are biased",
     )  # fmt: skip
 
 

@@ -54,7 +54,13 @@ from diffdesign.beamline.ares.experiment_design import (
 )
 from diffdesign.beamline.ares.tuning import simulated_machine, tune_with_gradients
 from diffdesign.beamline.beams import ParameterBeam
-from diffdesign.core.verdict import Check, Verdict, chi2_per_dof, correlations
+from diffdesign.core.verdict import (
+    Verdict,
+    at_bounds,
+    chi2_per_dof,
+    converged,
+    correlations,
+)
 from diffdesign.design.bayesopt import BayesianOptimisation, RandomSearch, SearchState
 
 SEED_OFFSETS = ((0.0, 200e-6), (100e-6, -300e-6), (-100e-6, 150e-6))
@@ -375,12 +381,11 @@ def calibration_verdict(calibration: dict, screen_noise: float) -> Verdict:
     names = [f"{q} d{axis}" for q in calibration["quadrupoles"] for axis in "xy"]
     hits = [n for n, hit in zip(names, np.ravel(calibration["at_bound"]), strict=True) if hit]
     verdict = Verdict((
-        Check("calibration", calibration["converged"],
-              f"{'converged' if calibration['converged'] else 'stopped'} after "
-              f"{calibration['num_steps']} steps", "raise the step limit or add settings"),
-        Check("offsets at bounds", not hits, ", ".join(hits) or f"none of {len(names)}",
-              "an offset on its bound has no valid uncertainty: widen the bound (the "
-              "magnets' mechanical range) or add settings that move the beam more"),
+        converged("calibration", calibration["converged"], calibration["num_steps"],
+                  "raise the step limit or add settings"),
+        at_bounds(hits, len(names), "offsets at bounds",
+                  "an offset on its bound has no valid uncertainty: widen the bound (the "
+                  "magnets' mechanical range) or add settings that move the beam more"),
         correlations(np.nan_to_num(np.asarray(calibration["identifiability"]["correlation"],
                                               dtype=float)), names),
     ))  # fmt: skip

@@ -37,7 +37,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from diffdesign._config import TomlConfig
-from diffdesign.core.verdict import Check, Verdict, chi2_per_dof, correlations, rhat
+from diffdesign.core.verdict import (
+    Verdict,
+    at_bounds,
+    chi2_per_dof,
+    converged,
+    correlations,
+    divergences,
+    rhat,
+)
 from diffdesign.xpcs.data import XpcsData
 from diffdesign.xpcs.io import DataConfig, load_data, read_toml
 from diffdesign.xpcs.likelihood import (
@@ -250,22 +258,17 @@ def fit_verdict(results: dict) -> Verdict:
     nlsq = results["nlsq"]
     names = list(nlsq["parameters"])
     verdict = Verdict((
-        Check("least squares", nlsq["converged"],
-              f"{'converged' if nlsq['converged'] else 'stopped'} after {nlsq['num_steps']} "
-              "steps", "raise [nlsq] max_steps or start closer ([model] initial)"),
+        converged("least squares", nlsq["converged"], nlsq["num_steps"],
+                  "raise [nlsq] max_steps or start closer ([model] initial)"),
         chi2_per_dof(nlsq["chi2"], nlsq["n_points"] - len(names)),
-        Check("parameters at bounds", not nlsq["at_bound"],
-              ", ".join(nlsq["at_bound"]) or f"none of {len(names)}",
-              "widen [model] bounds if the physics allows, or fix the parameter"),
+        at_bounds(nlsq["at_bound"], len(names),
+                  advice="widen [model] bounds if the physics allows, or fix the parameter"),
         correlations(nlsq["correlation"], names),
     ))  # fmt: skip
     cmc = results.get("cmc")
     if cmc is not None:
         verdict += rhat({k: v["r_hat_max"] for k, v in cmc["parameters"].items()})
-        verdict += Check(
-            "divergences", cmc["divergences"] == 0, f"{cmc['divergences']} divergent transitions",
-            "raise target_accept_prob or reparameterise; divergent draws bias the posterior",
-        )  # fmt: skip
+        verdict += divergences(cmc["divergences"])
     return verdict
 
 

@@ -15,9 +15,13 @@ from diffdesign.core.verdict import (
     at_bounds,
     bound_below,
     chi2_per_dof,
+    converged,
     correlations,
+    coverage,
+    divergences,
     improved,
     rhat,
+    values_at_bounds,
     within_budget,
 )
 
@@ -57,10 +61,38 @@ def test_correlations_name_the_worst_pair():
     assert correlations(np.eye(2), ["a", "b"]).passed
 
 
-def test_at_bounds_rhat_and_finite():
-    check = at_bounds({"a": 1.0, "b": 0.5}, {"a": 0.0, "b": 0.0}, {"a": 1.0, "b": 1.0})
-    assert not check.passed and check.detail == "a"
-    assert at_bounds({"a": 0.5}, {"a": 0.0}, {"a": 1.0}).passed
+def test_at_bounds_from_names_and_from_values():
+    check = at_bounds(["a", "c"], 3)
+    assert (check.name, check.passed, check.detail) == ("parameters at bounds", False, "a, c")
+    assert at_bounds([], 3).detail == "none of 3" and at_bounds([], 3).passed
+    named = at_bounds(["q1 dx"], 6, "offsets at bounds", "widen the bound")
+    assert (named.name, named.to_json()["advice"]) == ("offsets at bounds", "widen the bound")
+    # the values-vs-bounds form is the same check
+    check = values_at_bounds({"a": 1.0, "b": 0.5}, {"a": 0.0, "b": 0.0}, {"a": 1.0, "b": 1.0})
+    assert check == at_bounds(["a"], 2)
+    assert values_at_bounds({"a": 0.5}, {"a": 0.0}, {"a": 1.0}).passed
+    assert not values_at_bounds({"a": -1e9}, {"a": -math.inf}, {"a": 0.0}, rtol=1.0).passed
+
+
+def test_converged_divergences_and_coverage():
+    assert converged("fit", True, 12, "more steps").detail == "converged after 12 steps"
+    assert not converged("fit", False, 100, "more steps").passed
+    assert divergences(0).passed and not divergences(3).passed
+    assert coverage("coverage", 0.94, 0.95, 1000).passed
+    assert not coverage("coverage", 0.70, 0.95, 1000).passed
+    assert not coverage("coverage", math.nan, 0.95, 1000).passed
+    # few trials widen the allowance by two binomial standard errors
+    assert coverage("coverage", 0.82, 0.95, 20).passed
+    assert not coverage("coverage", 0.82, 0.95, 2000).passed
+
+
+def test_bound_below_tolerance_with_negative_estimates():
+    # a minimum of -0.858 and a best value found of -0.86 (noise of the estimate)
+    assert not bound_below("b", -0.858, -0.86).passed
+    assert bound_below("b", -0.858, -0.86, tolerance=0.01).passed
+
+
+def test_rhat_and_finite():
     assert rhat({"D0": 1.005, "alpha": 1.0}).passed
     bad = rhat({"D0": 1.005, "alpha": 1.2})
     assert not bad.passed and "alpha 1.200" in bad.detail
@@ -146,3 +178,26 @@ def test_xpcs_verdict_flags_contrast_offset_degeneracy_and_rhat():
     cmc["parameters"]["alpha"]["r_hat_max"] = 1.05
     assert {c.name for c in fit_verdict({"nlsq": nlsq, "cmc": cmc}).flagged} == {
         "correlation", "R-hat"}  # fmt: skip
+
+
+def ares_calibration(**changes) -> dict:
+    """A calibration object of results.json (``CalibrationResult.to_json``'s layout)."""
+    return {"quadrupoles": ["AREAMQZM1", "AREAMQZM2", "AREAMQZM3"],
+            "at_bound": [[False, False], [False, False], [False, False]],
+            "converged": True, "num_steps": 9, "chi2": 40.0, "dof": 42,
+            "identifiability": {"correlation": np.eye(6).tolist()}} | changes  # fmt: skip
+
+
+def test_ares_calibration_verdict_flags_offsets_at_their_bounds():
+    from experiments.ares._study import calibration_verdict
+
+    verdict = calibration_verdict(ares_calibration(), 1e-5)
+    assert [c.name for c in verdict.checks] == [
+        "calibration", "offsets at bounds", "correlation", "chi2/dof"]  # fmt: skip
+    assert not verdict.flagged
+    bad = calibration_verdict(
+        ares_calibration(at_bound=[[True, False], [False, False], [False, True]]), 0.0
+    )
+    assert [c.name for c in bad.flagged] == ["offsets at bounds"]
+    assert bad.flagged[0].detail == "AREAMQZM1 dx, AREAMQZM3 dy"
+    assert "chi2/dof" not in {c.name for c in bad.checks}  # noise-free: chi2 ~ 0 by design
