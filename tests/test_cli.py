@@ -25,6 +25,9 @@ def test_ares_track_writes_results_and_plot(tmp_path, capsys):
     assert (tmp_path / "envelope.png").stat().st_size > 10_000
     out = capsys.readouterr().out
     assert "sigma_x" in out
+    assert [c["name"] for c in result["verdict"]["checks"]] == ["finite beam",
+                                                                "beam on the screen"]  # fmt: skip
+    assert result["verdict"]["flagged"] == 0 and "verdict: all 2 checks passed" in out
     # one self-contained HTML report: the command, the figure, the plot embedded
     report = (tmp_path / "report.html").read_text()
     assert f"report: {tmp_path / 'report.html'}" in out

@@ -56,6 +56,11 @@ class Verdict:
     def to_json(self) -> dict:
         return {"flagged": len(self.flagged), "checks": [c.to_json() for c in self.checks]}
 
+    @classmethod
+    def from_json(cls, data: Mapping) -> Verdict:
+        """The verdict that :meth:`to_json` wrote (a passed check's advice is not kept)."""
+        return cls(tuple(Check(**check) for check in data["checks"]))
+
     def lines(self) -> list[str]:
         """The verdict block as printed (see the module docstring)."""
         if not self.checks:
@@ -218,7 +223,9 @@ def coverage(name: str, fraction: float, nominal: float, n: int,
     allowed = tolerance + 2.0 * math.sqrt(nominal * (1.0 - nominal) / max(int(n), 1))
     passed = _finite(fraction) and abs(float(fraction) - nominal) <= allowed
     return Check(
-        name, passed, f"{float(fraction):.3f} of {int(n)} (expected {nominal:g} +- {allowed:.3f})",
+        name, passed,
+        f"{float(fraction):.3f} of {int(n)} intervals hold the truth (expected {nominal:g} "
+        f"+- {allowed:.3f})",
         "the reported uncertainties are too small (coverage low) or too large (high): check "
         "the noise model, and whether the estimates sit at bounds or are biased",
     )  # fmt: skip

@@ -26,7 +26,7 @@ from diffdesign.beamline.ares._lattice import OBSERVABLES, incoming_beam
 from diffdesign.beamline.ares.calibration import calibrate_offsets, least_squares_offsets
 from diffdesign.beamline.ares.experiment_design import random_settings
 from diffdesign.beamline.ares.tuning import noisy_screen, simulated_machine
-from experiments.ares._study import StudyConfig
+from experiments.ares._study import StudyConfig, calibration_verdict
 
 #: Noise weight of noise-free data (m): the fit still needs a finite one.
 MIN_NOISE = 1e-9
@@ -68,7 +68,9 @@ def outcomes(offsets, std, chi2, dof, converged, truth) -> dict[str, Any]:
 
 
 def run_calibration(config: StudyConfig, out: str | Path) -> dict[str, Any]:
-    """Calibrate as the study's first phase does; write ``results.json`` into ``out``."""
+    """Calibrate as the study's first phase does, with its verdict
+    (:func:`~experiments.ares._study.calibration_verdict`); write ``results.json`` into
+    ``out``."""
     _check_design(config)
     start = time.perf_counter()
     k_design, k_noise = design_keys(config.seed)
@@ -86,6 +88,8 @@ def run_calibration(config: StudyConfig, out: str | Path) -> dict[str, Any]:
         "config": json.loads(json.dumps(config.to_json())),
         "settings": np.asarray(settings).tolist(),
         "wall_time_s": time.perf_counter() - start,
+        # the study's checks of its calibration (see calibration_verdict)
+        "verdict": calibration_verdict(fit.to_json(), config.screen_noise).to_json(),
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

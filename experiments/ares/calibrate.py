@@ -3,9 +3,10 @@
 Draw the study's random settings from --seed, read the simulated machine's noisy screens
 and fit the six offsets by bounded least squares, as the first phase of ``ares study``
 does (same config keys, same numbers). Writes results.json: offsets_m, std_m, errors_um,
-mean_absolute_error_um, rms_error_um, chi2, chi2_per_dof, converged (SI units
-unless the name says um). ``diffdesign sweep`` runs it batched over seed, screen_noise,
-incoming_sigma_y and bound (e.g. experiments/sweeps/ares_noise.toml).
+mean_absolute_error_um, rms_error_um, chi2, chi2_per_dof, converged (SI units unless the
+name says um) and the verdict (that of ``ares study``'s calibration). ``diffdesign sweep``
+runs it batched over seed, screen_noise, incoming_sigma_y and bound (e.g.
+experiments/sweeps/ares_noise.toml).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def sweep_target():
     return sweep_target()
 
 
-def run(args: argparse.Namespace) -> dict[str, str]:
+def run(args: argparse.Namespace):
+    from diffdesign.core.verdict import StudySummary, Verdict
     from experiments.ares._calibrate import run_calibration
     from experiments.ares._study import StudyConfig
 
@@ -35,9 +37,10 @@ def run(args: argparse.Namespace) -> dict[str, str]:
 
         config = dataclasses.replace(config, **overrides)
     results = run_calibration(config, args.out)
-    return {
+    figures = {
         "mean |offset error|": f"{results['mean_absolute_error_um']:.4g} um",
         "rms offset error": f"{results['rms_error_um']:.4g} um",
         "chi2 / dof": f"{results['chi2_per_dof']:.4g}",
         "results": f"{args.out}/results.json",
     }
+    return StudySummary(figures, Verdict.from_json(results["verdict"]))

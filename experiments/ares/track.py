@@ -1,8 +1,8 @@
 """track the default beam to the screen AREABSCR1 and plot the envelope
 
 Track the default ARES beam through the experimental area. Quadrupole strengths in
-[-30, 30] 1/m^2, corrector kicks in [-6e-3, 6e-3] rad. Writes screen_beam.json and
-envelope.png into --out.
+[-30, 30] 1/m^2, corrector kicks in [-6e-3, 6e-3] rad. Writes screen_beam.json (with the
+verdict) and envelope.png into --out.
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_incoming_sigma_y(parser)
 
 
-def run(args: argparse.Namespace) -> dict[str, str]:
+def run(args: argparse.Namespace):
     import numpy as np
 
     from diffdesign._validation import check_range
     from diffdesign.beamline import ares
     from diffdesign.beamline.plot import plot_envelope
+    from diffdesign.core.verdict import StudySummary
 
     settings = np.array([args.q1, args.q2, args.cv, args.q3, args.ch], dtype=float)
     labels = ("--q1 (1/m^2)", "--q2 (1/m^2)", "--cv (rad)", "--q3 (1/m^2)", "--ch (rad)")
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> dict[str, str]:
         "screen_beam_m": beam,
         "mae_m": objective,
     }
+    verdict = track_verdict(result)
+    result["verdict"] = verdict.to_json()
     (out / "screen_beam.json").write_text(json.dumps(result, indent=2))
     plot = plot_envelope(
         ares.segment(settings, misalignments),
@@ -75,5 +78,26 @@ def run(args: argparse.Namespace) -> dict[str, str]:
         title="ARES experimental area: beam envelope",
     )
     print(f"wrote {out / 'screen_beam.json'} and {plot}")
-    return {"MAE on the screen": f"{objective * 1e3:.6f} mm (mean of |mu_x|, sigma_x, |mu_y|, "
-            "sigma_y on AREABSCR1)"}  # fmt: skip
+    figures = {"MAE on the screen": f"{objective * 1e3:.6f} mm (mean of |mu_x|, sigma_x, "
+               "|mu_y|, sigma_y on AREABSCR1)"}  # fmt: skip
+    return StudySummary(figures, verdict)
+
+
+def track_verdict(result: dict):
+    """The checks of a tracked beam (screen_beam.json's layout): its moments finite, and its
+    3-sigma ellipse inside the field of view of today's camera (else the real screen would
+    not show what the model reports)."""
+    from diffdesign.beamline.ares.screens import TODAY_RESOLUTION, field_of_view, on_screen
+    from diffdesign.core.verdict import Check, Verdict, all_finite
+
+    beam = result["screen_beam_m"]
+    half_x, half_y = (1e3 * float(h) for h in field_of_view(TODAY_RESOLUTION))
+    inside = float(on_screen(beam, TODAY_RESOLUTION))
+    return Verdict((
+        all_finite("finite beam", list(beam.values())),
+        Check("beam on the screen", inside >= 0.5,
+              f"on-screen fraction {inside:.3g} (3-sigma ellipse within the +-{half_x:.3g} x "
+              f"+-{half_y:.3g} mm field of view expected)",
+              "the beam leaves the camera's view, where the screen cannot measure it: steer "
+              "it back (--cv, --ch) or focus it (--q1, --q2, --q3)"),
+    ))  # fmt: skip

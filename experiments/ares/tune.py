@@ -2,7 +2,7 @@
 
 Gradient-based tuning through the model with offsets read from a JSON file (e.g. the
 study's offsets.json); the target beam defaults to a centred, smallest beam. Writes
-tuned_settings.json into --out.
+tuned_settings.json (with the verdict) into --out.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_incoming_sigma_y(parser)
 
 
-def run(args: argparse.Namespace) -> dict[str, str]:
+def run(args: argparse.Namespace):
     import jax
     import numpy as np
 
     from diffdesign.beamline import ares
     from diffdesign.beamline.ares.calibration import load_offsets
     from diffdesign.beamline.ares.tuning import tune_with_gradients
+    from diffdesign.core.verdict import StudySummary
 
     offsets, _ = load_offsets(args.offsets)
     target = {
@@ -53,13 +54,39 @@ def run(args: argparse.Namespace) -> dict[str, str]:
           "mu_x, sigma_x, mu_y, sigma_y from the target)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tuned_settings.json").write_text(json.dumps({
+    tuned = {
         "offsets_file": str(args.offsets),
         "target_m": target,
         "settings": dict(zip(ares.SETTING_NAMES, settings.tolist(), strict=True)),
         "predicted_screen_beam_m": beam,
+        "start_objective_m": float(np.asarray(result.history)[0]),
         "predicted_objective_m": float(result.predicted),
-    }, indent=2))  # fmt: skip
+    }
+    verdict = tune_verdict(tuned)
+    tuned["verdict"] = verdict.to_json()
+    (out / "tuned_settings.json").write_text(json.dumps(tuned, indent=2))
     print(f"wrote {out / 'tuned_settings.json'}")
-    return {"predicted objective": f"{float(result.predicted) * 1e3:.6f} mm (mean |beam - target|"
-            " over mu_x, sigma_x, mu_y, sigma_y on AREABSCR1)"}  # fmt: skip
+    figures = {"predicted objective": f"{float(result.predicted) * 1e3:.6f} mm (mean |beam - "
+               "target| over mu_x, sigma_x, mu_y, sigma_y on AREABSCR1)"}  # fmt: skip
+    return StudySummary(figures, verdict)
+
+
+def tune_verdict(tuned: dict):
+    """The checks of a tuning (tuned_settings.json's layout): the best start's objective
+    ended no worse than where it started, no magnet at the end of its range, and the
+    predicted beam finite."""
+    from diffdesign.beamline import ares
+    from diffdesign.core.verdict import Verdict, all_finite, improved, values_at_bounds
+
+    names = ares.SETTING_NAMES
+    return Verdict((
+        improved("predicted objective", 1e3 * tuned["start_objective_m"],
+                 1e3 * tuned["predicted_objective_m"], " mm",
+                 "the tuning made the beam worse: run more steps or starts, or lower the step"),
+        values_at_bounds(tuned["settings"], dict(zip(names, ares.SETTING_LOWER, strict=True)),
+                         dict(zip(names, ares.SETTING_UPPER, strict=True)),
+                         name="settings at magnet limits",
+                         advice="the target needs more than the magnets' range: relax the "
+                         "target, or check the offsets file (large offsets steer the beam off)"),
+        all_finite("finite beam", list(tuned["predicted_screen_beam_m"].values())),
+    ))  # fmt: skip

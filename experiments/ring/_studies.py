@@ -56,6 +56,7 @@ from jaxtyping import Array, Float
 
 from diffdesign._checkpoint import load_checkpoint, save_checkpoint
 from diffdesign._config import TomlConfig as _TomlConfig
+from diffdesign.core.verdict import Check, Verdict, all_finite, chi2_per_dof, improved
 from diffdesign.inference import linear_gaussian as lg
 from diffdesign.inference.gauss_newton import GaussNewtonResult, gauss_newton
 from diffdesign.ring import correction as co
@@ -733,6 +734,7 @@ def run_correction_study(
             "total": time.perf_counter() - started,
         },
     }
+    results["verdict"] = correction_verdict(results).to_json()
     (out / "results.json").write_text(json.dumps(results, indent=1))
     from experiments.ring import _plots as plots
 
@@ -740,6 +742,32 @@ def run_correction_study(
         say(f"wrote {plot}")
     say(f"wrote {out / 'results.json'}")
     return results
+
+
+def correction_verdict(results: dict) -> Verdict:
+    """The checks of a correction study (results.json's layout): the Bayesian estimate's
+    final whitened misfit is chi2/dof near 1 (all machines; dof = fitted rows less the
+    directions it kept), its correction leaves less beta-beat (x, y) and a smaller
+    gradient error than the machines had (medians over machines), and every metric of
+    every estimator is finite."""
+    n_rows = len(results["config"]["observables"]) * results["lattice"]["n_bpm"]
+    machines = results["machines"]
+    row = results["estimator_rows"].index("bayes")
+    chi2 = sum(m["residual"][-1][row] ** 2 * n_rows for m in machines)
+    dof = sum(n_rows - m["effective_cut"][-1] for m in machines) if machines else 0
+    before, bayes = results["summary"]["before"], results["summary"]["bayes"]
+    worse = ("the correction made the machine worse: check the noise levels against the "
+             "measurement, raise n_iter, or fit fewer quadrupoles")  # fmt: skip
+    return Verdict((
+        chi2_per_dof(chi2, dof),
+        *(improved(f"{label} after bayes", before[metric]["median"], bayes[metric]["median"],
+                   advice=worse)
+          for metric, label in (("rms_beta_beat_x", "beta-beat x"),
+                                ("rms_beta_beat_y", "beta-beat y"),
+                                ("rms_error_relative", "K1 error"))),
+        all_finite("finite metrics", [v for rows in results["per_estimator"].values()
+                                      for v in np.ravel(rows)]),
+    ))  # fmt: skip
 
 
 def _example(
@@ -1048,6 +1076,7 @@ def run_degeneracy_study(
             "total": time.perf_counter() - started,
         },
     }
+    results["verdict"] = degeneracy_verdict(results).to_json()
     (out / "results.json").write_text(json.dumps(results, indent=1))
     from experiments.ring import _plots as plots
 
@@ -1055,3 +1084,34 @@ def run_degeneracy_study(
         say(f"wrote {plot}")
     say(f"wrote {out / 'results.json'}")
     return results
+
+
+def degeneracy_verdict(results: dict) -> Verdict:
+    """The checks of a degeneracy study (results.json's layout): the BPM subset separates
+    the pair (|correlation| below that at all BPMs) while keeping the required signal, the
+    repeated measurements identify each true source, and the single-fault fit is finite."""
+    pair, subset = results["pair"], results["subset"]
+    checks = [
+        improved(f"|correlation| at the {len(subset['indices'])}-BPM subset",
+                 abs(pair["correlation"]), abs(subset["correlation"]),
+                 advice="the subset search did not decorrelate the pair: raise subset_size "
+                 "or lower min_relative_rms"),
+        Check("subset signal", subset["meets_signal_requirement"],
+              f"kept {min(subset['relative_rms']):.3g} of the rms signal "
+              f"(>= {subset['min_relative_rms']:g} expected)",
+              "the subset keeps too little of the pair's signal: raise subset_size or lower "
+              "min_relative_rms"),
+    ]  # fmt: skip
+    for label, entry in results["classification"].items():
+        name = pair["names"]["ab".index(label)]
+        said = pair["names"]["ab".index(entry["subset"]["source"])]
+        checks.append(Check(
+            f"source {name} identified", entry["identified"],
+            f"the subset says {said} (log-likelihood ratio "
+            f"{entry['subset']['log_likelihood_ratio']:+.3g})",
+            "the measurements do not tell the pair apart: take more of them "
+            "(n_measurements) or lower measurement_noise",
+        ))  # fmt: skip
+    fit = results["single_fault_fit"]
+    checks.append(all_finite("finite fit", [*fit["fitted_delta_k1"], *fit["std"]]))
+    return Verdict(tuple(checks))

@@ -22,8 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_lattice_argument(parser)
 
 
-def run(args: argparse.Namespace) -> dict[str, str]:
-    from experiments.ring._studies import ESTIMATORS, CorrectionStudyConfig, run_correction_study
+def run(args: argparse.Namespace):
+    from diffdesign.core.verdict import StudySummary
+    from experiments.ring._studies import (
+        ESTIMATORS,
+        CorrectionStudyConfig,
+        correction_verdict,
+        run_correction_study,
+    )
 
     results = run_correction_study(study_config(CorrectionStudyConfig, args), args.out)
     summary = results["summary"]
@@ -46,9 +52,10 @@ def run(args: argparse.Namespace) -> dict[str, str]:
             )
         print(f"{name:16s}" + "".join(f"{c:>22s}" for c in cells))
     bayes = summary["bayes"]
-    return {
+    figures = {
         "machines": str(len(results["machines"])),
         "beta-beat x/y after bayes (median)": (
             f"{bayes['rms_beta_beat_x']['median']:.3%} / {bayes['rms_beta_beat_y']['median']:.3%}"
         ),
     }
+    return StudySummary(figures, correction_verdict(results))

@@ -19,8 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_lattice_argument(parser)
 
 
-def run(args: argparse.Namespace) -> dict[str, str]:
-    from experiments.ring._studies import DegeneracyStudyConfig, run_degeneracy_study
+def run(args: argparse.Namespace):
+    from diffdesign.core.verdict import StudySummary
+    from experiments.ring._studies import (
+        DegeneracyStudyConfig,
+        degeneracy_verdict,
+        run_degeneracy_study,
+    )
 
     results = run_degeneracy_study(study_config(DegeneracyStudyConfig, args), args.out)
     pair, subset = results["pair"], results["subset"]
@@ -37,7 +42,8 @@ def run(args: argparse.Namespace) -> dict[str, str]:
             f"{entry['subset']['log_likelihood_ratio']:+.4g}, single-measurement accuracy "
             f"{entry['subset_accuracy']:.0%})"
         )
-    return {
+    figures = {
         "correlation": f"{pair['correlation']:.4f} (paper {pair['paper_correlation']})",
         "fit blames": fit["largest"]["name"],
     }
+    return StudySummary(figures, degeneracy_verdict(results))

@@ -1,8 +1,9 @@
 """tunes, chromaticity and the optics at the BPMs of a ring
 
 Compute the 4-D linear optics of a ring: print tunes and chromaticity, write optics.json
-(Twiss functions and dispersion at the BPMs) and optics.png (beta and dispersion at every
-element's entrance, the BPMs marked, above a magnet synoptic) into --out.
+(Twiss functions and dispersion at the BPMs, and the verdict) and optics.png (beta and
+dispersion at every element's entrance, the BPMs marked, above a magnet synoptic) into
+--out.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ def _lattice_source(args: argparse.Namespace) -> str:
     return (OpticsConfig.from_toml(args.config) if args.config else OpticsConfig()).lattice
 
 
-def run(args: argparse.Namespace) -> dict[str, str]:
+def run(args: argparse.Namespace):
     import numpy as np
 
+    from diffdesign.core.verdict import StudySummary
     from experiments.ring._plots import plot_optics
     from experiments.ring._studies import load_study_lattice
 
@@ -112,6 +114,8 @@ def run(args: argparse.Namespace) -> dict[str, str]:
             )
         },
     }
+    verdict = optics_verdict(result)
+    result["verdict"] = verdict.to_json()
     (out / "optics.json").write_text(json.dumps(result, indent=1))
     elements = {
         "s": np.asarray(lattice.s_positions())[:-1],
@@ -122,4 +126,24 @@ def run(args: argparse.Namespace) -> dict[str, str]:
     plot = plot_optics(along, out / "optics.png", title=f"{name}: linear optics",
                        elements=elements, bpms=optics if refpts is not None else None)  # fmt: skip
     print(f"wrote {out / 'optics.json'} and {plot}")
-    return {"tunes": f"Qx {optics['tunes_total'][0]:.6f}, Qy {optics['tunes_total'][1]:.6f}"}
+    figures = {"tunes": f"Qx {optics['tunes_total'][0]:.6f}, Qy {optics['tunes_total'][1]:.6f}"}
+    return StudySummary(figures, verdict)
+
+
+def optics_verdict(result: dict):
+    """The checks of the optics (optics.json's layout): tunes, chromaticity and the
+    functions at the points all finite, and the beta functions positive."""
+    import numpy as np
+
+    from diffdesign.core.verdict import Check, Verdict, all_finite
+
+    keys = ("tunes_total", "chromaticity", "beta_x_m", "beta_y_m", "alpha_x", "alpha_y",
+            "eta_x_m", "etap_x")  # fmt: skip
+    beta = np.concatenate([result["beta_x_m"], result["beta_y_m"]])
+    smallest = float(np.min(beta)) if beta.size else float("nan")
+    return Verdict((
+        all_finite("finite optics", np.concatenate([np.ravel(result[k]) for k in keys])),
+        Check("beta > 0", bool(smallest > 0), f"smallest beta {smallest:.4g} m (> 0 expected)",
+              "a beta function at or below zero is not a periodic solution: check the "
+              "lattice file's element lengths and strengths"),
+    ))  # fmt: skip

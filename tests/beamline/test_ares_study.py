@@ -59,6 +59,10 @@ def test_cli_tune_reads_the_offsets_file(tmp_path, capsys):
     assert code == 0
     tuned = json.loads((tmp_path / "tune" / "tuned_settings.json").read_text())
     assert abs(tuned["predicted_screen_beam_m"]["sigma_x"] - 2e-4) < 1e-5
+    assert [c["name"] for c in tuned["verdict"]["checks"]] == [
+        "predicted objective", "settings at magnet limits", "finite beam"]  # fmt: skip
+    assert tuned["verdict"]["flagged"] == 0
+    assert "verdict: all 3 checks passed" in capsys.readouterr().out
     (tmp_path / "bad.json").write_text('{"offsets_m": [[0, 0], [0, 0]]}')
     assert main(["ares", "tune", "--offsets", str(tmp_path / "bad.json")]) == 2
     assert "must have shape (3, 2)" in capsys.readouterr().err

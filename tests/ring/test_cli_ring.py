@@ -36,6 +36,9 @@ def test_ring_optics_prints_and_writes_the_optics(tmp_path, capsys):
     assert len(saved["names"]) == len(saved["s_m"]) == 16 and saved["refpoints"] == "BPMs"
     assert np.all(np.isfinite(saved["chromaticity"]))
     assert f"Qx {saved['tunes_total'][0]:.6f}" in output
+    checks = saved["verdict"]["checks"]
+    assert [c["name"] for c in checks] == ["finite optics", "beta > 0"]
+    assert saved["verdict"]["flagged"] == 0 and "verdict: all 2 checks passed" in output
     assert (tmp_path / "optics.png").stat().st_size > 10_000
 
 

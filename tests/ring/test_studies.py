@@ -55,6 +55,10 @@ def test_correction_study_writes_reloadable_results_and_plots(correction):
                  "beat_calibration", "convergence"):  # fmt: skip
         assert (out / f"{name}.png").stat().st_size > 10_000
     assert any(line.startswith("machine 2/2") for line in lines)
+    assert [c["name"] for c in saved["verdict"]["checks"]] == [
+        "chi2/dof", "beta-beat x after bayes", "beta-beat y after bayes", "K1 error after bayes",
+        "finite metrics"]  # fmt: skip
+    assert saved["verdict"]["flagged"] == 0
 
 
 @pytest.mark.smoke
@@ -123,6 +127,10 @@ def test_degeneracy_study_reproduces_the_papers_findings(degeneracy):
         assert abs(np.mean(entry["subset"][f"correlation_{other}"])) < 0.1
     for name in ("response_vectors", "correlation_histograms", "fitted_errors"):
         assert (out / f"{name}.png").stat().st_size > 10_000
+    assert [c["name"] for c in saved["verdict"]["checks"]] == [
+        "|correlation| at the 6-BPM subset", "subset signal", "source QL1G2C01A identified",
+        "source QL2G2C01A identified", "finite fit"]  # fmt: skip
+    assert saved["verdict"]["flagged"] == 0
 
 
 def test_configs_reject_bad_values_naming_the_field():

@@ -203,6 +203,8 @@ def test_batched_calibrations_equal_the_study_point_by_point(tmp_path):
     # and the study's command gives the same as the sweep's separate point
     point = run_calibration(StudyConfig(n_calibration=8, screen_noise=1e-4, seed=2), tmp_path / "p")
     np.testing.assert_array_equal(point["offsets_m"], separate.outcomes["offsets_m"][5])
+    assert [c["name"] for c in point["verdict"]["checks"]] == [
+        "calibration", "offsets at bounds", "correlation", "chi2/dof"]  # fmt: skip
     # the noise sets the error: 100x the noise, about 100x the rms error
     rms = batched.outcomes["rms_error_um"].reshape(2, 3).mean(axis=1)
     assert 30 < rms[1] / rms[0] < 300
