@@ -263,8 +263,8 @@ class Dipole(Element):
         length: arc length in m, > 0.
         angle: bending angle in rad.
         k1: normalised gradient in 1/m^2 (combined-function magnet).
-        e1, e2: entrance and exit pole-face rotations in rad (Cheetah's ``dipole_e1``,
-            ``dipole_e2``).
+        e1: entrance pole-face rotation in rad (Cheetah's ``dipole_e1``).
+        e2: exit pole-face rotation in rad (Cheetah's ``dipole_e2``).
         tilt: roll in rad (pi/2 bends vertically), or None for a horizontal bend.
         gap: full magnet gap in m (MAD's 2*HGAP), for the fringe-field correction.
         fringe_integral: fringe field integral of the entrance face (MAD's FINT).

@@ -221,7 +221,9 @@ def profile_nll(
         expected_counts: ``theta -> (n_bins,)`` expected counts.
         setup: parameters; the scan replaces the parameter of interest.
         poi_values: ``(n_scan,)`` values of the parameter of interest.
-        rtol, atol, max_steps: BFGS settings.
+        rtol: BFGS relative tolerance.
+        atol: BFGS absolute tolerance.
+        max_steps: BFGS iteration limit.
 
     Returns:
         ``(n_scan,)`` profiled ``Delta NLL`` (not ``-2 Delta log L``).

@@ -73,8 +73,10 @@ def bounded_least_squares(
     Args:
         residual_fn: whitened residuals (m,) of parameters (p,); jittable.
         x0: starting point inside the box.
-        lower, upper: the box, lower < upper elementwise.
-        rtol, atol: Levenberg-Marquardt tolerances on the unconstrained variables.
+        lower: the box's lower corner, lower < upper elementwise.
+        upper: the box's upper corner.
+        rtol: Levenberg-Marquardt relative tolerance on the unconstrained variables.
+        atol: Levenberg-Marquardt absolute tolerance on the unconstrained variables.
         max_steps: iteration limit; the result says whether it converged.
         stall: ``(window, min_decrease)``: also stop, counted as converged, once the sum of
             squares fell by less than ``min_decrease`` over the last ``window`` steps. With

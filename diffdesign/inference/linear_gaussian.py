@@ -449,7 +449,9 @@ def evidence_optimal_prior_sigma(
         prior_scale: ``(n,)`` relative prior widths (ones if None).
         fit_noise_scale: also maximise over a common factor on ``noise_sigma``.
         noise_scale_bounds: ``(lo, hi)`` for that factor.
-        n_grid, n_golden, n_rounds: search effort (static).
+        n_grid: search effort (static): grid points per hyperparameter.
+        n_golden: search effort (static): golden-section steps per refinement.
+        n_rounds: search effort (static): rounds of refinement.
 
     Returns:
         An :class:`EvidenceOptimum` (fields of shape ``residual.shape[:-1]``).
@@ -582,7 +584,9 @@ def truncated_svd(
     """Least squares keeping only the ``n_singular`` largest singular values of ``W^½ J``.
 
     Args:
-        jacobian, residual, weights: as for :func:`tikhonov`.
+        jacobian: as for :func:`tikhonov`.
+        residual: as for :func:`tikhonov`.
+        weights: as for :func:`tikhonov`.
         n_singular: number of singular values kept (``>= 0``; values beyond ``min(m, n)``
             keep all), broadcast against the batch shape; may be traced.
 

@@ -307,7 +307,8 @@ def x0_likelihood(
     Args:
         sc: the scatters.
         p: (n,) momenta (eV/c).
-        incoming, outgoing: the fitted tracks at the grid's top and bottom.
+        incoming: the fitted track at the grid's top.
+        outgoing: the fitted track at the grid's bottom.
         volume: the grid (its geometry; its X0 is not used).
         iterations: EM steps.
         start: X0 map to start from (m), ``"uniform"`` (default: every voxel at the global

@@ -179,7 +179,8 @@ def responsive_bpms(
     model response happens to correlate.
 
     Args:
-        column_a, column_b: ``(n_bpm,)`` responses per unit K1 (observable per m⁻²).
+        column_a: ``(n_bpm,)`` response of quadrupole ``a`` per unit K1 (observable per m⁻²).
+        column_b: ``(n_bpm,)`` response of quadrupole ``b`` per unit K1.
         error_size: expected |ΔK1| of the faulty quadrupole (m⁻²).
         noise_sigma: per-measurement noise, scalar or ``(n_bpm,)`` (observable units).
         min_snr: required single-BPM signal-to-noise ratio.
@@ -339,7 +340,8 @@ def orthogonal_bpm_subset(
     scored at once from running sums, so one call costs about a second for 180 BPMs.
 
     Args:
-        column_a, column_b: ``(n_bpm,)`` the two candidates' response vectors.
+        column_a: ``(n_bpm,)`` the first candidate's response vector.
+        column_b: ``(n_bpm,)`` the second candidate's response vector.
         k: subset size (>= 3 if ``centred``, since 2 centred points always correlate ±1).
         eligible: ``(n_bpm,)`` bool mask of BPMs that may be chosen (all if None).
         min_relative_rms: required fraction of each column's rms kept, in ``[0, 1)``.
@@ -446,7 +448,8 @@ def classify_single_source(
     Args:
         measured_patterns: ``(n_meas, k)`` measured distortions (e.g. beta-beat) at the
             chosen BPMs, one row per measurement (observable units).
-        column_a_sub, column_b_sub: ``(k,)`` the candidates' responses at the same BPMs.
+        column_a_sub: ``(k,)`` candidate ``a``'s responses at the same BPMs.
+        column_b_sub: ``(k,)`` candidate ``b``'s responses at the same BPMs.
         centred: Pearson (True) or uncentred cosine correlation.
 
     Returns:
@@ -522,7 +525,8 @@ def degeneracy_experiment(
     neighbour with the larger response — a different test from this one.)
 
     Args:
-        column_a, column_b: ``(n_bpm,)`` model responses per unit K1.
+        column_a: ``(n_bpm,)`` model response of candidate ``a`` per unit K1.
+        column_b: ``(n_bpm,)`` model response of candidate ``b`` per unit K1.
         subset: ``(k,)`` BPM indices (0-based), e.g. from :func:`orthogonal_bpm_subset`.
         true_source: 0 (``a``) or 1 (``b``).
         error_size: ΔK1 of the faulty quadrupole (m⁻²).

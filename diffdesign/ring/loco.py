@@ -184,8 +184,9 @@ def loco_fit(
         measured_y: (b, v) measured y response to the vertical correctors, m/rad.
         noise_sigma: standard deviation of one measured entry, m/rad (BPM noise over kick).
         prior_k1_sigma: prior standard deviation of the K1 errors, scalar or (q,), 1/m^2.
-        prior_gain_sigma, prior_calibration_sigma: prior standard deviations of the
-            relative gains and calibrations.
+        prior_gain_sigma: prior standard deviation of the relative BPM gains.
+        prior_calibration_sigma: prior standard deviation of the relative corrector
+            calibrations.
         iterations: Gauss-Newton steps (each re-linearises at the current estimate).
 
     Returns:

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array
+from jaxtyping import Array, ArrayLike
 
 from diffdesign._checkpoint import load_checkpoint, save_checkpoint
 from diffdesign._progress import say as _say
@@ -213,7 +213,7 @@ def _outer_step(fit: Fit, state: FitState) -> tuple[FitState, StepInfo]:
 def minimise(
     simulator: BlackBoxSimulator,
     objective: Callable[[jnp.ndarray], jnp.ndarray],
-    psi0,
+    psi0: ArrayLike,
     config: LgsoConfig,
     *,
     max_calls: int,

@@ -152,8 +152,9 @@ def fit(
         context: ``(capacity, psi_dim + x_dim)`` the rows' ``[psi, x]``.
         n_rows: number of valid rows (a traced scalar: no recompilation when it changes).
         key: PRNG key of the minibatches.
-        steps, batch_size, learning_rate: Adam steps, rows per step (drawn with
-            replacement) and initial step size (cosine-decayed to a tenth of it).
+        steps: Adam steps.
+        batch_size: rows per step (drawn with replacement).
+        learning_rate: initial step size (cosine-decayed to a tenth of it).
 
     Returns:
         The trained surrogate and the ``(steps,)`` mean negative log-likelihood per step

@@ -327,7 +327,9 @@ def sample_shards(
         priors: Gaussian priors ``{name: (mu, sigma)}`` (names of ``problem.names``, or
             ``contrast``/``offset`` for every angle); uniform on the box otherwise.
         prior_weight: the prior's exponent, 1/K for K consensus shards, 1 for full data.
-        num_warmup, num_samples, num_chains: NUTS iterations per chain, and chains per shard.
+        num_warmup: NUTS warm-up iterations per chain.
+        num_samples: NUTS samples per chain.
+        num_chains: chains per shard.
         seed: the random seed of the starts and the sampler.
         progress: print a line every 10 % of the iterations.
         devices: the devices the (shard, chain) elements are split over (default
@@ -601,8 +603,10 @@ def fit_cmc(
         n_shards: shards of the points (1 = a single NUTS run over all of them); None picks
             1 up to :data:`SHARD_SIZE` points, else ``ceil(points / SHARD_SIZE)`` rounded up to
             a multiple of the device count.
-        num_warmup, num_samples: NUTS iterations per chain (warmup adapts step size and a
-            dense mass matrix); num_chains: chains per shard.
+        num_warmup: NUTS warm-up iterations per chain (they adapt the step size and a
+            dense mass matrix).
+        num_samples: NUTS samples per chain.
+        num_chains: chains per shard.
         seed: random seed.
         priors: Gaussian priors ``{name: (mu, sigma)}`` in the parameters' units, for names of
             the parameter vector (``D0``, ``contrast[0]``) or ``contrast``/``offset`` for all

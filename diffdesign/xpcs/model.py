@@ -201,8 +201,8 @@ def g2(
     params: Mapping[str, ArrayLike],
     t: Float[ArrayLike, " n_t"],
     phi: Float[ArrayLike, " n_phi"],
-    q,
-    L,
+    q: ArrayLike,
+    L: ArrayLike,
     contrast: Float[ArrayLike, " n_phi"] = 1.0,
     offset: Float[ArrayLike, " n_phi"] = 1.0,
     *,
@@ -216,8 +216,10 @@ def g2(
             ``beta``, ``gamma_dot_t_offset`` (1/s), ``phi0`` (degrees).
         t: uniform time grid (s), at least two points.
         phi: scattering angles (degrees); a scalar counts as one angle.
-        q: scattering vector (1/Angstrom). L: gap / characteristic length (Angstrom).
-        contrast, offset: scalars or one value per angle.
+        q: scattering vector (1/Angstrom).
+        L: gap / characteristic length (Angstrom).
+        contrast: a scalar or one value per angle.
+        offset: a scalar or one value per angle.
         integral: ``"trapezoid"`` (homodyne's discretisation) or ``"exact"``.
     """
     t = jnp.asarray(t, dtype=float)

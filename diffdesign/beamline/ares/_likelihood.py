@@ -164,7 +164,7 @@ def whitened_residuals(
     NUTS samples exp(-|r|^2 / 2) and the Fisher information is J^T J of it.
 
     Args:
-        diagnostics: the screens and their model
+        diagnostics (Diagnostics | None): the screens and their model
             (:class:`~diffdesign.beamline.ares.diagnostics.Diagnostics`): the model of a
             measurement is then the screen's expected reading and the observables are
             ``diagnostics.observables``. None: today's screen read ideally

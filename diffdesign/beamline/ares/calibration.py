@@ -70,7 +70,7 @@ class LeastSquares(CalibrationMethod):
     """Bounded Levenberg-Marquardt with exact Jacobians; Gaussian errors from the exact
     Fisher information.
 
-    Args:
+    Attributes:
         initial_offsets: (3, 2) starting point (m) within ``[-bound, bound]``; zeros if None.
     """
 
@@ -108,9 +108,10 @@ class Nuts(CalibrationMethod):
     InferenceData in ``posterior`` (estimates: posterior means and covariance; converged when
     no transition diverged and R-hat < 1.01).
 
-    Args:
-        num_warmup, num_samples, num_chains: NUTS settings (chains run in parallel when
-            there are enough devices).
+    Attributes:
+        num_warmup: NUTS warm-up iterations per chain.
+        num_samples: NUTS samples per chain.
+        num_chains: NUTS chains (they run in parallel when there are enough devices).
         fit_incoming_centroid: also sample the incoming centroid (mu_x, mu_px, mu_y, mu_py)
             with Normal priors around the nominal beam of widths ``centroid_prior_std``
             (m, rad, m, rad).

@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
 from diffdesign.beamline.ares._lattice import (
     INCOMING_PARAMETERS,
@@ -58,35 +58,83 @@ def fisher_information(
     noise: Mapping[str, ArrayLike] | None = None,
     incoming: ParameterBeam | None = None,
     offsets: Float[Array, "3 2"] | None = None,
+    active: Bool[ArrayLike, " n"] | None = None,
 ) -> Float[Array, "6 6"]:
     """F = J^T J of the calibration's whitened residuals w.r.t. the flattened offsets (1/m^2).
 
     The residuals are `calibration.whitened_residuals`, the likelihood the fit uses; the
     measured values drop out of the Jacobian. ``noise`` as in `calibrate_offsets`.
+    ``active`` (n,) marks the settings that are measured; the others (padding, so that
+    designs of several sizes share one compiled program) contribute nothing.
     """
-    jacobian = _whitened_jacobian(settings, noise, incoming, offsets)
+    jacobian = _whitened_jacobian(settings, noise, incoming, offsets, active)
     return jacobian.T @ jacobian
 
 
-def _whitened_jacobian(settings, noise, incoming, offsets) -> Float[Array, "4n 6"]:
+def _whitened_jacobian(settings, noise, incoming, offsets, active=None) -> Float[Array, "4n 6"]:
     n = settings.shape[0]
     sigmas = _validate_noise(noise, n)
     incoming = incoming_beam() if incoming is None else incoming
     offsets = jnp.zeros((3, 2)) if offsets is None else offsets
     unused = {k: jnp.zeros(n) for k in OBSERVABLES}
-    return jax.jacfwd(flat_residuals(settings, unused, sigmas, incoming))(offsets.reshape(6))
+    jacobian = jax.jacfwd(flat_residuals(settings, unused, sigmas, incoming))(offsets.reshape(6))
+    if active is None:
+        return jacobian
+    # Rows are observable-major: each observable's n residuals in turn.
+    rows = jnp.tile(jnp.asarray(active, dtype=jacobian.dtype), jacobian.shape[0] // n)
+    return jacobian * rows[:, None]
 
 
-def cramer_rao_std(settings, noise=None, incoming=None) -> Float[Array, "3 2"]:
-    """Smallest achievable one-sigma error of each offset (m) from these settings; inf for
-    offsets these settings cannot determine."""
-    covariance, _ = gaussian_covariance(_whitened_jacobian(settings, noise, incoming, None))
+def cramer_rao_std(settings, noise=None, incoming=None, active=None) -> Float[Array, "3 2"]:
+    """Smallest achievable one-sigma error of each offset (m) from these settings (those
+    marked ``active``, all by default); inf for offsets these settings cannot determine."""
+    jacobian = _whitened_jacobian(settings, noise, incoming, None, active)
+    covariance, _ = gaussian_covariance(jacobian)
     return jnp.sqrt(jnp.diagonal(covariance)).reshape(3, 2)
 
 
-def rms_cramer_rao(settings, noise=None, incoming=None) -> Array:
+def rms_cramer_rao(settings, noise=None, incoming=None, active=None) -> Array:
     """Root-mean-square of the Cramer-Rao bounds of the six offsets (m)."""
-    return jnp.sqrt(jnp.mean(cramer_rao_std(settings, noise, incoming) ** 2))
+    return jnp.sqrt(jnp.mean(cramer_rao_std(settings, noise, incoming, active) ** 2))
+
+
+@eqx.filter_jit
+def _random_designs_rms(keys, active, noise, incoming) -> Float[Array, " draws"]:
+    def one(key):
+        return rms_cramer_rao(random_settings(active.shape[0], key), noise, incoming, active)
+
+    return jax.vmap(one)(keys)
+
+
+def random_designs_rms_cramer_rao(
+    n: int,
+    keys: PRNGKeyArray,
+    *,
+    noise: Mapping[str, ArrayLike] | None = None,
+    incoming: ParameterBeam | None = None,
+    capacity: int | None = None,
+) -> Float[Array, " draws"]:
+    """RMS Cramer-Rao bound (m) of one random design of ``n`` settings per key (the
+    published strategy, :func:`random_settings`), all draws in one vmapped call.
+
+    Each design is drawn as ``capacity`` settings of which the first ``n`` are measured, so
+    every ``n <= capacity`` runs the same compiled program (default ``capacity = n``).
+    """
+    capacity = _capacity(n, capacity)
+    active = jnp.arange(capacity) < n
+    noise = _validate_noise(noise, capacity)
+    incoming = incoming_beam() if incoming is None else incoming
+    return _random_designs_rms(keys, active, noise, incoming)
+
+
+def _capacity(n: int, capacity: int | None) -> int:
+    if isinstance(n, bool) or int(n) != n or n < 3:
+        raise ValueError(f"n must be an integer >= 3 (three offsets per plane); got {n}")
+    if capacity is None:
+        return int(n)
+    if isinstance(capacity, bool) or int(capacity) != capacity or capacity < n:
+        raise ValueError(f"capacity must be an integer >= n = {n}; got {capacity}")
+    return int(capacity)
 
 
 #: log det F given to singular designs (1/m^2 units inside the log), far below any design.
@@ -105,13 +153,17 @@ class DOptimalProblem(Problem):
         n: number of settings (>= 3: each plane has three offsets and one centroid).
         noise: screen noise per observable (m), as in `calibrate_offsets`.
         incoming: the incoming beam (default ``incoming_beam()``).
-        settings: (n, 5) starting settings (default zero).
+        settings: (capacity, 5) starting settings (default zero).
         step: Adam step of the settings in their Box coordinate.
+        capacity: rows of the settings array (default ``n``); rows ``n..capacity-1`` are
+            padding that carries no information and no gradient, so designs of every
+            ``n <= capacity`` share one compiled program.
     """
 
     noise: dict[str, Array]
     incoming: ParameterBeam
     start: Param
+    active: Bool[Array, " capacity"]
 
     def __init__(
         self,
@@ -121,16 +173,18 @@ class DOptimalProblem(Problem):
         settings: Float[ArrayLike, "n 5"] | None = None,
         *,
         step: float = MULTISTART_STEP,
+        capacity: int | None = None,
     ):
-        if isinstance(n, bool) or int(n) != n or n < 3:
-            raise ValueError(f"n must be an integer >= 3 (three offsets per plane); got {n}")
-        n = int(n)
-        settings = jnp.zeros((n, 5)) if settings is None else jnp.asarray(settings, dtype=float)
-        if settings.shape != (n, 5):
-            raise ValueError(f"settings must have shape ({n}, 5); got {settings.shape}")
-        self.noise = _validate_noise(noise, n)
+        capacity = _capacity(n, capacity)
+        settings = (
+            jnp.zeros((capacity, 5)) if settings is None else jnp.asarray(settings, dtype=float)
+        )
+        if settings.shape != (capacity, 5):
+            raise ValueError(f"settings must have shape ({capacity}, 5); got {settings.shape}")
+        self.noise = _validate_noise(noise, capacity)
         self.incoming = incoming_beam() if incoming is None else incoming
         self.start = settings_spec(settings, step=step)
+        self.active = jnp.arange(capacity) < n
 
     @property
     def spec(self):
@@ -141,7 +195,9 @@ class DOptimalProblem(Problem):
         return "d_optimal"
 
     def loss(self, params, key):
-        fisher = fisher_information(params["settings"], self.noise, self.incoming)
+        fisher = fisher_information(
+            params["settings"], self.noise, self.incoming, active=self.active
+        )
         sign, log_det = jnp.linalg.slogdet(fisher)
         log_det = jnp.where(sign > 0, log_det, SINGULAR_LOG_DET)
         return -log_det, {"log_det": log_det}
@@ -156,6 +212,7 @@ def design_calibration_settings(
     num_starts: int = 16,
     steps: int = 400,
     step: float = MULTISTART_STEP,
+    capacity: int | None = None,
 ) -> tuple[Float[Array, "n 5"], Array]:
     """D-optimal calibration settings: maximise log det F by Adam from random starts.
 
@@ -166,22 +223,34 @@ def design_calibration_settings(
     Args:
         n: number of settings (>= 3: each plane has three offsets and one centroid).
         key: PRNG key for the random starts (see ``problems.settings_starts``).
-        noise, incoming: as in `calibrate_offsets`.
-        num_starts, steps: the multi-start Adam run.
+        noise: per observable, the screens' noise (m), as in `calibrate_offsets`.
+        incoming: incoming beam, as in `calibrate_offsets`.
+        num_starts: random starts of the multi-start Adam run.
+        steps: Adam steps of each start.
         step: Adam step in the settings' Box coordinate (dimensionless).
+        capacity: optimise inside a (capacity, 5) array whose extra rows are inert
+            padding (see :class:`DOptimalProblem`): a study of several ``n`` then compiles
+            once. The random starts of the first ``n`` rows, and so the result, are the same
+            as without padding.
 
     Returns:
-        (settings (n, 5), log det F of the best start, F in 1/m^2).
+        settings: (n, 5) the best start's settings (1/m^2 and rad).
+        log_det: log det F of the best start, F in 1/m^2.
 
     Raises:
-        ValueError: n not an integer >= 3, bad noise, or a bad ``step``/``steps``.
+        ValueError: n not an integer >= 3, capacity < n, bad noise, or a bad
+            ``step``/``steps``.
     """
-    problem = DOptimalProblem(n, noise, incoming, step=step)
-    starts = {"settings": settings_starts(key, (num_starts, int(n), 5))}
+    problem = DOptimalProblem(n, noise, incoming, step=step, capacity=capacity)
+    capacity = problem.active.shape[0]
+    starts = settings_starts(key, (num_starts, int(n), 5))
+    starts = jnp.pad(starts, ((0, 0), (0, capacity - int(n)), (0, 0)))  # zero: inside ranges
     optimiser = Adam(schedule=CosineDecay(steps, final_fraction=1e-3), eps=MULTISTART_EPS)
-    result = multistart(problem, starts, steps=steps, key=key, optimiser=optimiser)
+    result = multistart(
+        problem, {"settings": starts}, steps=steps, key=key, optimiser=optimiser
+    )
     best = int(result.best)
-    return result.params["settings"][best], -result.loss[best]
+    return result.params["settings"][best][: int(n)], -result.loss[best]
 
 
 def random_settings(n: int, key: jax.Array) -> Float[Array, "n 5"]:

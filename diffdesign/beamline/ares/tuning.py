@@ -124,7 +124,8 @@ def tune_with_gradients(
         key: PRNG key for the random starts (see :func:`settings_starts`).
         target: target beam (see `ares.mae`); None for a centred, smallest beam.
         incoming: incoming beam; `ares.incoming_beam()` if None.
-        num_starts, steps: the multi-start Adam run.
+        num_starts: random starts of the multi-start Adam run.
+        steps: Adam steps of each start.
         step: Adam step in the settings' Box coordinate (dimensionless, >= 0; 0 freezes).
 
     Raises:
