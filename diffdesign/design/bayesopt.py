@@ -168,8 +168,11 @@ class _SequentialSearch(eqx.Module):
         return self.lower.shape[0]
 
     @abc.abstractmethod
-    def _propose(self, state: SearchState, key: PRNGKeyArray) -> tuple[np.ndarray, StepRecord]:
-        """Next point in the unit cube ``(d,)`` and the record of how it was chosen."""
+    def _propose(
+        self, state: SearchState, key: PRNGKeyArray, capacity: int | None
+    ) -> tuple[np.ndarray, StepRecord]:
+        """Next point in the unit cube ``(d,)`` and the record of how it was chosen
+        (``capacity``: the number of evaluations the run will reach, if known)."""
 
     def _settings(self) -> dict[str, Any]:
         """JSON-able options that must match when a checkpoint is resumed."""
@@ -240,13 +243,18 @@ class _SequentialSearch(eqx.Module):
             history=(),
         )
 
-    def step(self, state: SearchState, objective: Objective) -> SearchState:
+    def step(
+        self, state: SearchState, objective: Objective, *, capacity: int | None = None
+    ) -> SearchState:
         """Choose one point (the next initial point, else a proposal), evaluate it, append.
 
         Args:
             state: current state.
             objective: ``objective(x) -> float`` with ``x`` a ``(d,)`` NumPy array in the
                 caller's units; called exactly once.
+            capacity: the number of evaluations the run will reach (:meth:`run` passes its
+                budget): the GP pads its data to it, so that every step of a run of up to
+                128 evaluations runs one compiled program. It does not change the result.
 
         Raises:
             ValueError: if the objective returns a non-scalar or non-finite value (the
@@ -263,7 +271,7 @@ class _SequentialSearch(eqx.Module):
         if n < len(state.initial_design):
             x, record = state.initial_design[n], StepRecord()
         else:
-            unit, record = self._propose(state, step_key)
+            unit, record = self._propose(state, step_key, capacity)
             x = self._from_unit(unit[None, :])[0]
         value = _evaluate(objective, x)
         return SearchState(
@@ -334,7 +342,7 @@ class _SequentialSearch(eqx.Module):
                 key, n_initial=n_initial, initial_points=initial_points, design=design
             )
         while state.iteration < n_evaluations:
-            state = self.step(state, objective)
+            state = self.step(state, objective, capacity=n_evaluations)
             if checkpoint is not None:
                 self.save_checkpoint(state, checkpoint)
             if progress is not None:
@@ -527,7 +535,10 @@ class RandomSearch(_SequentialSearch):
 
     _label: ClassVar[str] = "random"
 
-    def _propose(self, state: SearchState, key: PRNGKeyArray) -> tuple[np.ndarray, StepRecord]:
+    def _propose(
+        self, state: SearchState, key: PRNGKeyArray, capacity: int | None
+    ) -> tuple[np.ndarray, StepRecord]:
+        del capacity
         return np.asarray(jax.random.uniform(key, (self.dimension,))), StepRecord()
 
 
@@ -557,9 +568,18 @@ def _upper_confidence_bound(posterior: GPPosterior, best: Array, beta: Array):
 _ACQUISITIONS = {"ei": _log_expected_improvement, "ucb": _upper_confidence_bound}
 
 
-def _padded_size(n: int) -> int:
-    """Data are padded to a power of two (>= 16), so a run compiles only a few times."""
-    return max(16, 1 << (n - 1).bit_length())
+#: Runs of up to this many evaluations pad the GP's data to their budget from the start.
+_MAX_PREPAD = 128
+
+
+def _padded_size(n: int, capacity: int | None = None) -> int:
+    """Rows the GP's data are padded to: a power of two >= 16, and >= the run's budget
+    ``capacity`` when that is at most ``_MAX_PREPAD`` (one compiled program per run; a
+    longer run compiles once per doubling rather than paying O(capacity^3) from its start)."""
+    size = max(16, 1 << (n - 1).bit_length())
+    if capacity is not None and capacity <= _MAX_PREPAD:
+        size = max(size, 1 << (int(capacity) - 1).bit_length())
+    return size
 
 
 @eqx.filter_jit
@@ -585,6 +605,7 @@ def _propose_gp(
     unit: Float[Array, "n d"],
     y: Float[Array, " n"],
     mask: Bool[Array, " n"],
+    previous: Float[Array, "1 d"],
     key: PRNGKeyArray,
     init: GPHyperparameters,
     mean_params_bounds: tuple[PyTree, PyTree] | None,
@@ -600,7 +621,12 @@ def _propose_gp(
     n_raw_samples: int,
     n_acquisition_steps: int,
 ) -> tuple[Array, GPHyperparameters, Array, Array]:
-    """Fit the hyperparameters and maximise the acquisition (each one compiled multistart)."""
+    """Fit the hyperparameters and maximise the acquisition (each one compiled multistart).
+
+    Both are warm-started: the fit's first start is ``init`` (the previous step's MAP), and
+    the acquisition's gradient starts include the incumbent and ``previous`` (the last
+    evaluated point: the previous step's acquisition optimum) beside the best random ones.
+    """
     fit_key, acquisition_key = jax.random.split(key)
     fit = fit_hyperparameters(
         unit,
@@ -629,7 +655,7 @@ def _propose_gp(
         acquisition,
         acquisition_key,
         unit.shape[1],
-        initial_points=incumbent,
+        initial_points=jnp.concatenate([incumbent, previous]),
         n_starts=n_starts,
         n_raw_samples=n_raw_samples,
         n_steps=n_acquisition_steps,
@@ -752,9 +778,11 @@ class BayesianOptimisation(_SequentialSearch):
             "n_acquisition_steps": self.n_acquisition_steps,
         }
 
-    def _propose(self, state: SearchState, key: PRNGKeyArray) -> tuple[np.ndarray, StepRecord]:
+    def _propose(
+        self, state: SearchState, key: PRNGKeyArray, capacity: int | None
+    ) -> tuple[np.ndarray, StepRecord]:
         n, d = state.X.shape
-        size = _padded_size(n)
+        size = _padded_size(n, capacity)
         unit = np.full((size, d), 0.5)
         unit[:n] = self._to_unit(state.X)
         y = np.zeros(size)
@@ -786,6 +814,7 @@ class BayesianOptimisation(_SequentialSearch):
             jnp.asarray(unit),
             jnp.asarray(y),
             jnp.asarray(mask),
+            jnp.asarray(unit[n - 1 : n]),
             key,
             init,
             bounds,

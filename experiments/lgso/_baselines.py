@@ -235,7 +235,7 @@ def bayesian_optimisation(
 
     records = [record_up_to(n) for n in range(1, state.iteration + 1)]  # a resumed run's
     while state.iteration < n_evaluations:
-        state = search.step(state, measured)
+        state = search.step(state, measured, capacity=n_evaluations)
         if checkpoint is not None:
             search.save_checkpoint(state, checkpoint)
         records.append(record_up_to(state.iteration))

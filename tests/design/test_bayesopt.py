@@ -59,9 +59,11 @@ def test_bo_beats_random_search_on_the_same_budget(caplog):
         bo = BayesianOptimisation(LOWER, UPPER).run(
             Objective(), key, budget, n_initial=6, progress=lines.append
         )
-    # Data are padded to a fixed size, so the 10 BO steps share one compilation.
-    compilations = [r for r in caplog.records if "Compiling jit(_propose_gp)" in r.getMessage()]
-    assert len(compilations) <= 1
+    # Data are padded to the run's budget, so the 10 BO steps share one compiled fit and one
+    # compiled acquisition maximisation (two multistart programs in all).
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("Compiling jit(_multistart)" in m for m in messages) == 2, messages
+    assert sum("Compiling jit(_acquisition)" in m for m in messages) == 1
     random = RandomSearch(LOWER, UPPER).run(Objective(), key, budget, n_initial=6, progress=None)
     # Same initial design (the key), then the GP pays off.
     np.testing.assert_array_equal(bo.X[:6], random.X[:6])
@@ -270,3 +272,20 @@ def test_latin_hypercube_fills_every_slice():
     assert points.shape == (7, 3)
     for column in points.T:
         np.testing.assert_array_equal(np.sort(np.floor(column * 7)), np.arange(7))
+
+
+def test_a_run_pads_to_its_budget_compiles_once_and_equals_unpadded_steps(caplog):
+    """Steps at 14..19 evaluations cross the 16-row bucket; run() pads to its budget (32
+    rows from the first proposal), so it compiles one fit and one acquisition, and its
+    proposals equal those of steps that pad only as far as they need."""
+    bo = BayesianOptimisation(LOWER, UPPER, n_fit_steps=40, n_acquisition_steps=20)
+    key, budget = jax.random.key(5), 20
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        padded = bo.run(Objective(), key, budget, n_initial=14, progress=None)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("Compiling jit(_multistart)" in m for m in messages) == 2, messages
+    state = bo.init(key, n_initial=14)
+    while state.iteration < budget:
+        state = bo.step(state, Objective())  # no capacity: 16 rows, then 32
+    np.testing.assert_allclose(padded.X, state.X, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(padded.y, state.y, rtol=1e-9)
