@@ -152,7 +152,8 @@ class DetectorDesign(Problem):
     task_loss: TaskLoss = eqx.field(static=True)
     cost: Callable[[Detector], Array] = eqx.field(static=True)
     cost_weight: float = eqx.field(static=True)
-    budget: float | None = eqx.field(static=True)
+    #: a traced scalar (not static), so every budget of a sweep runs one compiled program
+    budget: Array | None
     momentum: float | None = eqx.field(static=True)
 
     def __init__(
@@ -182,7 +183,7 @@ class DetectorDesign(Problem):
         self.size, self.lower = float(volumes.size), tuple(map(float, volumes.lower))
         self.n_muons, self.estimator, self.task_loss = n_muons, estimator, task_loss
         self.cost, self.cost_weight = cost, float(cost_weight)
-        self.budget = None if budget is None else float(budget)
+        self.budget = None if budget is None else jnp.asarray(float(budget), dtype=float)
         self.momentum = momentum
 
     @property

@@ -30,11 +30,11 @@ DEFAULT_LEARNING_RATES = DEFAULT_STEPS
 
 class DesignResult(NamedTuple):
     """The final detector, one history row per epoch (step, loss, task_loss, cost,
-    seconds), and the last epoch's predicted X0 maps."""
+    seconds), and the last epoch's predicted X0 maps (None when not asked for)."""
 
     detector: Detector
     history: list[dict]
-    prediction: np.ndarray
+    prediction: np.ndarray | None
 
 
 def _label(estimator: X0Estimator) -> str:
@@ -62,11 +62,14 @@ def optimize_detector(
     plot_dir: str | Path | None = None,
     plot_every: int = 10,
     progress: bool = True,
+    predict: bool = True,
 ) -> DesignResult:
     """Optimise the panels for the volumes' X0 maps: :class:`DetectorDesign` run for
     ``epochs`` steps (fresh muons each) by ``diffdesign.design.run``, checkpointed after
     every epoch to ``checkpoint`` (``.npz``; an existing one is resumed), with layout and X0
-    plots every ``plot_every`` epochs into ``plot_dir``."""
+    plots every ``plot_every`` epochs into ``plot_dir``. ``predict=False`` (and no
+    ``plot_dir``) skips the final layout's X0 maps (``prediction`` None), which would
+    compile a program of their own."""
     if isinstance(plot_every, bool) or not isinstance(plot_every, int) or plot_every < 1:
         raise ValueError(f"plot_every must be a positive integer; got {plot_every!r}")
     problem = DetectorDesign(
@@ -108,6 +111,6 @@ def optimize_detector(
         callback=callback, progress=progress,
     )  # fmt: skip
     final = result.params["detector"]
-    if plots is None or "prediction" not in last:
+    if (plots is None and predict) or (plots is not None and "prediction" not in last):
         plot(epochs, final)
-    return DesignResult(final, result.history, last["prediction"])
+    return DesignResult(final, result.history, last.get("prediction"))

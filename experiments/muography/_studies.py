@@ -279,6 +279,7 @@ def run_budget_sweep(config: MuographyStudyConfig, out: str | Path) -> dict:
             estimator=config.x0_estimator, learning_rates=_rates(config), budget=budget,
             momentum=config.fixed_momentum, seed=config.seed,
             checkpoint=out / f"checkpoint_budget_{budget:g}.npz", progress=False,
+            predict=False,  # scored below on the validation sample instead
         )  # fmt: skip
         s = score(result.detector, config, volume, sample)
         rows.append({"budget": budget, "cost": s["cost"], "x0_error": s["x0_error"],
