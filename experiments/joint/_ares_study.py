@@ -561,11 +561,37 @@ def run_study(config: AresJointConfig, out: str | Path) -> dict[str, Any]:
         "timing": stages.get("timing", lambda: joint_timing(config)),
     }  # fmt: skip
     results["timing"] = {k: float(v) for k, v in results["timing"].items()}
+    results["verdict"] = joint_verdict(results).to_json()
     (out / "results.json").write_text(json.dumps(results, indent=1))
     from experiments.joint import _ares_plots
 
     _ares_plots.plot_all(results, out)
     return results
+
+
+def joint_verdict(results: dict[str, Any]):
+    """The checks of the study (results.json's layout): every design started from the
+    published settings ends with a loss no worse than theirs (at the chosen cost weight),
+    each realised design's least-squares 95 % intervals cover the truth about 95 % of the
+    time, NUTS had no divergent transitions, and every figure is finite."""
+    from diffdesign.core.verdict import Verdict, all_finite, coverage, divergences, improved
+
+    designs, weight = results["designs"], results["chosen_cost_weight"]
+    start = designs["published"]["loss"]
+    checks = []
+    for kind in ("joint", "geometry_then_settings", "settings_then_geometry", "joint_equal_cost"):
+        key = f"{kind}@{weight:g}" if f"{kind}@{weight:g}" in designs else kind
+        checks.append(improved(f"loss, {kind} vs published", start, designs[key]["loss"]))
+    realised = results["realised"]
+    for name, entry in realised.items():
+        checks.append(coverage(f"95 % coverage, {name}", entry["coverage_95"], 0.95,
+                               6 * entry["n_realisations"]))  # fmt: skip
+    checks.append(divergences(sum(sum(e["nuts"]["divergences"]) for e in realised.values())))
+    figures = [v for d in designs.values() for v in (d["loss"], d["rms_bound_um"], d["cost_keur"])]
+    figures += [v for e in realised.values()
+                for v in (e["predicted_rms_bound_um"], e["realised_rms_error_um"])]  # fmt: skip
+    checks.append(all_finite("finite figures", figures))
+    return Verdict(tuple(checks))
 
 
 def joint_timing(config: AresJointConfig) -> dict[str, float]:

@@ -18,8 +18,9 @@ import dataclasses
 CONFIG = "experiments.joint._ares_study:AresJointConfig"
 
 
-def run(args: argparse.Namespace) -> dict[str, str]:
-    from experiments.joint._ares_study import AresJointConfig, run_study
+def run(args: argparse.Namespace):
+    from diffdesign.core.verdict import StudySummary
+    from experiments.joint._ares_study import AresJointConfig, joint_verdict, run_study
 
     config = AresJointConfig.from_toml(args.config) if args.config else AresJointConfig()
     config = config.smoke() if args.smoke else config
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> dict[str, str]:
         f"(gradient step {1e3 * timing['gradient_steady_s']:.3g} ms, compile "
         f"{timing['gradient_compile_s']:.3g} s)"
     )
-    return summary
+    return StudySummary(summary, joint_verdict(results))
 
 
 def _key(results, name):

@@ -553,9 +553,33 @@ def run_study(
             "smallest_rows_meeting_target": min(meeting, default=None),
         },
     }  # fmt: skip
+    results["verdict"] = study_verdict(results).to_json()
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     plot(results, out / "black_box_loss.png")
     return results
+
+
+def study_verdict(results: dict[str, Any]):
+    """The checks of the study (results.json's layout): every method's design scores a
+    black-box loss no worse than the published start's, the black-box searches stayed within
+    their call budget, and every score is finite."""
+    from diffdesign.core.verdict import Verdict, all_finite, improved, within_budget
+
+    start, methods = results["published"]["black_box_loss"], results["methods"]
+    checks = [improved(f"black-box loss, {name} vs published", start,
+                       methods[name]["black_box_loss"]) for name in METHODS]  # fmt: skip
+    checks += [
+        within_budget(f"black-box calls, {name}", methods[name]["black_box_calls"],
+                      results["sizes"]["budget"], " calls", tolerance=0.0,
+                      advice="the search's loop spent more calls than its budget: its count "
+                      "or its stopping rule is wrong")
+        for name in ("cma_es", "numerical")
+    ]  # fmt: skip
+    scores = [r[k] for r in [results["published"], *methods.values(),
+                             *results["surrogate_sweep"]["sizes"]]
+              for k in ("black_box_loss", "rms_bound_um", "cost_keur")]  # fmt: skip
+    checks.append(all_finite("finite scores", scores))
+    return Verdict(tuple(checks))
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -615,8 +639,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> dict[str, str]:
+def run(args: argparse.Namespace):
     from diffdesign._progress import say
+    from diffdesign.core.verdict import StudySummary
 
     sizes = dict(SMOKE if args.smoke else FULL)
     rows = getattr(args, "surrogate_rows", None)
@@ -650,4 +675,4 @@ def run(args: argparse.Namespace) -> dict[str, str]:
         sweep["smallest_rows_meeting_target"]
     )
     summary["out"] = str(out)
-    return summary
+    return StudySummary(summary, study_verdict(results))

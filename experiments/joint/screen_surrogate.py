@@ -5,7 +5,7 @@ Draws true beams and resolutions, runs the NumPy camera black box
 measured moments in well-scaled residual coordinates, validates it on held-out beams (each
 read REPEATS times by the black box) and writes the artefact folder: weights.npz and
 card.json (simulator and version, flow, training settings, seed, data size, validation
-metrics, the command that regenerates it). Default --out is the repository's
+metrics, the command that regenerates it, the verdict). Default --out is the repository's
 surrogates/ares_screen/; --smoke trains on little data and writes only into --out
 (results/joint_screen_surrogate_smoke unless given), never into surrogates/.
 """
@@ -277,9 +277,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="Adam steps (default 6000; smoke 200)")
 
 
-def run(args: argparse.Namespace) -> dict[str, str]:
+def run(args: argparse.Namespace):
     import json
 
+    from diffdesign.core.verdict import StudySummary
     from diffdesign.surrogates.artefacts import save_surrogate
 
     sizes = dict(SMOKE if args.smoke else FULL)
@@ -295,11 +296,13 @@ def run(args: argparse.Namespace) -> dict[str, str]:
     screen, metrics = train_screen_surrogate(camera_simulator(), seed=seed, **sizes)
     elapsed = time.perf_counter() - started
     card = artefact_card(sizes, seed, metrics, elapsed, smoke=bool(args.smoke))
+    verdict = training_verdict(metrics)
+    card["verdict"] = verdict.to_json()
     save_surrogate(out, screen.weights, card, screen.sampler.flow)
     if not args.quiet:
         print(json.dumps(metrics["coverage"], indent=1))
     cover = metrics["coverage"]
-    return {
+    figures = {
         "artefact": str(out),
         "rows, steps": f"{sizes['n_rows']}, {sizes['steps']}",
         "time (s)": f"{elapsed:.0f} (simulation {metrics['training']['simulation_s']:.0f}, "
@@ -311,3 +314,33 @@ def run(args: argparse.Namespace) -> dict[str, str]:
             f"{k} {v:.2f}" for k, v in cover["95"]["on_screen"].items()
         ),
     }
+    return StudySummary(figures, verdict)
+
+
+def training_verdict(metrics: dict):
+    """The checks of a trained screen (``train_screen_surrogate``'s metrics, the card's
+    ``validation``): the training loss fell, the central 68 % and 95 % intervals hold about
+    that fraction of the held-out black-box shots of beams on the screen (the observable
+    furthest off), and the validation figures are finite."""
+    import dataclasses
+
+    import numpy as np
+
+    from diffdesign.core.verdict import Verdict, all_finite, coverage, improved
+
+    training = metrics["training"]
+    checks = [improved("training loss", training["first_loss"], training["final_loss"],
+                       advice="the flow did not learn: lower the learning rate or train "
+                       "longer (--steps)")]  # fmt: skip
+    shots = metrics["n_beams"] * metrics["repeats"] * metrics["on_screen_fraction"]
+    for level in ("68", "95"):
+        on_screen = metrics["coverage"][level]["on_screen"]
+        nominal = int(level) / 100
+        worst = max(on_screen, key=lambda k: abs(on_screen[k] - nominal))
+        check = coverage(f"{level} % coverage", on_screen[worst], nominal, round(shots))
+        checks.append(dataclasses.replace(check, detail=f"{worst}: {check.detail}"))
+    figures = [training["first_loss"], training["final_loss"]]
+    figures += [v for b in metrics["bins"] for part in ("mean_error", "std_error")
+                for v in b[part].values()]  # fmt: skip
+    checks.append(all_finite("finite validation", np.asarray(figures, float)))
+    return Verdict(tuple(checks))

@@ -25,6 +25,13 @@ import numpy as np
 from diffdesign._checkpoint import check_settings
 from diffdesign._config import TomlConfig
 from diffdesign._progress import say
+from diffdesign.core.verdict import (
+    Verdict,
+    all_finite,
+    bound_below,
+    improved,
+    within_budget,
+)
 from diffdesign.surrogates.blackbox import run_simulation, sample_inputs_checked
 from diffdesign.surrogates.lgso import LgsoConfig, minimise
 from experiments.lgso import _baselines as baselines
@@ -280,6 +287,7 @@ def summarise(runs: list[dict]) -> dict:
                 if len(hits) == len(group)
                 else None,
                 "calls_to_target": reached,
+                "median_start_objective": float(np.median([r["true_objective"][0] for r in group])),
                 "median_final_objective": float(np.median([r["final_objective"] for r in group])),
                 "median_best_objective": float(np.median([r["best_objective"] for r in group])),
                 "median_calls_spent": float(np.median([r["calls"][-1] for r in group])),
@@ -351,9 +359,37 @@ def run_study(config: LgsoStudyConfig, out: str | Path) -> dict:
         "summary": summarise(runs),
         "paper": PAPER_RESULTS,
     }
+    results["verdict"] = study_verdict(results).to_json()
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(markdown_table(results))
     return results
+
+
+def study_verdict(results: dict) -> Verdict:
+    """The checks of the benchmarks (results.json's layout): per problem and method the
+    median final objective no worse than at the start; per problem the best objective any
+    method found not below the true minimum (1 % of it for the Monte Carlo estimates), and
+    no method's median spend over the call budget; every objective finite."""
+    budgets = dict(zip(results["config"]["problems"], results["config"]["budgets"], strict=True))
+    checks, objectives = [], []
+    for problem, methods in results["summary"].items():
+        for method, entry in methods.items():
+            checks.append(improved(f"objective, {problem} {method}",
+                                   entry["median_start_objective"],
+                                   entry["median_final_objective"]))  # fmt: skip
+            objectives += [entry["median_final_objective"], entry["median_best_objective"]]
+        best = min(e["median_best_objective"] for e in methods.values())
+        checks.append(bound_below(f"{problem}: true minimum <= best found",
+                                  results["problems"][problem]["optimum"], best,
+                                  tolerance=0.01))  # fmt: skip
+        spent = max(e["median_calls_spent"] for e in methods.values())
+        checks.append(within_budget(
+            f"{problem}: simulator calls", spent, budgets[problem], " calls", tolerance=0.0,
+            advice="a method spent more simulator calls than its budget: its call count or "
+            "its stopping rule is wrong",
+        ))  # fmt: skip
+    checks.append(all_finite("finite objectives", objectives))
+    return Verdict(tuple(checks))
 
 
 METHOD_NAMES = {

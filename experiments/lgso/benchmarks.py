@@ -13,10 +13,11 @@ import argparse
 CONFIG = "experiments.lgso._study:LgsoStudyConfig"
 
 
-def run(args: argparse.Namespace) -> dict[str, str]:
+def run(args: argparse.Namespace):
     from pathlib import Path
 
-    from experiments.lgso._study import LgsoStudyConfig, run_study
+    from diffdesign.core.verdict import StudySummary
+    from experiments.lgso._study import LgsoStudyConfig, run_study, study_verdict
 
     config = LgsoStudyConfig.from_toml(args.config) if args.config else LgsoStudyConfig()
     config = config.smoke() if args.smoke else config
@@ -39,9 +40,10 @@ def run(args: argparse.Namespace) -> dict[str, str]:
                 f"{entry['median_final_objective']:16.4g} {entry['median_wall_s']:8.0f}"
             )
     print(f"wrote {Path(args.out) / 'results.json'} and plots")
-    return {
+    figures = {
         f"{problem}, {method}": f"objective {entry['median_final_objective']:.4g}, target "
         f"reached {entry['reached_target']}"
         for problem, methods in results["summary"].items()
         for method, entry in methods.items()
     }
+    return StudySummary(figures, study_verdict(results))

@@ -21,7 +21,7 @@ import numpy as np
 
 from diffdesign._config import TomlConfig
 from diffdesign._progress import say
-from diffdesign.core.verdict import Verdict, improved, within_budget
+from diffdesign.core.verdict import Check, Verdict, all_finite, improved, within_budget
 from diffdesign.muography.design import detector_to_json
 from diffdesign.muography.detector import Detector, make_panels
 from diffdesign.muography.losses import log_x0_error, panel_cost, x0_error
@@ -193,12 +193,37 @@ def run_lead_block(config: MuographyStudyConfig, out: str | Path) -> dict:
              f", lead median {np.median(pred[block]) * 1e3:.2f} mm")  # fmt: skip
     results["truth_xyz_m"] = true.tolist()
     results["wall_s"] = time.perf_counter() - tic
+    results["verdict"] = image_verdict(results).to_json()
     plot_x0_maps(maps, volume, out / "x0_maps.png",
                  f"lead block in beryllium, {config.image_muons:,} muons")  # fmt: skip
     plot_depth_profile({k: v[4, 4] for k, v in maps.items()}, volume, out / "depth_profile.png",
                        "X0 through the block's centre column")  # fmt: skip
     (out / "results.json").write_text(json.dumps(results, indent=1))
     return results
+
+
+def image_verdict(results: dict) -> Verdict:
+    """The checks of the lead-block images (results.json's layout): every estimate finite;
+    each estimator's image shows the block (median X0 in the lead below that of the
+    beryllium around it); the path likelihood's X0 error no worse than PoCA's."""
+    estimators = results["estimators"]
+    checks = [all_finite("finite images", [v for e in estimators.values()
+                                           for v in np.ravel(e["prediction_xyz_m"])])]  # fmt: skip
+    for name, e in estimators.items():
+        lead, rest = e["lead_median_x0_m"], e["beryllium_median_x0_m"]
+        checks.append(Check(
+            f"block seen, {name}", bool(lead < rest),
+            f"median X0 {lead * 1e3:.3g} mm in the lead vs {rest * 1e3:.3g} mm around it "
+            "(lead below expected)",
+            "the image does not show the block: more muons (image_muons), or check the "
+            "detector layout and the momentum setting",
+        ))  # fmt: skip
+    if {"poca", "likelihood"} <= set(estimators):
+        checks.append(improved("X0 error, likelihood vs PoCA", estimators["poca"]["x0_error"],
+                               estimators["likelihood"]["x0_error"],
+                               advice="the path likelihood does no better than PoCA: more "
+                               "muons, or check the x0 estimator's settings"))  # fmt: skip
+    return Verdict(tuple(checks))
 
 
 def _rates(config: MuographyStudyConfig) -> dict:

@@ -13,7 +13,8 @@ from experiments.muography._common import study_config
 CONFIG = "experiments.muography._studies:MuographyStudyConfig"
 
 
-def run(args: argparse.Namespace) -> dict[str, str]:
+def run(args: argparse.Namespace):
+    from diffdesign.core.verdict import StudySummary
     from experiments.muography import _studies as studies
 
     results = studies.run_lead_block(study_config(args), args.out)
@@ -21,7 +22,8 @@ def run(args: argparse.Namespace) -> dict[str, str]:
         print(f"{name:10s} X0 error {entry['x0_error']:.4g}  log error "
               f"{entry['log_x0_error']:.4g}  lead median {entry['lead_median_x0_m'] * 1e3:.2f} "
               f"mm (true 5.61)")  # fmt: skip
-    return {
+    figures = {
         f"{name} lead median X0": f"{entry['lead_median_x0_m'] * 1e3:.2f} mm (true 5.61 mm)"
         for name, entry in results["estimators"].items()
     }
+    return StudySummary(figures, studies.image_verdict(results))

@@ -1,6 +1,7 @@
 """The NumPy camera readout (physics vs derived figures, bad input, subprocess path) and
 the learned screen model trained on it (gradients, agreement with the black box)."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -191,7 +192,10 @@ def test_smoke_training_writes_a_loadable_artefact(tmp_path):
         smoke=True, out=str(tmp_path / "a"), seed=1, quiet=True, rows=1000, steps=20, config=None
     )
     summary = screen_surrogate.run(args)
-    assert summary["artefact"] == str(tmp_path / "a")
+    assert summary.figures["artefact"] == str(tmp_path / "a")
+    card = json.loads((tmp_path / "a" / "card.json").read_text())
+    assert [c["name"] for c in card["verdict"]["checks"]] == [
+        "training loss", "68 % coverage", "95 % coverage", "finite validation"]  # fmt: skip
     loaded = screen_surrogate.load_screen_surrogate(tmp_path / "a")
     mean, std = loaded.reading({"mu_x": 0.0, "sigma_x": 1e-4, "mu_y": 0.0, "sigma_y": 1e-4}, R)
     assert all(np.isfinite(float(v)) for v in [*mean.values(), *std.values()])

@@ -36,6 +36,10 @@ def test_joint_ares_smoke_runs_and_resumes(tmp_path):
         assert entry["n_realisations"] == 8
         assert 0.0 <= entry["coverage_95"] <= 1.0
         assert np.isfinite(entry["realised_rms_error_um"])
+    assert [c["name"] for c in results["verdict"]["checks"]] == [
+        "loss, joint vs published", "loss, geometry_then_settings vs published",
+        "loss, settings_then_geometry vs published", "loss, joint_equal_cost vs published",
+        "95 % coverage, published", "95 % coverage, joint", "divergences", "finite figures"]  # fmt: skip
     assert {p.name for p in out.glob("*.png")} == {
         "designs.png", "front.png", "realised.png", "surrogate_fidelity.png"
     }

@@ -23,8 +23,11 @@ CONSISTENCY = 0.25
 def test_smoke_writes_every_method_with_finite_values(tmp_path):
     args = argparse.Namespace(smoke=True, out=str(tmp_path), seed=None, quiet=True, config=None)
     summary = screen_lgso.run(args)
-    assert set(screen_lgso.METHODS) <= set(summary)
+    assert set(screen_lgso.METHODS) <= set(summary.figures)
     results = json.loads((tmp_path / "results.json").read_text())
+    assert [c["name"] for c in results["verdict"]["checks"]] == [
+        *(f"black-box loss, {name} vs published" for name in screen_lgso.METHODS),
+        "black-box calls, cma_es", "black-box calls, numerical", "finite scores"]  # fmt: skip
     assert (tmp_path / "black_box_loss.png").stat().st_size > 0
     for name in screen_lgso.METHODS:
         record = results["methods"][name]

@@ -19,7 +19,12 @@ def test_studies_run_and_write_results(tmp_path, command, capsys):
                 "design": {"history.png", "layout_initial.png", "layout_final.png"},
                 "sweep": {"budget_sweep.png"}}[command]  # fmt: skip
     assert expected <= pngs
-    assert capsys.readouterr().out.strip()
+    out = capsys.readouterr().out
+    assert results["verdict"]["checks"] and "verdict: " in out
+    if command == "image":
+        assert [c["name"] for c in results["verdict"]["checks"]] == [
+            "finite images", "block seen, poca", "block seen, likelihood",
+            "X0 error, likelihood vs PoCA"]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,10 @@ def test_study_runs_writes_results_and_resumes(tmp_path, capsys):
         assert entry["median_calls_spent"] <= 30_000
         assert -1.0 < entry["median_final_objective"] < 0.0
     assert (tmp_path / "three_hump.png").stat().st_size > 10_000
+    assert [c["name"] for c in results["verdict"]["checks"]] == [
+        *(f"objective, three_hump {m}" for m in ("lgso", "numerical", "cma_es", "bayesopt")),
+        "three_hump: true minimum <= best found", "three_hump: simulator calls",
+        "finite objectives"]  # fmt: skip
     table = (tmp_path / "results.md").read_text().splitlines()
     assert [row.split(" | ")[1] for row in table[2:]] == [
         "L-GSO",
