@@ -137,7 +137,8 @@ class _SequentialSearch(eqx.Module):
     """Shared loop: ``init``/``step``/``run`` and checkpoints; subclasses propose points.
 
     Attributes:
-        lower, upper: ``(d,)`` box bounds in the caller's units, ``lower < upper``.
+        lower: ``(d,)`` lower box bounds in the caller's units.
+        upper: ``(d,)`` upper box bounds, ``lower < upper``.
     """
 
     lower: np.ndarray = eqx.field(converter=_as_bound)
@@ -527,7 +528,8 @@ class RandomSearch(_SequentialSearch):
     Same state, ``run`` and checkpoint format as :class:`BayesianOptimisation`.
 
     Attributes:
-        lower, upper: ``(d,)`` box bounds in the caller's units.
+        lower: ``(d,)`` lower box bounds in the caller's units.
+        upper: ``(d,)`` upper box bounds.
 
     Example:
         >>> state = RandomSearch(lower, upper).run(measure, jax.random.key(0), 50)
@@ -675,7 +677,8 @@ class BayesianOptimisation(_SequentialSearch):
     ``mean_offset + mean_fn(mean_params, X)``, ``X`` in the caller's units.
 
     Attributes:
-        lower, upper: ``(d,)`` box bounds in the caller's units, ``lower < upper``.
+        lower: ``(d,)`` lower box bounds in the caller's units.
+        upper: ``(d,)`` upper box bounds, ``lower < upper``.
         mean_fn: jittable ``mean_fn(mean_params, X (n, d)) -> (n,)`` in the objective's
             units, or ``None`` for a constant mean.
         mean_params: PyTree of the mean function's parameters (fixed values, or the start
@@ -690,9 +693,11 @@ class BayesianOptimisation(_SequentialSearch):
         beta: exploration weight of ``"ucb"`` (dimensionless).
         kernel: ``"matern52"`` or ``"rbf"``.
         prior: hyperparameter bounds and priors (see ``HyperparameterPrior``).
-        n_restarts, n_fit_steps: hyperparameter fit: starts and Adam steps per start.
-        n_starts, n_raw_samples, n_acquisition_steps: acquisition maximisation, see
-            ``maximize_acquisition``.
+        n_restarts: hyperparameter fit: number of starts.
+        n_fit_steps: hyperparameter fit: Adam steps per start.
+        n_starts: acquisition maximisation: gradient starts (see ``maximize_acquisition``).
+        n_raw_samples: acquisition maximisation: random points the starts are chosen from.
+        n_acquisition_steps: acquisition maximisation: Adam steps per start.
 
     Example:
         >>> bo = BayesianOptimisation(lower, upper, mean_fn=model, mean_params=offsets,

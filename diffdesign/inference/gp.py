@@ -63,7 +63,8 @@ def rbf(
     Args:
         lengthscales: ``(d,)`` ARD lengthscales, in the units of the inputs (unit cube).
         signal_variance: ``s²``, in y units squared.
-        X1, X2: ``(n1, d)`` and ``(n2, d)`` inputs.
+        X1: ``(n1, d)`` inputs.
+        X2: ``(n2, d)`` inputs.
 
     Returns:
         ``(n1, n2)`` covariance matrix.
@@ -476,7 +477,8 @@ def default_hyperparameters(
     Args:
         X: ``(n, d)`` inputs (unit cube).
         y: ``(n,)`` observations, y units.
-        mean_fn, mean_params: the prior-mean function and its parameters (kept as given).
+        mean_fn: the prior-mean function ``mean_fn(mean_params, X) -> (n,)``, or ``None``.
+        mean_params: its parameters (kept as given).
         mask: ``(n,)`` rows in use.
 
     Returns:
@@ -911,7 +913,8 @@ def log_expected_improvement(
     ``-inf`` and its gradient stays informative), following Ament et al. (2023).
 
     Args:
-        mean, variance: posterior mean (y units) and variance (y units squared).
+        mean: posterior mean (y units).
+        variance: posterior variance (y units squared).
         best: incumbent value to improve on (y units), e.g. the lowest observation.
     """
     mean = jnp.asarray(mean, dtype=float)
