@@ -25,6 +25,7 @@ the finished ones (and refuses a folder made with other settings).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -152,9 +153,65 @@ def _diagnostics(config: AresJointConfig, two_screens: bool):
     return Diagnostics(tuple(screens))
 
 
+@functools.cache
+def _subset_design():
+    """The class :class:`SubsetDesign` (defined on first use: importing this module stays
+    free of JAX) and the one compiled evaluation of its loss."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from diffdesign.core import Problem, values
+
+    class SubsetDesign(Problem):
+        """A ``CalibrationDesign`` with every design variable in its spec (``full``) and a
+        traced flag per variable (``varies``): a variable that does not vary is held at its
+        starting value inside the loss (its gradient is zero, so Adam leaves it where it
+        is). Designs that vary different subsets (the joint one, the sequential stages, the
+        equal-cost one) are then one compiled multi-start; ``CalibrationDesign``'s static
+        ``free`` set compiles one per subset."""
+
+        full: Problem
+        varies: dict
+
+        @property
+        def spec(self):
+            return self.full.spec
+
+        @property
+        def name(self):
+            return self.full.name
+
+        def full_params(self, params):
+            start = values(self.full.spec)
+            return {k: jnp.where(self.varies[k], params[k], start[k]) for k in start}
+
+        def loss(self, params, key):
+            return self.full.loss(self.full_params(params), key)
+
+        def design(self, params):
+            return self.full.design(self.full_params(params))
+
+    return SubsetDesign, eqx.filter_jit(lambda problem, params: problem.loss(params, None))
+
+
+def subset_design(full, free):
+    """``full`` (a ``CalibrationDesign`` varying every design variable) with only the
+    variables in ``free`` varying (see :func:`_subset_design`)."""
+    import jax.numpy as jnp
+
+    cls, _ = _subset_design()
+    return cls(full, {k: jnp.asarray(k in free) for k in full.spec})
+
+
+def _loss(problem, params):
+    """``problem.loss(params, None)`` compiled once for every design of one shape."""
+    return _subset_design()[1](problem, params)
+
+
 def _optimise(problem, config: AresJointConfig, key) -> dict[str, np.ndarray]:
-    """Multi-start Adam over the problem's free variables; the first start is the given
-    design, the others random settings (and random positions where they are free)."""
+    """Multi-start Adam over the variables that vary in the :func:`subset_design`
+    ``problem``; the first start is the given design, the others random settings (and
+    random positions) where they vary."""
     import jax
     import jax.numpy as jnp
 
@@ -167,20 +224,21 @@ def _optimise(problem, config: AresJointConfig, key) -> dict[str, np.ndarray]:
     key_settings, key_positions = jax.random.split(key)
     for name, value in spec.items():
         tiled = jnp.broadcast_to(value, (k, *value.shape))
-        if name == "settings" and k > 1:
+        varies = bool(problem.varies[name])
+        if name == "settings" and varies and k > 1:
             random = settings_starts(key_settings, (k - 1, *value.shape))
             tiled = tiled.at[1:].set(random)
-        if name == "positions" and k > 1:
+        if name == "positions" and varies and k > 1:
             p = problem.spec["positions"]
             u = jax.random.uniform(key_positions, (k - 1, *value.shape))
-            tiled = tiled.at[1:].set(p.lower + (p.upper - p.lower) * (0.1 + 0.8 * u))
+            tiled = tiled.at[1:].set(p.lower[None] + (p.upper - p.lower)[None] * (0.1 + 0.8 * u))
         starts[name] = tiled
     optimiser = Adam(schedule=CosineDecay(config.steps, final_fraction=1e-2))
     result = multistart(problem, starts, steps=config.steps, key=key, optimiser=optimiser)
     best = int(result.best)
     params = jax.tree.map(lambda a: a[best], result.path_params)
     settings, diagnostics = problem.design(params)
-    _, aux = problem.loss(params, None)
+    _, aux = _loss(problem, params)
     return {
         "settings": settings, "positions": diagnostics.positions,
         "resolutions": diagnostics.resolutions, "rms_bound": aux["rms_bound"],
@@ -189,10 +247,13 @@ def _optimise(problem, config: AresJointConfig, key) -> dict[str, np.ndarray]:
 
 
 def _evaluate(problem, settings) -> dict[str, np.ndarray]:
-    """A design's record: ``problem`` varies the settings only and has its screens."""
-    loss, aux = problem.loss({"settings": settings}, None)
-    return {"settings": settings, "positions": problem.diagnostics.positions,
-            "resolutions": problem.diagnostics.resolutions, "rms_bound": aux["rms_bound"],
+    """A design's record: ``problem`` (a :func:`subset_design`) has its screens."""
+    from diffdesign.core import values
+
+    loss, aux = _loss(problem, {**values(problem.spec), "settings": settings})
+    diagnostics = problem.full.diagnostics
+    return {"settings": settings, "positions": diagnostics.positions,
+            "resolutions": diagnostics.resolutions, "rms_bound": aux["rms_bound"],
             "cost": aux["cost"], "loss": loss}  # fmt: skip
 
 
@@ -220,9 +281,9 @@ def designs(config: AresJointConfig, stages: Stages) -> dict[str, dict[str, np.n
     def problem(settings, diagnostics, free, weight, nuisance=None):
         kwargs = {} if nuisance is None else {"nuisance": nuisance}
         points = prior_points(config, nuisance)
-        return CalibrationDesign(
-            settings, diagnostics, free=free, cost_weight=weight, points=points, **kwargs
-        )
+        full = CalibrationDesign(settings, diagnostics, cost_weight=weight, points=points,
+                                 **kwargs)  # fmt: skip
+        return subset_design(full, free)
 
     base = problem(published, one, {"settings"}, config.cost_weight)
     out["published"] = stages.get("published", lambda: _evaluate(base, jnp.asarray(published)))
@@ -392,6 +453,26 @@ def _design_inputs(config, design, two_screens, nuisance):
     return jnp.asarray(design["settings"]), diagnostics, NUISANCE if nuisance is None else nuisance
 
 
+@functools.cache
+def _log_likelihood():
+    """The calibration's log likelihood of x (``beam_residuals``) as one compiled function
+    of the design and the data: NUTS's initialisation evaluates it and its gradient outside
+    any compiled loop, which op by op compiled some 300 small programs per design."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from diffdesign.beamline.ares import INCOMING_PARAMETERS
+    from diffdesign.beamline.ares._likelihood import beam_residuals
+
+    @eqx.filter_jit
+    def log_likelihood(x, settings, measured, noise, diagnostics, nuisance):
+        residuals = beam_residuals(settings, measured, noise, diagnostics,
+                                   dict(INCOMING_PARAMETERS), nuisance)  # fmt: skip
+        return -0.5 * jnp.sum(residuals(x) ** 2)
+
+    return log_likelihood
+
+
 def nuts_check(config, design, record, two_screens, nuisance, key) -> dict[str, np.ndarray]:
     """NUTS on the first ``n_nuts`` realisations, on the same whitened residuals: posterior
     std of the offsets (m) and whether the truth lies in each central 95 % interval."""
@@ -401,22 +482,21 @@ def nuts_check(config, design, record, two_screens, nuisance, key) -> dict[str, 
     import numpyro.distributions as dist
     from numpyro.infer import MCMC, NUTS
 
-    from diffdesign.beamline.ares import INCOMING_PARAMETERS
-    from diffdesign.beamline.ares._likelihood import DEFAULT_BOUND, beam_residuals
+    from diffdesign.beamline.ares._likelihood import DEFAULT_BOUND
 
     settings, diagnostics, nuisance = _design_inputs(config, design, two_screens, nuisance)
     names = diagnostics.names
     lower = jnp.concatenate([-jnp.ones(6), -5.0 * jnp.ones(len(nuisance))])
+    log_likelihood = _log_likelihood()
     stds, covered, divergences = [], [], []
     for i in range(config.n_nuts):
         measured = {k: jnp.asarray(record["measured"][i, j]) for j, k in enumerate(names)}
         noise = {k: jnp.asarray(record["noise"][i, j]) for j, k in enumerate(names)}
-        residuals = beam_residuals(settings, measured, noise, diagnostics,
-                                   dict(INCOMING_PARAMETERS), nuisance)  # fmt: skip
 
-        def model(residuals=residuals):
+        def model(measured=measured, noise=noise):
             x = numpyro.sample("x", dist.Uniform(lower, -lower).to_event(1))
-            numpyro.factor("likelihood", -0.5 * jnp.sum(residuals(x) ** 2))
+            numpyro.factor("likelihood", log_likelihood(x, settings, measured, noise,
+                                                        diagnostics, nuisance))  # fmt: skip
 
         mcmc = MCMC(NUTS(model, target_accept_prob=0.9), num_warmup=config.nuts_warmup,
                     num_samples=config.nuts_samples, num_chains=1, progress_bar=False)  # fmt: skip
@@ -617,11 +697,12 @@ def joint_timing(config: AresJointConfig) -> dict[str, float]:
         jax.block_until_ready(grad(params))
     step_s = (time.perf_counter() - start) / repeats
     key = jax.random.key(config.seed)
+    every = subset_design(problem, problem.spec)
     start = time.perf_counter()
-    _optimise(problem, config, key)
+    _optimise(every, config, key)
     first = time.perf_counter() - start
     start = time.perf_counter()
-    _optimise(problem, config, key)
+    _optimise(every, config, key)
     steady = time.perf_counter() - start
     return {"gradient_compile_s": compile_s, "gradient_steady_s": step_s,
             "joint_optimisation_first_s": first, "joint_optimisation_steady_s": steady,
