@@ -101,6 +101,17 @@ def _tuning_rows(report: dict) -> list[dict]:
     ]  # fmt: skip
 
 
+def _bo_rows(report: dict) -> list[dict]:
+    """One BO step of the ARES tuning problem, ours against BoTorch's (medians over seeds)."""
+    summary, problem = report["summary"], report["problem"]
+    ours = {"compile_s": summary["diffdesign"]["cold_first_step_s"]
+            - summary["diffdesign"]["median_steady_step_s"],
+            "median_s": summary["diffdesign"]["median_steady_step_s"]}  # fmt: skip
+    return [_row(f"BO step, ARES tuning, budget {problem['budget']}", ours,
+                 summary["botorch"]["median_steady_step_s"],
+                 "compile: first seed's first step minus a steady one")]  # fmt: skip
+
+
 def _muography_rows(report: dict) -> list[dict]:
     rows = []
     for work, ours in report["ours"].items():
@@ -219,6 +230,7 @@ BENCHMARKS = (
               _peer_in_versions("Cheetah", "cheetah")),
     Benchmark("ares_tuning", 1800, 300, _tuning_rows,
               _no_peer("tuning methods compared within diffdesign")),
+    Benchmark("bo_vs_botorch", 1800, 240, _bo_rows, _peer_in_versions("BoTorch", "botorch")),
     Benchmark("beamline_vs_cheetah", 900, 180, _beamline_rows,
               _peer_in_versions("Cheetah", "cheetah")),
     Benchmark("muography_vs_tomopt", 5400, 180, _muography_rows, _muography_peer),
