@@ -135,7 +135,8 @@ def test_device_and_output_choices():
     assert _runner.child_env("gpu")["JAX_PLATFORMS"] == "cuda"
     assert _runner.child_env("cpu")["JAX_PLATFORMS"] == "cpu"
     names = [b.name for b in _runner.available()]
-    suite = ["ares_calibration", "ares_tuning", "beamline_vs_cheetah", "muography_vs_tomopt",
+    suite = ["ares_calibration", "ares_tuning", "bo_vs_botorch", "beamline_vs_cheetah",
+             "muography_vs_tomopt",
              "ring_vs_pyat", "xpcs_vs_homodyne", "sweep_ares", "scaling"]  # fmt: skip
     assert names == suite
     assert all((ROOT / "benchmarks" / f"{name}.py").exists() for name in suite)

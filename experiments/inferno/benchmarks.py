@@ -17,9 +17,9 @@ CONFIG = "experiments.inferno._study:InfernoStudyConfig"
 def run(args: argparse.Namespace) -> dict[str, str]:
     from pathlib import Path
 
-    from diffdesign.core.verdict import StudySummary
+    from diffdesign.core.verdict import StudySummary, Verdict
     from experiments.inferno._mixture import PAPER_TABLE_2
-    from experiments.inferno._study import InfernoStudyConfig, run_study, study_verdict
+    from experiments.inferno._study import InfernoStudyConfig, run_study
 
     config = InfernoStudyConfig.from_toml(args.config) if args.config else InfernoStudyConfig()
     config = config.smoke() if args.smoke else config
@@ -58,4 +58,4 @@ def run(args: argparse.Namespace) -> dict[str, str]:
         f"{PAPER_TABLE_2['inferno'][int(i)]:.2f})"
         for i, q in matching.items()
     }
-    return StudySummary(figures, study_verdict(results))
+    return StudySummary(figures, Verdict.from_json(results["verdict"]))

@@ -19,8 +19,8 @@ CONFIG = "experiments.joint._ares_study:AresJointConfig"
 
 
 def run(args: argparse.Namespace):
-    from diffdesign.core.verdict import StudySummary
-    from experiments.joint._ares_study import AresJointConfig, joint_verdict, run_study
+    from diffdesign.core.verdict import StudySummary, Verdict
+    from experiments.joint._ares_study import AresJointConfig, run_study
 
     config = AresJointConfig.from_toml(args.config) if args.config else AresJointConfig()
     config = config.smoke() if args.smoke else config
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace):
         f"(gradient step {1e3 * timing['gradient_steady_s']:.3g} ms, compile "
         f"{timing['gradient_compile_s']:.3g} s)"
     )
-    return StudySummary(summary, joint_verdict(results))
+    return StudySummary(summary, Verdict.from_json(results["verdict"]))
 
 
 def _key(results, name):

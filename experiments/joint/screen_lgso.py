@@ -641,7 +641,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace):
     from diffdesign._progress import say
-    from diffdesign.core.verdict import StudySummary
+    from diffdesign.core.verdict import StudySummary, Verdict
 
     sizes = dict(SMOKE if args.smoke else FULL)
     rows = getattr(args, "surrogate_rows", None)
@@ -675,4 +675,4 @@ def run(args: argparse.Namespace):
         sweep["smallest_rows_meeting_target"]
     )
     summary["out"] = str(out)
-    return StudySummary(summary, study_verdict(results))
+    return StudySummary(summary, Verdict.from_json(results["verdict"]))

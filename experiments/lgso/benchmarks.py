@@ -16,8 +16,8 @@ CONFIG = "experiments.lgso._study:LgsoStudyConfig"
 def run(args: argparse.Namespace):
     from pathlib import Path
 
-    from diffdesign.core.verdict import StudySummary
-    from experiments.lgso._study import LgsoStudyConfig, run_study, study_verdict
+    from diffdesign.core.verdict import StudySummary, Verdict
+    from experiments.lgso._study import LgsoStudyConfig, run_study
 
     config = LgsoStudyConfig.from_toml(args.config) if args.config else LgsoStudyConfig()
     config = config.smoke() if args.smoke else config
@@ -46,4 +46,4 @@ def run(args: argparse.Namespace):
         for problem, methods in results["summary"].items()
         for method, entry in methods.items()
     }
-    return StudySummary(figures, study_verdict(results))
+    return StudySummary(figures, Verdict.from_json(results["verdict"]))

@@ -23,11 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace):
-    from diffdesign.core.verdict import StudySummary
+    from diffdesign.core.verdict import StudySummary, Verdict
     from experiments.ring._studies import (
         ESTIMATORS,
         CorrectionStudyConfig,
-        correction_verdict,
         run_correction_study,
     )
 
@@ -58,4 +57,4 @@ def run(args: argparse.Namespace):
             f"{bayes['rms_beta_beat_x']['median']:.3%} / {bayes['rms_beta_beat_y']['median']:.3%}"
         ),
     }
-    return StudySummary(figures, correction_verdict(results))
+    return StudySummary(figures, Verdict.from_json(results["verdict"]))

@@ -20,10 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace):
-    from diffdesign.core.verdict import StudySummary
+    from diffdesign.core.verdict import StudySummary, Verdict
     from experiments.ring._studies import (
         DegeneracyStudyConfig,
-        degeneracy_verdict,
         run_degeneracy_study,
     )
 
@@ -46,4 +45,4 @@ def run(args: argparse.Namespace):
         "correlation": f"{pair['correlation']:.4f} (paper {pair['paper_correlation']})",
         "fit blames": fit["largest"]["name"],
     }
-    return StudySummary(figures, degeneracy_verdict(results))
+    return StudySummary(figures, Verdict.from_json(results["verdict"]))

@@ -47,6 +47,7 @@ def _steps(path: Path) -> int:
         return 0
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_after_the_step_and_the_rerun_resumes(tmp_path, signum):
     checkpoint = tmp_path / "run.npz"

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 30
@@ -32,6 +33,7 @@ def _steps_done(checkpoint: Path) -> int:
     return len(_history(checkpoint))
 
 
+@pytest.mark.smoke
 def test_joint_fit_resumes_after_kill_9(tmp_path):
     env = os.environ | {"DIFFDESIGN_JAX_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
     whole = tmp_path / "whole"

@@ -85,6 +85,7 @@ def test_losses():
     np.testing.assert_allclose(panel_cost(detector, 1.0, 0.0), 8 * 0.9)
 
 
+@pytest.mark.smoke
 def test_optimisation_improves_a_poor_layout_and_resumes(tmp_path):
     """14 epochs from a poor layout cut the loss; a run stopped after 7 epochs and resumed
     from its checkpoint ends exactly where the uninterrupted one does."""
@@ -109,6 +110,7 @@ def load_checkpoint_header(path):
         return json.loads(archive["__metadata__"].tobytes().decode())
 
 
+@pytest.mark.smoke
 def test_several_volumes_and_plots(tmp_path):
     volumes = stack_volumes([VOLUME, block_in_matrix((0.11, 0.61, 0.31), (0.39, 0.89, 0.49))])
     result = optimize_detector(
@@ -176,6 +178,7 @@ print(json.dumps({"devices": jax.device_count(), "value": [float(one_value), flo
 """
 
 
+@pytest.mark.smoke
 def test_muon_batches_shard_across_devices():
     """Loss and gradient with the muons split over 2 (emulated) devices equal the 1-device
     ones to rounding."""

@@ -69,6 +69,7 @@ def _sweep(spec: Path, out: Path, env: dict, *extra: str, wait: bool = True, pip
     return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
 
 
+@pytest.mark.smoke
 def test_kill_9_mid_sweep_loses_nothing_and_recomputes_no_finished_point(tmp_path):
     experiments = _toy_experiments(tmp_path)
     log = tmp_path / "log.txt"
@@ -147,6 +148,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.smoke
 def test_two_processes_under_jax_distributed_give_the_same_table(tmp_path):
     """Batched (a global array over 2 x 2 emulated devices) and point by point (each
     process runs the points its devices hold), each against one process with one device."""
