@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, str]:
-    from diffdesign.core.verdict import StudySummary
-    from experiments.ares._study import StudyConfig, calibration_verdict, run_study
+    from diffdesign.core.verdict import StudySummary, Verdict
+    from experiments.ares._study import StudyConfig, run_study
 
     path = args.config or args.config_file
     config = StudyConfig.from_toml(path) if path else StudyConfig()
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> dict[str, str]:
     calibration = results["calibration"]
     figures = {"mean |offset error|": f"{calibration['mean_absolute_error_um']:.3g} um "
                "(fitted quadrupole offsets against the simulated truth)"}  # fmt: skip
-    return StudySummary(figures, calibration_verdict(calibration, config.screen_noise))
+    return StudySummary(figures, Verdict.from_json(results["verdict"]))
 
 
 def _config_mapping(config) -> dict:

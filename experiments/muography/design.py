@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> dict[str, str]:
     from experiments.muography import _studies as studies
 
     config = study_config(args)
-    from diffdesign.core.verdict import StudySummary
+    from diffdesign.core.verdict import StudySummary, Verdict
 
     results = studies.run_design(config, args.out)
     meaning = studies.LOSS_MEANING[config.loss]
@@ -27,4 +27,4 @@ def run(args: argparse.Namespace) -> dict[str, str]:
         f"sample), panel cost {entry['cost']:.3g} budget units"
         for name, entry in results["validation"].items()
     }
-    return StudySummary(figures, studies.design_verdict(results))
+    return StudySummary(figures, Verdict.from_json(results["verdict"]))

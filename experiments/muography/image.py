@@ -14,7 +14,7 @@ CONFIG = "experiments.muography._studies:MuographyStudyConfig"
 
 
 def run(args: argparse.Namespace):
-    from diffdesign.core.verdict import StudySummary
+    from diffdesign.core.verdict import StudySummary, Verdict
     from experiments.muography import _studies as studies
 
     results = studies.run_lead_block(study_config(args), args.out)
@@ -26,4 +26,4 @@ def run(args: argparse.Namespace):
         f"{name} lead median X0": f"{entry['lead_median_x0_m'] * 1e3:.2f} mm (true 5.61 mm)"
         for name, entry in results["estimators"].items()
     }
-    return StudySummary(figures, studies.image_verdict(results))
+    return StudySummary(figures, Verdict.from_json(results["verdict"]))

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> dict[str, str]:
     from experiments.muography import _studies as studies
 
     config = study_config(args)
-    from diffdesign.core.verdict import StudySummary
+    from diffdesign.core.verdict import StudySummary, Verdict
 
     results = studies.run_budget_sweep(config, args.out)
     meaning = studies.LOSS_MEANING[config.loss]
@@ -26,4 +26,4 @@ def run(args: argparse.Namespace) -> dict[str, str]:
         f"{row[config.loss]:.4g}"
         for row in results["rows"]
     }
-    return StudySummary(figures, studies.sweep_verdict(results))
+    return StudySummary(figures, Verdict.from_json(results["verdict"]))

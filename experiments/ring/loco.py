@@ -22,11 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, str]:
-    from diffdesign.core.verdict import StudySummary
+    from diffdesign.core.verdict import StudySummary, Verdict
     from experiments.ring._loco import (
         LocoStudyConfig,
         fit_measured_orm,
-        loco_verdict,
         run_loco_study,
     )
 
@@ -43,4 +42,4 @@ def run(args: argparse.Namespace) -> dict[str, str]:
             f"{summary['rms_relative_k1_error_planted']:.2e} planted -> "
             f"{summary['rms_relative_k1_error_after_fit']:.2e} after the fit"
         )
-    return StudySummary(figures, loco_verdict(summary))
+    return StudySummary(figures, Verdict.from_json(results["verdict"]))

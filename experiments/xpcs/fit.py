@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, str]:
-    from diffdesign.core.verdict import StudySummary
-    from experiments.xpcs._job import fit_verdict, load_job, run_fit
+    from diffdesign.core.verdict import StudySummary, Verdict
+    from experiments.xpcs._job import load_job, run_fit
 
     data, config = args.data, args.config
     if args.example:
@@ -54,4 +54,4 @@ def run(args: argparse.Namespace) -> dict[str, str]:
     if results["cmc"] is not None:
         cmc = results["cmc"]
         summary["cmc"] = f"{cmc['n_shards']} shard(s), {cmc['divergences']} divergence(s)"
-    return StudySummary(summary, fit_verdict(results))
+    return StudySummary(summary, Verdict.from_json(results["verdict"]))
