@@ -47,8 +47,9 @@ def run_once(command: str, out: Path, cache: Path, timeout: float) -> dict:
     """Run ``diffdesign <domain> <verb> --smoke --out OUT`` and time its output lines."""
     domain, verb = command.split("/")
     offsets = cache.parent / "offsets.json"
-    offsets.parent.mkdir(parents=True, exist_ok=True)
-    offsets.write_text(json.dumps({"offsets_m": [[0.0, 0.0]] * 3}))
+    if "{offsets}" in EXTRA.get(command, []):  # only the commands that read one
+        offsets.parent.mkdir(parents=True, exist_ok=True)
+        offsets.write_text(json.dumps({"offsets_m": [[0.0, 0.0]] * 3}))
     extra = [a.format(offsets=offsets) for a in EXTRA.get(command, [])]
     argv = [sys.executable, "-m", "diffdesign.cli", domain, verb, *extra, "--smoke", "--out",
             str(out)]  # fmt: skip
