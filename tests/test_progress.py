@@ -16,9 +16,9 @@ def _slow_to_compile(x):
 
 
 def test_a_long_compilation_is_announced_and_timed():
-    out = io.StringIO()
-    with CompileNotices(after_s=0.05, out=out):
-        jax.jit(_slow_to_compile)(jnp.ones(3)).block_until_ready()
+    out, x = io.StringIO(), jnp.ones(3)  # the input made outside: its own small compilation
+    with CompileNotices(after_s=0.05, out=out):  # could pass 0.05 s on a loaded machine
+        jax.jit(_slow_to_compile)(x).block_until_ready()
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("compiling jit(_slow_to_compile) ... (first call with these")
     assert lines[1].startswith("compiled jit(_slow_to_compile) in ")
@@ -44,8 +44,9 @@ def test_json_progress_lines(capsys):
         with bar(total=3, initial=1, desc="design", unit="step") as b:
             b.set_postfix_str("loss 0.5")
             b.update(2)
+        x = jnp.ones(5)
         with CompileNotices(after_s=0.05):
-            jax.jit(_slow_to_compile)(jnp.ones(5)).block_until_ready()
+            jax.jit(_slow_to_compile)(x).block_until_ready()
     finally:
         use_json(False)
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
@@ -54,6 +55,8 @@ def test_json_progress_lines(capsys):
     progress = [e for e in events if e["event"] == "progress"]
     assert progress[-1]["done"] == 3 and progress[-1]["total"] == 3
     assert progress[-1]["postfix"] == "loss 0.5" and progress[-1]["eta_s"] == 0.0
-    compiles = [e for e in events if e["event"] == "compile"]
+    # only this function's events: on a loaded machine another small program compiled in the
+    # same window (a constant, a transfer) can also pass the 0.05 s threshold
+    compiles = [e for e in events if e["event"] == "compile" and "_slow_to_compile" in e["name"]]
     assert [e["state"] for e in compiles] == ["started", "finished"]
     assert compiles[1]["seconds"] > 0.05
