@@ -53,8 +53,6 @@ def _tilt(tensor) -> np.ndarray | None:
 def _element_from_cheetah(element, cheetah) -> list[Element]:
     name = element.name
     kind = type(element)
-    if isinstance(element, cheetah.Segment):
-        return [e for sub in element.elements for e in _element_from_cheetah(sub, cheetah)]
     if kind is cheetah.Drift:
         return [Drift(_array(element.length), name)]
     if kind is cheetah.Quadrupole:
@@ -134,16 +132,50 @@ def _element_from_cheetah(element, cheetah) -> list[Element]:
     )
 
 
+def _leaves(segment, cheetah) -> list:
+    """The Cheetah elements of ``segment`` in beam order, nested segments flattened."""
+    return [
+        leaf
+        for element in segment.elements
+        for leaf in (
+            _leaves(element, cheetah) if isinstance(element, cheetah.Segment) else [element]
+        )
+    ]
+
+
 def from_cheetah(segment) -> Segment:
     """A diffdesign :class:`Segment` from a ``cheetah.Segment`` (nested segments flattened).
 
+    Each element's ``tracking_method`` is kept: ``"second_order"`` elements become the
+    segment's ``second_order`` positions (``track(beam, reproduce_cheetah=True)`` then
+    tracks as Cheetah does; the default uses MAD8's second-order integrals, which differ
+    from Cheetah's for sextupoles and combined-function bends). ``"drift_kick_drift"`` has
+    no counterpart here yet and is refused.
+
     Raises:
-        ValueError: naming the first element whose type has no counterpart here.
+        ValueError: naming the first element whose type has no counterpart here, or the
+            elements tracked drift-kick-drift.
     """
     cheetah, _ = _cheetah()
     if not isinstance(segment, cheetah.Segment):
         raise TypeError(f"segment must be a cheetah.Segment; got {type(segment).__name__}")
-    return Segment(_element_from_cheetah(segment, cheetah), segment.name)
+    leaves = _leaves(segment, cheetah)
+    # Elements with one way of tracking name it after their class ("bpm", "screen", ...).
+    methods = [getattr(leaf, "tracking_method", "linear") for leaf in leaves]
+    refused = [leaf.name for leaf, m in zip(leaves, methods, strict=True) if m in _REFUSED]
+    if refused:
+        raise ValueError(
+            f"elements {refused} use tracking methods {sorted(set(methods) & set(_REFUSED))}, "
+            "which diffdesign cannot keep (drift-kick-drift tracking is not built yet); set "
+            "their tracking_method to 'linear' or 'second_order' in Cheetah to convert them"
+        )
+    elements = [e for leaf in leaves for e in _element_from_cheetah(leaf, cheetah)]
+    marked = [i for i, m in enumerate(methods) if m == "second_order"]
+    return Segment(elements, segment.name, second_order=marked)
+
+
+#: Cheetah tracking methods a converted segment cannot keep.
+_REFUSED = ("drift_kick_drift",)
 
 
 def _species_from_cheetah(species) -> Species:
@@ -197,7 +229,13 @@ def to_cheetah(obj):
         return {"name": element.name or None, "sanitize_name": False}
 
     if isinstance(obj, Segment):
-        return cheetah.Segment([to_cheetah(e) for e in obj.elements], **named(obj))
+        elements = [to_cheetah(e) for e in obj.elements]
+        for position, element in enumerate(elements):
+            # explicit both ways: Cheetah's Sextupole defaults to second order
+            if "linear" in element.supported_tracking_methods:
+                marked = position in obj.second_order
+                element.tracking_method = "second_order" if marked else "linear"
+        return cheetah.Segment(elements, **named(obj))
     if isinstance(obj, Beam):
         if KNOWN_SPECIES.get(obj.species.name) == obj.species:
             species = cheetah.Species(obj.species.name)
