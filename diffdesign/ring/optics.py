@@ -472,6 +472,7 @@ def linear_optics(
     *,
     delta: ArrayLike = 0.0,
     orbit_iterations: int = 5,
+    allow_unstable: bool = False,
 ) -> dict[str, Array]:
     """Linear optics at the reference points (default: all BPMs, AT class ``Monitor``).
 
@@ -482,6 +483,8 @@ def linear_optics(
             *entrance* of each reference element, as in AT.
         delta: momentum deviation.
         orbit_iterations: Newton iterations of the closed orbit (see :func:`closed_orbit`).
+        allow_unstable: return NaN tunes and Twiss functions for an unstable ring instead
+            of raising (for stability scans).
 
     With x-y coupling the ``_x``/``_y`` Twiss functions are those of the normal modes a/b
     (Edwards-Teng in the Sagan-Rubin form, equal to AT's ``linopt4``; AT's default
@@ -496,13 +499,16 @@ def linear_optics(
         ``one_turn`` (6, 6), ``orbit_residual``.
 
     Raises:
-        ValueError: the linear motion is unstable, when called outside ``jit``; inside
-            ``jit`` the Twiss functions are NaN then.
+        ValueError: the linear motion is unstable (no periodic solution), naming the mode
+            and the one-turn traces. Inside ``jit`` or ``vmap``, where the values are not
+            known while tracing, the same check runs with the computation
+            (``equinox.error_if``) and the call fails with "unstable optics" when it runs.
     """
     index = tuple(int(i) for i in _refpoints(lattice, refpts))
     result = _linear_optics(lattice, index, jnp.asarray(delta, dtype=float), orbit_iterations)
-    _check_stable(result)
-    return result
+    return (
+        result if allow_unstable else _refuse_unstable(result, result["tunes"], result["one_turn"])
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(1, 3))
@@ -541,42 +547,71 @@ def _optics_from_solution(
     }
 
 
-def _check_stable(result: dict[str, Array]) -> None:
-    """Unstable optics (no periodic solution: NaN Twiss functions) are refused when the
-    values are known."""
-    if not is_concrete(result["one_turn"]):
-        return
-    tunes = np.asarray(result["tunes"])
-    for mode, tune in zip(("a (x)", "b (y)"), tunes, strict=True):
+def _refuse_unstable(value, tunes: Array, one_turn: Array):
+    """``value``, unless the linear motion is unstable (a mode without periodic solution: NaN
+    tunes and Twiss functions). Known values are checked now (a ValueError naming the mode
+    and the one-turn traces); traced ones when the program runs (``equinox.error_if``), so a
+    jitted or vmapped call on an unstable ring fails instead of returning NaN."""
+    if not is_concrete(tunes):
+        unstable = ~jnp.all(jnp.isfinite(tunes))
+        return eqx.error_if(value, unstable, _UNSTABLE + " (|trace| >= 2 of a one-turn block)")
+    for mode, tune in zip(("a (x)", "b (y)"), np.asarray(tunes), strict=True):
         if not np.isfinite(tune):
-            m = np.asarray(result["one_turn"])
+            m = np.asarray(one_turn)
             traces = [float(np.trace(m[p : p + 2, p : p + 2])) for p in (0, 2)]
             raise ValueError(
-                f"unstable optics: mode {mode} has no periodic solution (one-turn block traces "
-                f"{traces[0]:.6g}, {traces[1]:.6g}; stable motion needs |trace| < 2 per mode): "
-                "check quadrupole strengths"
+                f"{_UNSTABLE}: mode {mode} has no periodic solution (one-turn block traces "
+                f"{traces[0]:.6g}, {traces[1]:.6g}; stable motion needs |trace| < 2 per mode)"
             )
+    return value
 
 
-def tunes(lattice: Lattice, delta: ArrayLike = 0.0, orbit_iterations: int = 5) -> Array:
-    """(2,) fractional tunes (one period) at momentum deviation `delta`."""
-    return _tunes(lattice, jnp.asarray(delta, dtype=float), orbit_iterations)
+_UNSTABLE = "unstable optics: check quadrupole strengths"
+
+
+def tunes(
+    lattice: Lattice,
+    delta: ArrayLike = 0.0,
+    orbit_iterations: int = 5,
+    *,
+    allow_unstable: bool = False,
+) -> Array:
+    """(2,) fractional tunes (one period) at momentum deviation `delta`.
+
+    Raises:
+        ValueError: unstable linear motion, unless ``allow_unstable`` (then NaN); see
+            :func:`linear_optics` for the check inside ``jit``.
+    """
+    values, one_turn = _tunes(lattice, jnp.asarray(delta, dtype=float), orbit_iterations)
+    return values if allow_unstable else _refuse_unstable(values, values, one_turn)
 
 
 @functools.partial(jax.jit, static_argnums=(2,))
-def _tunes(lattice: Lattice, delta: Array, orbit_iterations: int) -> Array:
+def _tunes(lattice: Lattice, delta: Array, orbit_iterations: int) -> tuple[Array, Array]:
     one_turn = _closed_orbit(lattice, delta, orbit_iterations).transfer[-1]
-    return periodic_twiss(one_turn).mu / _TWO_PI
+    return periodic_twiss(one_turn).mu / _TWO_PI, one_turn
+
+
+def chromaticity(
+    lattice: Lattice, orbit_iterations: int = 5, *, allow_unstable: bool = False
+) -> Array:
+    """(2,) linear chromaticity d(tune)/d(delta) at delta = 0, by forward-mode autodiff
+    through the off-momentum closed orbit (sextupole feed-down included).
+
+    Raises:
+        ValueError: unstable linear motion, unless ``allow_unstable`` (then NaN); see
+            :func:`linear_optics`.
+    """
+    values, slope, one_turn = _chromaticity(lattice, orbit_iterations)
+    return slope if allow_unstable else _refuse_unstable(slope, values, one_turn)
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
-def chromaticity(lattice: Lattice, orbit_iterations: int = 5) -> Array:
-    """(2,) linear chromaticity d(tune)/d(delta) at delta = 0, by forward-mode autodiff
-    through the off-momentum closed orbit (sextupole feed-down included)."""
-    _, slope = jax.jvp(
+def _chromaticity(lattice: Lattice, orbit_iterations: int) -> tuple[Array, Array, Array]:
+    (values, one_turn), (slope, _) = jax.jvp(
         lambda d: _tunes(lattice, d, orbit_iterations), (jnp.zeros(()),), (jnp.ones(()),)
     )
-    return slope
+    return values, slope, one_turn
 
 
 _S4 = np.array(

@@ -124,8 +124,29 @@ def test_k1_jacobian_refuses_a_displaced_orbit(small):
 
 def test_unstable_optics_are_reported(small):
     too_strong = small.add_k1(small.indices("QF.*"), 5.0)
-    with pytest.raises(ValueError, match="unstable optics"):
+    with pytest.raises(ValueError, match=r"unstable optics.*mode a \(x\).*traces"):
         ring.linear_optics(too_strong)
+    with pytest.raises(ValueError, match="unstable optics"):
+        ring.tunes(too_strong)
+    with pytest.raises(ValueError, match="unstable optics"):
+        ring.chromaticity(too_strong)
+    # inside jit and vmap the values are unknown while tracing: the check runs with the program
+    with pytest.raises(Exception, match="unstable optics"):
+        jax.jit(ring.linear_optics)(too_strong)
+    strengths = jnp.asarray([0.0, 5.0])  # one stable ring, one unstable
+    quads = small.indices("QF.*")
+    with pytest.raises(Exception, match="unstable optics"):
+        jax.vmap(lambda dk: ring.tunes(small.add_k1(quads, dk)))(strengths)
+    # a stability scan asks for NaN instead
+    scan = jax.jit(jax.vmap(lambda dk: ring.tunes(small.add_k1(quads, dk), allow_unstable=True)))
+    tunes = np.asarray(scan(strengths))
+    np.testing.assert_allclose(tunes[0], ring.tunes(small), rtol=1e-14)
+    assert np.isnan(tunes[1, 0])
+    assert np.all(np.isnan(ring.linear_optics(too_strong, allow_unstable=True)["beta_x"]))
+    # and a stable ring passes the jitted check unchanged
+    np.testing.assert_allclose(
+        jax.jit(ring.linear_optics)(small)["beta_x"], ring.linear_optics(small)["beta_x"], rtol=1e-14
+    )
 
 
 # ------------------------------------------------------------------ element maps vs pyAT
