@@ -1,7 +1,7 @@
 """Storage-ring optics: lattices, closed orbit, Twiss functions, Jacobians, correction.
 
 Read a packaged ring by name (``"esrf"``, ``"nsls2"``, ``"nsls2-elegant"``) or a lattice file
-(AT MATLAB, JSON) with :func:`load_lattice`, then every optics function
+(AT MATLAB ``.m`` or ``.mat``, JSON) with :func:`load_lattice`, then every optics function
 is a pure function of the :class:`Lattice` PyTree:
 
 >>> lattice = load_lattice("esrf")     # a packaged ring, or a path  # doctest: +SKIP
@@ -17,6 +17,7 @@ from diffdesign.ring.description import RingDescription
 from diffdesign.ring.jacobians import k1_jacobian, k1_orm_jacobian
 from diffdesign.ring.json_format import read_lattice_json, write_lattice_json
 from diffdesign.ring.lattice import Lattice
+from diffdesign.ring.mat_file import read_mat_file
 from diffdesign.ring.model import OBSERVABLES, RingModel, fitted_quadrupoles, ring_model
 from diffdesign.ring.optics import (
     chromaticity,
@@ -47,6 +48,7 @@ __all__ = [
     "orbit_response",
     "read_at_file",
     "read_lattice_json",
+    "read_mat_file",
     "reference_optics",
     "ring_model",
     "tunes",

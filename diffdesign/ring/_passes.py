@@ -20,10 +20,20 @@ Two integrators for thick magnets:
 
 Edge focusing, fringe fields, misalignments and corrector kicks are the same in both: they
 are part of the element model, not of the integrator.
+
+``BndMPoleSymplectic4E2Pass`` (X. Huang's bend, flagged by ``ElementParams.e2``) shares the
+magnet map: its body is AT's integrator with the curvilinear "hx" drift and the kick's
+curvature terms of the expanded vector potential (PolynomA ignored, as AT does), which
+vanish for the other magnets, and its edges are second-order transport maps with pole-face
+curvatures H1/H2 in place of the first-order edge and quadrupole fringe. The body's linear
+part equals the plain bend's, so the ``"exact"`` integrator keeps its linear flow for it.
+In a lattice without E2 bends ``ElementParams.e2`` is None and the maps leave these terms
+out when they are traced (they would slow every magnet down).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -62,6 +72,9 @@ class ElementParams(eqx.Module):
         t1, t2: (n, 6) entrance/exit translations [T1, T2].
         r1, r2: (n, 6, 6) entrance/exit rotations [R1, R2].
         m66: (n, 6, 6) matrix of M66 elements (identity elsewhere).
+        h1, h2: (n,) entrance/exit pole-face curvature, 1/m [H1, H2] (E2 bends only).
+        e2: (n,) 1 for ``BndMPoleSymplectic4E2Pass`` bends, 0 for the other magnets.
+            h1, h2 and e2 are None in a lattice without E2 bends.
     """
 
     length: Array
@@ -83,6 +96,9 @@ class ElementParams(eqx.Module):
     r1: Array
     r2: Array
     m66: Array
+    h1: Array | None
+    h2: Array | None
+    e2: Array | None
 
 
 # ---------------------------------------------------------------------------- pieces
@@ -105,6 +121,28 @@ def _drift(z: Array, length: Array) -> Array:
     )
 
 
+def _curved_drift(z: Array, length: Array, h: Array) -> Array:
+    """AT's E2 "hx drift" (ATbendhxdrift6) of H = (1 + h x)(px² + py²) / (2 (1 + delta)):
+    fastdrift plus terms in the curvature `h`; with h = 0, fastdrift bit for bit."""
+    x, px, y, py, delta, ct = z
+    p_norm = 1.0 / (1.0 + delta)
+    norm_l = length * p_norm
+    square = px * px + py * py
+    path = norm_l * p_norm * square / 2.0
+    return jnp.stack(
+        [
+            x
+            + norm_l * px
+            + h * (x * norm_l * px + length * norm_l * p_norm * (px * px - py * py) / 4.0),
+            px - h * length * square * p_norm / 2.0,
+            y + norm_l * py + h * norm_l * py * (x + length * px * (1.0 + h * x) / 2.0),
+            py,
+            delta,
+            ct + path + h * x * path,
+        ]
+    )
+
+
 def _field(a: Array, b: Array, x: Array, y: Array) -> tuple[Array, Array]:
     """Horner sum of (B_n + i A_n)(x + i y)^n: returns (Re, Im) as AT's kicks use them."""
     order = b.shape[-1]
@@ -114,10 +152,24 @@ def _field(a: Array, b: Array, x: Array, y: Array) -> tuple[Array, Array]:
     return re, im
 
 
-def _kick(z: Array, a: Array, b: Array, strength: Array, irho: Array) -> Array:
-    """AT's thin multipole kick of integrated length `strength` (bndthinkick; irho = 0 straight)."""
+def _kick(
+    z: Array, a: Array, b: Array, strength: Array, irho: Array, curvature: Array | None = None
+) -> Array:
+    """AT's thin multipole kick of integrated length `strength` (bndthinkick; irho = 0 straight).
+
+    With `curvature` = irho, the E2 bend's kick: the field's curvature terms from the
+    vector potential expanded to 4th order (AT passes PolynomA = 0 for it); 0 adds nothing.
+    """
     x, px, y, py, delta, ct = z
     re, im = _field(a, b, x, y)
+    if curvature is not None:
+        k1 = b[1]
+        k2 = b[2] if b.shape[-1] > 2 else 0.0
+        x2, y2 = x * x, y * y
+        re = re + curvature * (k1 * (x2 - y2 / 2.0) + k2 * x * (x2 - 4.0 / 3.0 * y2))
+        im = im + curvature * (
+            k1 * x * y + 4.0 / 3.0 * k2 * x2 * y + (irho / 6.0 * k1 - k2 / 3.0) * y2 * y
+        )
     return jnp.stack(
         [
             x,
@@ -161,6 +213,54 @@ def _bend_edge(
     return jnp.stack([x, px + x * fx, y, py - y * fy, delta, ct])
 
 
+def _e2_edge(
+    z: Array,
+    irho: Array,
+    edge: Array,
+    gap_fint: Array,
+    pole_curvature: Array,
+    k1: Array,
+    entrance: bool,
+) -> Array:
+    """AT's edge_fringe2A (entrance) / edge_fringe2B (exit): Brown's second-order transport
+    map of a dipole edge with fringe field (FullGap * FringeInt) and pole-face curvature
+    (H1/H2) in a gradient K1 = PolynomB[1]. Unlike the first-order edge, it does not
+    depend on the momentum deviation."""
+    x, px, y, py, delta, ct = z
+    h = irho
+    sin_e, cos_e = jnp.sin(edge), jnp.cos(edge)
+    psi_bar = edge - h * gap_fint * (1.0 + sin_e * sin_e) / cos_e
+    t, t_bar, sec = jnp.tan(edge), jnp.tan(psi_bar), 1.0 / cos_e
+    sign = -1.0 if entrance else 1.0  # T111, T234, T133 change sign between the faces
+    t111 = sign * 0.5 * h * t * t
+    t234 = t111
+    t133 = -sign * 0.5 * h * sec * sec
+    curved = 0.5 * h * pole_curvature * sec**3 + k1 * t
+    if entrance:
+        t211 = curved
+        t233 = -curved + 0.5 * h * h * t * (t_bar * t_bar + sec * sec)
+        t413 = -curved
+    else:
+        t211 = curved - 0.5 * h * h * t**3
+        t233 = -curved - 0.5 * h * h * t * t_bar * t_bar
+        t413 = -curved + 0.5 * h * h * t * sec * sec
+    return jnp.stack(
+        [
+            x + t111 * x * x + t133 * y * y,
+            px
+            + x * h * t
+            - 2.0 * t111 * x * px
+            + 2.0 * t234 * y * py
+            + t211 * x * x
+            + t233 * y * y,
+            y - 2.0 * t234 * x * y,
+            py - y * h * t_bar + 2.0 * t234 * x * py + 2.0 * t413 * x * y - 2.0 * t133 * px * y,
+            delta,
+            ct,
+        ]
+    )
+
+
 def _misalign_entrance(z: Array, p: ElementParams) -> Array:
     return p.r1 @ (z + p.t1)
 
@@ -180,19 +280,25 @@ def _corrector_dipole_terms(p: ElementParams) -> tuple[Array, Array]:
 # ---------------------------------------------------------------------- integrators
 
 
-def _at_step(a: Array, b: Array, step: Array, irho: Array):
-    """One step of AT's 4th-order integrator (drift-kick-drift-kick-drift-kick-drift)."""
+def _at_step(a: Array, b: Array, step: Array, irho: Array, curvature: Array | None):
+    """One step of AT's 4th-order integrator (drift-kick-drift-kick-drift-kick-drift);
+    `curvature`: irho for the E2 bend's curvilinear drift and kick, 0 for the other magnets
+    of a lattice with E2 bends, None (no such terms) in a lattice without."""
     l1, l2 = step * _DRIFT1, step * _DRIFT2
     k1, k2 = step * _KICK1, step * _KICK2
+    if curvature is None:
+        drift = _drift
+    else:
+        drift = functools.partial(_curved_drift, h=curvature)
 
     def one_step(z):
-        z = _drift(z, l1)
-        z = _kick(z, a, b, k1, irho)
-        z = _drift(z, l2)
-        z = _kick(z, a, b, k2, irho)
-        z = _drift(z, l2)
-        z = _kick(z, a, b, k1, irho)
-        return _drift(z, l1)
+        z = drift(z, l1)
+        z = _kick(z, a, b, k1, irho, curvature)
+        z = drift(z, l2)
+        z = _kick(z, a, b, k2, irho, curvature)
+        z = drift(z, l2)
+        z = _kick(z, a, b, k1, irho, curvature)
+        return drift(z, l1)
 
     return one_step
 
@@ -292,22 +398,40 @@ def _magnet_parts(p: ElementParams, *, steps: int, integrator: str, nonlinear: b
     a, b = _corrector_dipole_terms(p)
     safe_length = jnp.where(p.length > 0.0, p.length, 1.0)
     irho = p.bending_angle / safe_length
+    curvature = None
+    if p.e2 is not None:  # a lattice with E2 bends
+        e2 = p.e2 != 0
+        a = jnp.where(e2, 0.0, a)  # the E2 bend ignores PolynomA (and a vertical KickAngle)
+        curvature = jnp.where(e2, irho, 0.0)
 
-    def entry(z):
-        z = _misalign_entrance(z, p)
+    def first_order_entry(z):
         z = _bend_edge(
             z, irho, p.entrance_angle, p.fringe_int1, p.full_gap, p.fringe_bend_entrance, True
         )
         return _quad_fringe(z, b[1] * (p.fringe_quad_entrance != 0), +1.0)
 
-    def exit_(z):
+    def first_order_exit(z):
         z = _quad_fringe(z, b[1] * (p.fringe_quad_exit != 0), -1.0)
-        z = _bend_edge(z, irho, p.exit_angle, p.fringe_int2, p.full_gap, p.fringe_bend_exit, False)
-        return _misalign_exit(z, p)
+        return _bend_edge(
+            z, irho, p.exit_angle, p.fringe_int2, p.full_gap, p.fringe_bend_exit, False
+        )
+
+    def entry(z):
+        z = _misalign_entrance(z, p)
+        if p.e2 is None:
+            return first_order_entry(z)
+        second = _e2_edge(z, irho, p.entrance_angle, p.full_gap * p.fringe_int1, p.h1, b[1], True)
+        return jnp.where(p.e2 != 0, second, first_order_entry(z))
+
+    def exit_(z):
+        if p.e2 is None:
+            return _misalign_exit(first_order_exit(z), p)
+        second = _e2_edge(z, irho, p.exit_angle, p.full_gap * p.fringe_int2, p.h2, b[1], False)
+        return _misalign_exit(jnp.where(p.e2 != 0, second, first_order_exit(z)), p)
 
     if integrator == "at":
         return _MagnetParts(
-            entry, lambda delta: _at_step(a, b, p.length / steps, irho), exit_, steps
+            entry, lambda delta: _at_step(a, b, p.length / steps, irho, curvature), exit_, steps
         )
     if not nonlinear:  # one exact flow over the whole length
         return _MagnetParts(

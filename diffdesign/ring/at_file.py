@@ -32,6 +32,9 @@ optional pass method after them; keyword/value pairs may follow and set any fiel
 
 As in AT, a positional argument may instead be given by keyword (``'Length', 0.5``), and a
 keyword given twice or after its positional value wins.
+
+Rings saved by MATLAB (``.mat``) are read by :mod:`diffdesign.ring.mat_file` with the same
+field semantics.
 """
 
 from __future__ import annotations
@@ -151,17 +154,32 @@ def _ordinal(n: int) -> str:
 
 @dataclass
 class _Context:
-    """Where an element comes from, for error messages."""
+    """Where an element comes from, for messages, and how its fields are read.
+
+    Attributes:
+        path: the file.
+        where: the place in it: ``"line 12"`` (``.m``) or ``"RING{5}"`` (``.mat``).
+        maker: the constructor that made the element (``.m``; empty for ``.mat`` structs).
+        famname: the element's name, once known.
+        notes: None (``.m`` constructors): a K (H) that contradicts PolynomB[1]
+            (PolynomB[2]) of the class that takes it is an error, and coefficients beyond
+            MaxOrder warn. A list (saved ``.mat`` structs): such a K (H) is dropped and
+            PolynomB kept, as pyAT does, and both get a line in the list, for the caller
+            to warn once per file.
+    """
 
     path: str
-    call: Call
+    where: str
+    maker: str = ""
     famname: str = "?"
+    notes: list[str] | None = None
+
+    def place(self) -> str:
+        return f"{self.path}, {self.where}: element {self.famname!r}"
 
     def error(self, message: str) -> ValueError:
-        return ValueError(
-            f"{self.path}, line {self.call.line}: element {self.famname!r} "
-            f"({self.call.name}): {message}"
-        )
+        maker = f" ({self.maker})" if self.maker else ""
+        return ValueError(f"{self.place()}{maker}: {message}")
 
 
 def _describe(value: Any) -> str:
@@ -304,10 +322,10 @@ def _multipole(cls: str, fields: dict[str, Any], context: _Context) -> None:
             given = _vector("PolynomB", fields.pop("PolynomB"), context)
             if strength != 0 and (len(given) <= index or given[index] != strength):
                 shown = given[index] if len(given) > index else "absent"
-                raise context.error(
-                    f"{native}={strength} conflicts with PolynomB[{index}]={shown}; "
-                    f"give only one of them, or equal values"
-                )
+                message = f"{native}={strength} conflicts with PolynomB[{index}]={shown}"
+                if context.notes is None:
+                    raise context.error(f"{message}; give only one of them, or equal values")
+                context.notes.append(f"{context.where} {context.famname!r}: {message}, ignored")
             polynom_b = given + [0.0] * (len(polynom_b) - len(given))
         if "PolynomA" in fields:
             polynom_a = _vector("PolynomA", fields.pop("PolynomA"), context)
@@ -340,11 +358,11 @@ def _multipole(cls: str, fields: dict[str, Any], context: _Context) -> None:
     for name, polynom in (("PolynomA", polynom_a), ("PolynomB", polynom_b)):
         nonzero = [i for i, value in enumerate(polynom) if value != 0.0]
         if nonzero and nonzero[-1] > max_order:
-            warnings.warn(
-                f"{context.path}, line {context.call.line}: element {context.famname!r}: "
-                f"{name}[{nonzero[-1]}] is beyond MaxOrder={max_order}; AT ignores it",
-                stacklevel=5,
-            )
+            message = f"{name}[{nonzero[-1]}] is beyond MaxOrder={max_order}; AT ignores it"
+            if context.notes is None:
+                warnings.warn(f"{context.place()}: {message}", stacklevel=5)
+            else:
+                context.notes.append(f"{context.where} {context.famname!r}: {message}")
     fields.update(
         PolynomA=np.array([polynom_a]), PolynomB=np.array([polynom_b]), MaxOrder=max_order
     )
@@ -414,7 +432,7 @@ def _class_keyword(fields: dict[str, Any], expected: str, context: _Context) -> 
         raise context.error(f"unknown Class {value!r}; allowed: {allowed}")
     if expected and _AT_CLASSES[value] != expected:
         raise context.error(
-            f"Class {value!r} contradicts {context.call.name}, which makes {expected!r}"
+            f"Class {value!r} contradicts {context.maker}, which makes {expected!r}"
         )
     return _AT_CLASSES[value]
 
@@ -431,7 +449,7 @@ class _Collected:
 
 
 def _read_entry(call: Call, path: str, out: _Collected) -> None:
-    context = _Context(path, call)
+    context = _Context(path, f"line {call.line}", call.name)
     spec = _CONSTRUCTORS.get(call.name)
     if spec is None:
         raise ValueError(
@@ -457,6 +475,11 @@ def _read_entry(call: Call, path: str, out: _Collected) -> None:
         half = 0.5 * _scalar("BendingAngle", fields["BendingAngle"], context)
         fields.setdefault("EntranceAngle", half)
         fields.setdefault("ExitAngle", half)
+    _add_element(cls, fields, context, out)
+
+
+def _add_element(cls: str, fields: dict[str, Any], context: _Context, out: _Collected) -> None:
+    """Apply the class's semantics to raw fields and append the element to `out`."""
     element = _element(cls, fields, context)
     if "Energy" in element:
         if cls == "RFCavity":
@@ -574,8 +597,26 @@ def read_at_file(path: str | Path, *, energy: float | None = None) -> RingDescri
     out = _Collected()
     for entry in parsed.entries:
         _read_entry(entry, str(path), out)
+    return _ring_description(
+        out,
+        path,
+        parsed.function_name or path.stem,
+        energy,
+        "add atringparam('NAME', ENERGY_eV, PERIODICITY) as the first element, give an RF "
+        "cavity its Energy, or call read_at_file(path, energy=ENERGY_eV)",
+    )
 
-    name = parsed.function_name or path.stem
+
+def _ring_description(
+    out: _Collected, path: Path, name: str, energy: float | None, energy_hint: str
+) -> RingDescription:
+    """The ring from its collected elements, as pyAT builds its Lattice.
+
+    The name, energy, periodicity, particle and other attributes come from the first
+    RingParam element; an `energy` given overrides the file's; without one the energy is
+    the RF cavities' (else the other elements') Energy, and the periodicity is guessed
+    from the bending angles. `energy_hint` says how to give a missing energy.
+    """
     periodicity = None
     particle = "relativistic"
     extra: dict[str, Any] = {}
@@ -583,8 +624,8 @@ def read_at_file(path: str | Path, *, energy: float | None = None) -> RingDescri
     if out.ringparams:
         if len(out.ringparams) > 1:
             warnings.warn(
-                f"{path}: {len(out.ringparams)} atringparam elements; the first is used",
-                stacklevel=2,
+                f"{path}: {len(out.ringparams)} RingParam elements; the first is used",
+                stacklevel=3,
             )
         name, file_energy, periodicity, particle, extra = _ring_parameters(*out.ringparams[0])
         if periodicity <= 0:
@@ -597,11 +638,7 @@ def read_at_file(path: str | Path, *, energy: float | None = None) -> RingDescri
         elif out.other_energies:
             energy = _energy_from(out.other_energies, "elements' Energy fields", str(path))
         else:
-            raise ValueError(
-                f"{path}: the ring energy is not given: add atringparam('NAME', ENERGY_eV, "
-                "PERIODICITY) as the first element, give an RF cavity its Energy, or call "
-                "read_at_file(path, energy=ENERGY_eV)"
-            )
+            raise ValueError(f"{path}: the ring energy is not given: {energy_hint}")
     elif not (math.isfinite(energy) and energy > 0):
         raise ValueError(f"energy must be a finite energy > 0 eV; got {energy}")
     if periodicity is None:

@@ -18,6 +18,7 @@ from typing import Any
 from diffdesign.ring.at_file import read_at_file
 from diffdesign.ring.json_format import read_lattice_json
 from diffdesign.ring.lattice import Lattice
+from diffdesign.ring.mat_file import read_mat_file
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -31,7 +32,7 @@ LATTICES: dict[str, str] = {
 REFERENCE_OPTICS = ("esrf", "nsls2")
 #: Beam energy of the elegant lattice (eV): ``.lte`` files do not carry it.
 ELEGANT_ENERGY_EV = {"comm-ring.lte": 3e9}
-_SUFFIXES = (".m", ".json", ".lte")
+_SUFFIXES = (".m", ".mat", ".json", ".lte")
 
 
 def lattice_path(name_or_path: str | Path) -> Path:
@@ -39,7 +40,7 @@ def lattice_path(name_or_path: str | Path) -> Path:
 
     Args:
         name_or_path: a name of :data:`LATTICES` (``"esrf"``, ``"nsls2"``,
-            ``"nsls2-elegant"``) or a lattice file (``.m``, ``.json`` or ``.lte``).
+            ``"nsls2-elegant"``) or a lattice file (``.m``, ``.mat``, ``.json`` or ``.lte``).
 
     Raises:
         ValueError: an unknown name (a word without suffix; the message lists the known
@@ -55,8 +56,9 @@ def lattice_path(name_or_path: str | Path) -> Path:
         )
     if path.suffix not in _SUFFIXES:
         raise ValueError(
-            f"lattice file must end in .m (AT) or .json; got {path.name!r} (elegant .lte "
-            f"files are read through pyAT; packaged rings by name: {sorted(LATTICES)})"
+            f"lattice file must end in .m (AT) or .json; got {path.name!r} (or .mat: an AT "
+            "ring saved by MATLAB; elegant .lte files are read through pyAT; packaged rings "
+            f"by name: {sorted(LATTICES)})"
         )
     if not path.is_file():
         raise ValueError(f"lattice file {str(path)!r} does not exist")
@@ -87,8 +89,9 @@ def load_lattice(name_or_path: str | Path, integrator: str = "at") -> Lattice:
 
     Args:
         name_or_path: ``"esrf"``, ``"nsls2"`` or ``"nsls2-elegant"`` (see
-            :data:`LATTICES`), or a file: AT MATLAB (``.m``), diffdesign JSON
-            (``.json``) or, with pyAT installed, the packaged elegant ``.lte``.
+            :data:`LATTICES`), or a file: AT MATLAB (``.m``), an AT ring saved by MATLAB
+            (``.mat``, v4 to v7, the variable ``RING`` or the file's only one), diffdesign
+            JSON (``.json``) or, with pyAT installed, the packaged elegant ``.lte``.
         integrator: ``"at"`` (default: AT's 4th-order integrator with the file's
             NumIntSteps, agreeing with pyAT) or ``"exact"`` (closed-form linear flows, the
             converged limit of AT's integrator).
@@ -103,6 +106,8 @@ def load_lattice(name_or_path: str | Path, integrator: str = "at") -> Lattice:
     path = lattice_path(name_or_path)
     if path.suffix == ".m":
         description = read_at_file(path)
+    elif path.suffix == ".mat":
+        description = read_mat_file(path)
     elif path.suffix == ".json":
         description = read_lattice_json(path)
     else:

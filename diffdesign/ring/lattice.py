@@ -36,10 +36,15 @@ _PASS_KINDS = {
     "StrMPoleSymplectic4RadPass": "straight",
     "BndMPoleSymplectic4Pass": "bend",
     "BndMPoleSymplectic4RadPass": "bend",
+    "BndMPoleSymplectic4E2Pass": "bend",
+    "BndMPoleSymplectic4E2RadPass": "bend",
     "ThinMPolePass": "thin",
     "CorrectorPass": "corrector",
     "Matrix66Pass": "matrix",
 }
+
+#: Bend pass methods with X. Huang's curvilinear body and second-order edges (ElementParams.e2).
+_E2_PASSES = frozenset({"BndMPoleSymplectic4E2Pass", "BndMPoleSymplectic4E2RadPass"})
 
 INTEGRATORS = ("at", "exact")
 
@@ -56,6 +61,8 @@ _FIELDS = {
     "fringe_bend_exit": ("FringeBendExit", 1),
     "fringe_quad_entrance": ("FringeQuadEntrance", 0),
     "fringe_quad_exit": ("FringeQuadExit", 0),
+    "h1": ("H1", 0.0),
+    "h2": ("H2", 0.0),
 }
 
 
@@ -114,7 +121,7 @@ class Lattice(eqx.Module):
         r1 = np.tile(np.eye(6), (n, 1, 1))
         r2 = np.tile(np.eye(6), (n, 1, 1))
         m66 = np.tile(np.eye(6), (n, 1, 1))
-        kinds, steps_list, nonlinear_list = [], [], []
+        kinds, steps_list, nonlinear_list, e2_list = [], [], [], []
         for i, e in enumerate(elements):
             label = f"element {i} ({e.get('FamName', '?')!r})"
             method = e.get("PassMethod", "IdentityPass")
@@ -125,6 +132,7 @@ class Lattice(eqx.Module):
                 )
             kind = _PASS_KINDS[method]
             kinds.append(kind)
+            e2_list.append(int(method in _E2_PASSES))
             for attr, (at_name, default) in _FIELDS.items():
                 columns[attr].append(_number(e.get(at_name, default), at_name, label))
             max_order = int(e.get("MaxOrder", max(len(e.get("PolynomB", ())) - 1, 0)))
@@ -177,6 +185,10 @@ class Lattice(eqx.Module):
             r1=jnp.asarray(r1),
             r2=jnp.asarray(r2),
             m66=jnp.asarray(m66),
+            # None without E2 bends: the maps then leave out the E2 terms (see _passes)
+            h1=jnp.asarray(columns["h1"], float) if any(e2_list) else None,
+            h2=jnp.asarray(columns["h2"], float) if any(e2_list) else None,
+            e2=jnp.asarray(e2_list, int) if any(e2_list) else None,
         )
         if description.energy <= 0.0 or not np.isfinite(description.energy):
             raise ValueError(f"energy must be a positive number of eV; got {description.energy}")
@@ -263,6 +275,8 @@ class Lattice(eqx.Module):
         if not hasattr(self.params, field):
             raise ValueError(f"unknown element field {field!r}")
         current = getattr(self.params, field)
+        if current is None:
+            raise ValueError(f"field {field!r} exists only in lattices with E2 bends")
         updated = current.at[jnp.asarray(indices)].set(values)
         return eqx.tree_at(lambda lat: getattr(lat.params, field), self, updated)
 

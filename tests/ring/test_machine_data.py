@@ -2,6 +2,7 @@
 
 AT accepts these (its multipole constructors pad them with zeros; a Corrector keeps them
 and its pass never reads them). Our readers pad them to ``MaxOrder + 1`` everywhere.
+The comparisons with pyAT here serve the .mat and E2-bend tests too.
 """
 
 import textwrap
@@ -52,6 +53,18 @@ def assert_same_as_pyat(ours, theirs) -> None:
             else:
                 np.testing.assert_array_equal(np.asarray(mine[key]), value, err_msg=where)
     assert ours.energy == theirs.energy and ours.periodicity == theirs.periodicity
+
+
+def assert_optics_match_pyat(lattice, theirs) -> None:
+    """4-D optics at every element entrance and the ring's end: tunes to 1e-9, beta to 1e-8
+    relative (pyAT's rings have the cavity on, so its default optics would be 6-D)."""
+    optics = ring.linear_optics(lattice, None)
+    _, data, elements = theirs.disable_6d(copy=True).get_optics(
+        refpts=range(lattice.n_elements + 1)
+    )
+    np.testing.assert_allclose(optics["tunes"], data.tune[:2], rtol=0, atol=1e-9)
+    beta = np.stack([optics["beta_x"], optics["beta_y"]], axis=1)
+    np.testing.assert_allclose(beta, elements.beta, rtol=1e-8)
 
 
 @pytest.mark.parametrize(
