@@ -3,6 +3,8 @@
 Elements (`Drift`, `Quadrupole`, `Dipole`, correctors, `Screen`, `BPM`, ...) and beams
 (`ParameterBeam`, `ParticleBeam`) are immutable PyTrees; a `Segment` tracks a beam with
 pure functions that jit, vmap over settings and differentiate w.r.t. any numeric field.
+Lattice files of every format the ring readers take (AT ``.m``/``.mat``, elegant ``.lte``,
+JSON) become segments with :func:`segment_from_description`.
 """
 
 from diffdesign.beamline.beams import Beam, ParameterBeam, ParticleBeam
@@ -22,6 +24,7 @@ from diffdesign.beamline.elements import (
     Solenoid,
     VerticalCorrector,
 )
+from diffdesign.beamline.from_description import segment_from_description
 from diffdesign.beamline.segment import Segment
 from diffdesign.beamline.species import ELECTRON, Species
 
@@ -46,4 +49,5 @@ __all__ = [
     "Solenoid",
     "Species",
     "VerticalCorrector",
+    "segment_from_description",
 ]

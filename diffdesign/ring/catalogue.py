@@ -6,7 +6,7 @@ The files live in ``diffdesign/ring/data/`` (its README gives their provenance):
 * ``"nsls2"``: NSLS-II, the ring of the Bayesian optics-correction paper, AT format
   (``nsls2.m``);
 * ``"nsls2-elegant"``: the same ring as the elegant commissioning lattice
-  (``comm-ring.lte``), read through pyAT's elegant parser (optional ``accelerator-toolbox``).
+  (``comm-ring.lte``), read by :func:`~diffdesign.ring.elegant_file.read_elegant_file`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from diffdesign.ring.at_file import read_at_file
+from diffdesign.ring.elegant_file import read_elegant_file
 from diffdesign.ring.json_format import read_lattice_json
 from diffdesign.ring.lattice import Lattice
 from diffdesign.ring.mat_file import read_mat_file
@@ -56,45 +57,39 @@ def lattice_path(name_or_path: str | Path) -> Path:
         )
     if path.suffix not in _SUFFIXES:
         raise ValueError(
-            f"lattice file must end in .m (AT) or .json; got {path.name!r} (or .mat: an AT "
-            "ring saved by MATLAB; elegant .lte files are read through pyAT; packaged rings "
-            f"by name: {sorted(LATTICES)})"
+            f"lattice file must end in .m (AT), .mat (AT saved by MATLAB), .lte (elegant) or "
+            f".json (diffdesign); got {path.name!r} (packaged rings by name: {sorted(LATTICES)})"
         )
     if not path.is_file():
         raise ValueError(f"lattice file {str(path)!r} does not exist")
     return path
 
 
-def _read_elegant(path: Path):
-    try:
-        import at  # optional peer: pyAT parses elegant files
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ValueError(
-            f"reading the elegant lattice {path.name!r} needs pyAT "
-            "(pip install accelerator-toolbox==0.9.0); the AT file 'nsls2' is the same ring"
-        ) from error
-    from diffdesign.ring.pyat_import import from_pyat
-
-    energy = ELEGANT_ENERGY_EV.get(path.name)
+def _read_elegant(path: Path, energy: float | None):
+    energy = ELEGANT_ENERGY_EV.get(path.name) if energy is None else energy
     if energy is None:
         raise ValueError(
-            f"elegant file {path.name!r}: the beam energy is not in the file; convert it "
-            "with pyAT (at.load_elegant(path, energy=...)) and use diffdesign.ring.from_pyat"
+            f"elegant file {path.name!r}: the beam energy is not in the file; give it: "
+            "load_lattice(path, energy=ENERGY_eV) or read_elegant_file(path, energy=ENERGY_eV)"
         )
-    return from_pyat(at.load_elegant(str(path), energy=energy))
+    return read_elegant_file(path, energy=energy)
 
 
-def load_lattice(name_or_path: str | Path, integrator: str = "at") -> Lattice:
+def load_lattice(
+    name_or_path: str | Path, integrator: str = "at", *, energy: float | None = None
+) -> Lattice:
     """Read a packaged ring by name, or a lattice file.
 
     Args:
         name_or_path: ``"esrf"``, ``"nsls2"`` or ``"nsls2-elegant"`` (see
             :data:`LATTICES`), or a file: AT MATLAB (``.m``), an AT ring saved by MATLAB
             (``.mat``, v4 to v7, the variable ``RING`` or the file's only one), diffdesign
-            JSON (``.json``) or, with pyAT installed, the packaged elegant ``.lte``.
+            JSON (``.json``) or elegant (``.lte``: the line its ``USE`` names, else its last line).
         integrator: ``"at"`` (default: AT's 4th-order integrator with the file's
             NumIntSteps, agreeing with pyAT) or ``"exact"`` (closed-form linear flows, the
             converged limit of AT's integrator).
+        energy: beam energy in eV of an elegant file (its format does not hold it; known
+            for the packaged ``comm-ring.lte``, 3 GeV).
 
     Raises:
         ValueError: unknown name (listing the known ones), unknown suffix, missing or
@@ -111,7 +106,7 @@ def load_lattice(name_or_path: str | Path, integrator: str = "at") -> Lattice:
     elif path.suffix == ".json":
         description = read_lattice_json(path)
     else:
-        description = _read_elegant(path)
+        description = _read_elegant(path, energy)
     return Lattice.from_description(description, integrator=integrator)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 LATTICE_HELP = (
-    "a packaged ring's name (nsls2, esrf, nsls2-elegant) or a lattice file: AT (.m) or "
-    "diffdesign JSON (.json); default: the config's `lattice` key, else nsls2"
+    "a packaged ring's name (nsls2, esrf, nsls2-elegant) or a lattice file: AT (.m, or .mat "
+    "saved by MATLAB) or diffdesign JSON (.json); default: the config's `lattice` key, else nsls2"
 )
 
 

@@ -54,7 +54,7 @@ def test_ring_optics_reports_unstable_optics(tmp_path, capsys):
     ("name", "content", "message"),
     [
         ("missing.m", None, "lattice file '.*missing.m' does not exist"),
-        ("ring.txt", "", "lattice file must end in .m \\(AT\\) or .json; got 'ring.txt'"),
+        ("ring.txt", "", r"lattice file must end in .m \(AT\), .mat .* or .json \(diffdesign\); got 'ring.txt'"),
         ("broken.m", "ring = {atdrift('D', 1.0)", "broken.m"),
     ],
 )
