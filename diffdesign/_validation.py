@@ -21,6 +21,26 @@ def _where(owner: str | None) -> str:
     return f" for {owner}" if owner else ""
 
 
+def float_array(value, field: str, owner: str | None = None):
+    """``value`` as a float64 JAX array (tracers pass through), or a ``ValueError`` naming
+    ``field`` when it is no number (a string, None, a ragged list): not NumPy's bare
+    "could not convert string to float"."""
+    import jax.numpy as jnp
+
+    try:
+        return jnp.asarray(value, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{field} must be a number or an array of numbers; got {_shown(value)}{_where(owner)}"
+            f" ({error})"
+        ) from None
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def check_finite(value, field: str, owner: str | None = None) -> None:
     """Raise ``ValueError`` if a concrete ``value`` has NaN or infinite entries."""
     if not is_concrete(value):

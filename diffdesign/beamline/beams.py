@@ -21,6 +21,7 @@ from diffdesign._validation import (
     check_positive,
     check_range,
     check_trailing_shape,
+    float_array,
     is_concrete,
 )
 from diffdesign.beamline.species import ELECTRON, Species
@@ -80,7 +81,7 @@ def moments_from_parameters(**parameters) -> tuple[Array, Array]:
         raise TypeError(f"unknown beam parameter(s) {unknown}; known: {sorted(known)}")
     values = {}
     for name, value in parameters.items():
-        value = jnp.asarray(value, dtype=float)
+        value = float_array(value, name, "beam")
         check_finite(value, name, "beam")
         if name.startswith("sigma_"):
             check_range(value, name, low=0.0, owner="beam")
@@ -122,12 +123,16 @@ def moments_from_twiss(
     beta in m, alpha dimensionless, emittance (geometric) in m, dispersion in m (x, y) and
     dimensionless (px, py). Defaults are Cheetah's.
     """
+    arguments = dict(locals())
+    for name, value in arguments.items():
+        check_finite(float_array(value, name, "beam"), name, "beam")
     for name, value in (("beta_x", beta_x), ("beta_y", beta_y)):
         check_range(value, name, low=0.0, owner="beam", unit="m")
         if is_concrete(value) and np.any(np.asarray(value) == 0.0):
             raise ValueError(f"{name} must be > 0 m; got 0.0 m for beam")
     for name, value in (("emittance_x", emittance_x), ("emittance_y", emittance_y)):
         check_range(value, name, low=0.0, owner="beam", unit="m")
+    check_range(sigma_p, "sigma_p", low=0.0, owner="beam")
     sp2 = jnp.asarray(sigma_p) ** 2
 
     def plane(beta, alpha, emittance, d, dp):
@@ -160,6 +165,20 @@ def moments_from_twiss(
 def _check_positive_definite(cov: Array) -> None:
     if not is_concrete(cov):
         return
+    variances = np.diagonal(np.asarray(cov), axis1=-2, axis2=-1)
+    for i, coordinate in enumerate(COORDINATES):
+        if not np.all(np.isfinite(variances[..., i])):
+            raise ValueError(
+                f"sigma_{coordinate} is too large: its square overflows float64; got variance "
+                f"{np.max(variances[..., i])} for beam"
+            )
+        if np.any(variances[..., i] <= 0.0):
+            raise ValueError(
+                f"sigma_{coordinate} must be > 0 (a beam of zero size in {coordinate} has a "
+                "singular covariance); got 0.0 for beam"
+            )
+    if not np.all(np.isfinite(np.asarray(cov))):
+        raise ValueError("the beam covariance has non-finite entries: a cov_ab overflows float64")
     eigenvalues = np.linalg.eigvalsh(np.asarray(cov))
     if np.any(eigenvalues <= 0.0):
         raise ValueError(
@@ -361,9 +380,16 @@ class Beam(eqx.Module):
         return self._dispersion("py")
 
 
+def _finite(value: ArrayLike, field: str, owner: str) -> Array:
+    value = float_array(value, field, owner)
+    check_finite(value, field, owner)
+    return value
+
+
 def _energy(value: ArrayLike, species: Species) -> Array:
     """Total energy in eV; it must exceed the rest energy of the species."""
-    value = jnp.asarray(value, dtype=float)
+    value = float_array(value, "energy", "beam")
+    check_finite(value, "energy", "beam")
     check_positive(
         value - species.mass_eV, f"energy - rest energy ({species.mass_eV:.6g} eV)", "beam", "eV"
     )
@@ -398,15 +424,15 @@ class ParameterBeam(Beam):
         s: ArrayLike = 0.0,
         species: Species = ELECTRON,
     ):
-        self.mu = jnp.asarray(mu, dtype=float)
-        self.cov = jnp.asarray(cov, dtype=float)
+        self.mu = float_array(mu, "mu", "ParameterBeam")
+        self.cov = float_array(cov, "cov", "ParameterBeam")
         check_trailing_shape(self.mu, "mu", (7,), "ParameterBeam")
         check_trailing_shape(self.cov, "cov", (7, 7), "ParameterBeam")
         check_finite(self.mu, "mu", "ParameterBeam")
         check_finite(self.cov, "cov", "ParameterBeam")
         self.energy = _energy(energy, species)
-        self.total_charge = jnp.asarray(total_charge, dtype=float)
-        self.s = jnp.asarray(s, dtype=float)
+        self.total_charge = _finite(total_charge, "total_charge", "ParameterBeam")
+        self.s = _finite(s, "s", "ParameterBeam")
         self.species = species
 
     @classmethod
@@ -482,7 +508,7 @@ class ParticleBeam(Beam):
         s: ArrayLike = 0.0,
         species: Species = ELECTRON,
     ):
-        self.particles = jnp.asarray(particles, dtype=float)
+        self.particles = float_array(particles, "particles", "ParticleBeam")
         check_trailing_shape(self.particles, "particles", (7,), "ParticleBeam")
         if self.particles.ndim < 2 or self.particles.shape[-2] < 2:
             raise ValueError(
@@ -515,7 +541,7 @@ class ParticleBeam(Beam):
             self.survival_probabilities, "survival_probabilities", low=0.0, high=1.0,
             owner="ParticleBeam",
         )  # fmt: skip
-        self.s = jnp.asarray(s, dtype=float)
+        self.s = _finite(s, "s", "ParticleBeam")
         self.species = species
 
     @classmethod
@@ -581,7 +607,11 @@ class ParticleBeam(Beam):
         ).T
         coordinates = jnp.asarray(mean)[None, :] + whitened @ jnp.linalg.cholesky(covariance).T
         particles = jnp.concatenate([coordinates, jnp.ones((int(num_particles), 1))], -1)
-        charge = species.charge_coulomb * num_particles if total_charge is None else total_charge
+        charge = (
+            species.charge_coulomb * num_particles
+            if total_charge is None
+            else _finite(total_charge, "total_charge", "ParticleBeam")
+        )
         charges = jnp.full((int(num_particles),), jnp.asarray(charge) / num_particles)
         return cls(particles, energy, charges, None, s, species)
 

@@ -22,6 +22,7 @@ from diffdesign._validation import (
     check_positive,
     check_range,
     check_trailing_shape,
+    float_array,
     is_concrete,
 )
 from diffdesign.beamline import _affine, _maps, _screen, _second_order
@@ -30,13 +31,32 @@ from diffdesign.beamline.species import ELECTRON, Species
 
 
 def _scalar(value: ArrayLike, field: str, name: str) -> Array:
-    value = jnp.asarray(value, dtype=float)
+    value = float_array(value, field, f"element '{name}'")
     check_finite(value, field, f"element '{name}'")
     return value
 
 
+def _non_negative(value: ArrayLike, field: str, name: str, unit: str = "") -> Array:
+    value = float_array(value, field, f"element '{name}'")
+    check_range(value, field, low=0.0, owner=f"element '{name}'", unit=unit)
+    return value
+
+
+def _pole_face(value: ArrayLike, field: str, name: str) -> Array:
+    """A pole-face rotation in rad, inside (-pi/2, pi/2): at +-pi/2 the face is parallel to
+    the beam and its edge focusing (tan e) infinite."""
+    value = _scalar(value, field, name)
+    if is_concrete(value) and np.any(np.abs(np.asarray(value)) >= np.pi / 2):
+        bad = np.asarray(value)[np.abs(np.asarray(value)) >= np.pi / 2].ravel()[0]
+        raise ValueError(
+            f"{field} must lie in (-pi/2, pi/2) rad (a pole face parallel to the beam has "
+            f"infinite edge focusing); got {bad:.9g} rad for element '{name}'"
+        )
+    return value
+
+
 def _length(value: ArrayLike, name: str, *, positive: bool = False) -> Array:
-    value = jnp.asarray(value, dtype=float)
+    value = float_array(value, "length", f"element '{name}'")
     check = check_positive if positive else functools.partial(check_range, low=0.0)
     check(value, "length", owner=f"element '{name}'", unit="m")
     return value
@@ -44,13 +64,13 @@ def _length(value: ArrayLike, name: str, *, positive: bool = False) -> Array:
 
 def _signed_length(value: ArrayLike, name: str) -> Array:
     """A length that may be negative (a drift backwards over overlapping elements)."""
-    value = jnp.asarray(value, dtype=float)
+    value = float_array(value, "length", f"element '{name}'")
     check_finite(value, "length", f"element '{name}'")
     return value
 
 
 def _offset(value: ArrayLike | None, field: str, name: str) -> Array:
-    value = jnp.zeros(2) if value is None else jnp.asarray(value, dtype=float)
+    value = jnp.zeros(2) if value is None else float_array(value, field, f"element '{name}'")
     check_trailing_shape(value, field, (2,), f"element '{name}'")
     check_finite(value, field, f"element '{name}'")
     return value
@@ -263,13 +283,17 @@ class Dipole(Element):
         length: arc length in m, > 0.
         angle: bending angle in rad.
         k1: normalised gradient in 1/m^2 (combined-function magnet).
-        e1: entrance pole-face rotation in rad (Cheetah's ``dipole_e1``).
-        e2: exit pole-face rotation in rad (Cheetah's ``dipole_e2``).
+        e1: entrance pole-face rotation in rad (Cheetah's ``dipole_e1``), in (-pi/2, pi/2).
+        e2: exit pole-face rotation in rad (Cheetah's ``dipole_e2``), in (-pi/2, pi/2).
         tilt: roll in rad (pi/2 bends vertically), or None for a horizontal bend.
-        gap: full magnet gap in m (MAD's 2*HGAP), for the fringe-field correction.
-        fringe_integral: fringe field integral of the entrance face (MAD's FINT).
-        fringe_integral_exit: that of the exit face; defaults to ``fringe_integral``.
+        gap: full magnet gap in m (MAD's 2*HGAP), >= 0, for the fringe-field correction.
+        fringe_integral: fringe field integral of the entrance face (MAD's FINT), >= 0.
+        fringe_integral_exit: that of the exit face, >= 0; defaults to ``fringe_integral``.
         name: unique name within a segment.
+
+    Raises:
+        ValueError: naming the field, for NaN or infinite values, length <= 0, a pole face
+            with |e| >= pi/2, a negative gap or fringe integral.
     """
 
     length: Array
@@ -311,16 +335,16 @@ class Dipole(Element):
         self.length = _length(length, name, positive=True)
         self.angle = _scalar(angle, "angle", name)
         self.k1 = _scalar(k1, "k1", name)
-        self.e1 = _scalar(e1, "e1", name)
-        self.e2 = _scalar(e2, "e2", name)
+        self.e1 = _pole_face(e1, "e1", name)
+        self.e2 = _pole_face(e2, "e2", name)
         self.tilt = _tilt(tilt, name)
-        self.gap = _scalar(gap, "gap", name)
-        self.fringe_integral = _scalar(fringe_integral, "fringe_integral", name)
+        self.gap = _non_negative(gap, "gap", name, "m")
+        self.fringe_integral = _non_negative(fringe_integral, "fringe_integral", name)
         # None: the exit face follows the entrance's integral, also after `replace`.
         self.fringe_integral_exit = (
             None
             if fringe_integral_exit is None
-            else _scalar(fringe_integral_exit, "fringe_integral_exit", name)
+            else _non_negative(fringe_integral_exit, "fringe_integral_exit", name)
         )
 
     @property
@@ -378,7 +402,7 @@ def RBend(
     ``rbend_e1``/``rbend_e2``). The result is a plain Dipole with absolute pole faces, as in
     Cheetah: changing its angle later keeps the faces, so build a new RBend instead.
     """
-    angle = jnp.asarray(angle, dtype=float)
+    angle = float_array(angle, "angle", "RBend")
     return Dipole(
         length, angle, k1, jnp.asarray(e1) + angle / 2, jnp.asarray(e2) + angle / 2, **kwargs
     )
@@ -520,7 +544,7 @@ class CustomTransferMap(Element):
 
     def __init__(self, transfer_map_array: ArrayLike, length: ArrayLike = 0.0, name: str = ""):
         self.name = name
-        matrix = jnp.asarray(transfer_map_array, dtype=float)
+        matrix = float_array(transfer_map_array, "transfer_map_array", f"element '{name}'")
         owner = f"element '{name}'"
         check_trailing_shape(matrix, "transfer_map_array", (7, 7), owner)
         check_finite(matrix, "transfer_map_array", owner)
@@ -627,7 +651,7 @@ class Screen(_ThinDiagnostic):
             )
         self.resolution = (int(resolution[0]), int(resolution[1]))
         self.binning = int(binning)
-        self.pixel_size = jnp.asarray(pixel_size, dtype=float)
+        self.pixel_size = float_array(pixel_size, "pixel_size", f"element '{name}'")
         if self.pixel_size.shape != (2,):
             raise ValueError(
                 f"pixel_size must be (width, height) in m; got shape {self.pixel_size.shape} "

@@ -145,6 +145,11 @@ class Segment(eqx.Module):
             KeyError: for an unknown element name.
             ValueError: for a field the element does not have, or a bad value.
         """
+        if not isinstance(settings, Mapping):
+            raise TypeError(
+                "settings must be a mapping {'ELEMENT.field': value}; got "
+                f"{type(settings).__name__}"
+            )
         changes: dict[int, dict[str, ArrayLike]] = {}
         for key, value in settings.items():
             element_name, dot, field = key.rpartition(".")
@@ -188,6 +193,7 @@ class Segment(eqx.Module):
                 Cheetah: its moments have no second-order map); drop them with
                 ``Segment(segment.elements, segment.name)``.
         """
+        _check_beam(incoming)
         if self.second_order:
             return self._track_mixed(incoming, reproduce_cheetah)[-1]
         return _apply(self.linear_map(incoming.energy, incoming.species), incoming, self.length)
@@ -244,6 +250,7 @@ class Segment(eqx.Module):
 
     def track_along(self, incoming: Beam) -> list[Beam]:
         """The beam before the first element and after each element (len(self) + 1 beams)."""
+        _check_beam(incoming)
         if self.second_order:
             return self._track_mixed(incoming, reproduce_cheetah=False)
         beams = [incoming]
@@ -298,6 +305,14 @@ class Segment(eqx.Module):
         last = len(self.elements) - 1 if end is None else self.index(end)
         marked = [p - first for p in self.second_order if first <= p <= last]
         return Segment(self.elements[first : last + 1], self.name, second_order=marked)
+
+
+def _check_beam(incoming) -> None:
+    if not isinstance(incoming, Beam):
+        raise TypeError(
+            "incoming must be a ParameterBeam or ParticleBeam (diffdesign.beamline); got "
+            f"{type(incoming).__name__}"
+        )
 
 
 def _apply(linear_map: Map, incoming: Beam, length: Array) -> Beam:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
@@ -17,7 +18,10 @@ from jaxtyping import Array, ArrayLike, Float
 from diffdesign._validation import (
     broadcast_leading_shapes,
     check_finite,
+    check_range,
     check_trailing_shape,
+    float_array,
+    is_concrete,
 )
 from diffdesign.beamline.beams import ParameterBeam
 from diffdesign.beamline.elements import (
@@ -43,6 +47,8 @@ OBSERVABLES = ("mu_x", "sigma_x", "mu_y", "sigma_y")
 #: Magnet ranges used for tuning and experiment design: (low, high) per setting.
 SETTING_LOWER = np.array([-30.0, -30.0, -6e-3, -30.0, -6e-3])
 SETTING_UPPER = -SETTING_LOWER
+#: the unit of each setting.
+SETTING_UNITS = ("1/m^2", "1/m^2", "rad", "1/m^2", "rad")
 
 QUADRUPOLE_LENGTH = 0.122  # m
 CORRECTOR_LENGTH = 0.02  # m
@@ -76,20 +82,78 @@ def incoming_beam(**overrides: ArrayLike) -> ParameterBeam:
     return ParameterBeam.from_parameters(energy=energy, total_charge=total_charge, **parameters)
 
 
-def segment(settings: ArrayLike | None = None, misalignments: ArrayLike | None = None) -> Segment:
+def check_setting_ranges(
+    settings: Float[ArrayLike, "... 5"],
+    field: str = "settings[..., {i}] ({name})",
+    owner: str = "ARES",
+    hint: str = "",
+) -> Array:
+    """``settings``, refused where an entry lies outside the magnet ranges
+    ``SETTING_LOWER``/``SETTING_UPPER`` (a ValueError naming the setting by ``field``, a
+    format of its index ``i`` and magnet ``name``, with the range, unit and value, then
+    ``hint``). Known values are checked now; traced ones when the program runs
+    (``equinox.error_if``), so a jitted call fails instead of returning absurd beams. A
+    relative slack of 1e-9 lets a setting that ends on a bound a few ulps beyond it pass."""
+    settings = jnp.asarray(settings, dtype=float)
+    if not is_concrete(settings):
+        low, high = (jnp.broadcast_to(b, settings.shape) for b in (_LOW, _HIGH))
+        outside = (settings < low) | (settings > high)
+        return eqx.error_if(
+            settings, jnp.any(outside), f"settings of {owner} outside the magnet ranges "
+            f"{_RANGES}{hint}",
+        )  # fmt: skip
+    values = np.asarray(settings)
+    for i, name in enumerate(SETTING_NAMES):
+        column = values[..., i]
+        outside = (column < _LOW[i]) | (column > _HIGH[i])
+        if np.any(outside):
+            try:
+                check_range(
+                    column[outside], field.format(i=i, name=name), low=float(SETTING_LOWER[i]),
+                    high=float(SETTING_UPPER[i]), owner=owner, unit=SETTING_UNITS[i],
+                )  # fmt: skip
+            except ValueError as error:
+                raise ValueError(f"{error}{hint}") from None
+    return settings
+
+
+_LOW = SETTING_LOWER * (1 + 1e-9)  # lower bounds are negative: the slack lowers them
+_HIGH = SETTING_UPPER * (1 + 1e-9)
+_RANGES = ", ".join(
+    f"{n} [{lo:g}, {hi:g}] {u}"
+    for n, lo, hi, u in zip(SETTING_NAMES, SETTING_LOWER, SETTING_UPPER, SETTING_UNITS, strict=True)
+)
+_ALLOW = "; pass allow_outside_ranges=True to compute it anyway"
+
+
+def segment(
+    settings: ArrayLike | None = None,
+    misalignments: ArrayLike | None = None,
+    *,
+    allow_outside_ranges: bool = False,
+) -> Segment:
     """The ARES experimental-area segment AREAMQZM1 ... AREABSCR1.
 
     Args:
         settings: (..., 5) magnet settings (q1, q2, cv, q3, ch) in 1/m^2 and rad; zeros
             if None.
         misalignments: (..., 3, 2) quadrupole displacements in m; zeros if None.
+        allow_outside_ranges: accept settings outside the magnet ranges
+            ``SETTING_LOWER``/``SETTING_UPPER`` (refused by default).
+
+    Raises:
+        ValueError: wrong trailing shapes, or a setting outside the magnet ranges.
     """
-    settings = jnp.zeros(5) if settings is None else jnp.asarray(settings, dtype=float)
+    settings = jnp.zeros(5) if settings is None else float_array(settings, "settings", "ARES")
     misalignments = (
-        jnp.zeros((3, 2)) if misalignments is None else jnp.asarray(misalignments, dtype=float)
+        jnp.zeros((3, 2))
+        if misalignments is None
+        else float_array(misalignments, "misalignments", "ARES")
     )
     check_trailing_shape(settings, "settings", (5,), "ARES")
     check_trailing_shape(misalignments, "misalignments", (3, 2), "ARES")
+    if not allow_outside_ranges:
+        settings = check_setting_ranges(settings, owner="ARES", hint=_ALLOW)
     q1, q2, cv, q3, ch = (settings[..., i] for i in range(5))
     return Segment(
         [
@@ -120,6 +184,8 @@ def screen_beam(
     settings: Float[ArrayLike, "... 5"],
     misalignments: Float[ArrayLike, "... 3 2"] | None = None,
     incoming: ParameterBeam | None = None,
+    *,
+    allow_outside_ranges: bool = False,
 ) -> dict[str, Float[Array, ...]]:
     """Beam centroid and size on the screen AREABSCR1, in m.
 
@@ -130,16 +196,23 @@ def screen_beam(
         settings: (..., 5) settings (q1, q2, cv, q3, ch) in 1/m^2 and rad.
         misalignments: (..., 3, 2) quadrupole displacements (dx, dy) in m; zeros if None.
         incoming: the beam entering AREAMQZM1's upstream drift; `incoming_beam()` if None.
+        allow_outside_ranges: track settings outside the magnet ranges
+            ``SETTING_LOWER``/``SETTING_UPPER`` too (refused by default: the machine cannot
+            set them, and far outside them the beam blows up to absurd sizes).
 
     Returns:
         ``{"mu_x", "sigma_x", "mu_y", "sigma_y"}``, each of the broadcast leading shape.
 
     Raises:
-        ValueError: for wrong trailing shapes, shapes that do not broadcast, or NaNs.
+        ValueError: for wrong trailing shapes, shapes that do not broadcast, NaNs, or
+            settings outside the magnet ranges (unless ``allow_outside_ranges``); traced
+            settings outside them fail when the program runs.
     """
-    settings = jnp.asarray(settings, dtype=float)
+    settings = float_array(settings, "settings", "screen_beam")
     misalignments = (
-        jnp.zeros((3, 2)) if misalignments is None else jnp.asarray(misalignments, dtype=float)
+        jnp.zeros((3, 2))
+        if misalignments is None
+        else float_array(misalignments, "misalignments", "screen_beam")
     )
     check_trailing_shape(settings, "settings", (5,), "screen_beam")
     check_trailing_shape(misalignments, "misalignments", (3, 2), "screen_beam")
@@ -148,9 +221,13 @@ def screen_beam(
     )
     check_finite(settings, "settings", "screen_beam")
     check_finite(misalignments, "misalignments", "screen_beam")
+    if not allow_outside_ranges:
+        settings = check_setting_ranges(settings, owner="screen_beam", hint=_ALLOW)
     settings = jnp.broadcast_to(settings, (*batch, 5))
     misalignments = jnp.broadcast_to(misalignments, (*batch, 3, 2))
-    out = segment(settings, misalignments).track(incoming_beam() if incoming is None else incoming)
+    out = segment(settings, misalignments, allow_outside_ranges=True).track(
+        incoming_beam() if incoming is None else incoming
+    )
     return {name: getattr(out, name) for name in OBSERVABLES}
 
 

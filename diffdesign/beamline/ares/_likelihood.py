@@ -17,13 +17,17 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from diffdesign._validation import check_finite, check_positive, check_range, is_concrete
+from diffdesign._validation import (
+    check_finite,
+    check_positive,
+    check_range,
+    float_array,
+    is_concrete,
+)
 from diffdesign.beamline.ares._lattice import (
     OBSERVABLES,
     QUADRUPOLES,
-    SETTING_LOWER,
-    SETTING_NAMES,
-    SETTING_UPPER,
+    check_setting_ranges,
     incoming_beam,
     screen_beam,
 )
@@ -110,24 +114,26 @@ def _validate_settings(settings: ArrayLike, field: str = "settings") -> Array:
     if settings.ndim != 2 or settings.shape[1] != 5 or settings.shape[0] < 3:
         raise ValueError(f"{field} must have shape (n, 5) with n >= 3; got {settings.shape}")
     check_finite(settings, field, "ARES calibration")
-    for i, name in enumerate(SETTING_NAMES):
-        check_range(
-            settings[:, i], f"{field}[:, {i}] ({name})",
-            low=float(SETTING_LOWER[i]), high=float(SETTING_UPPER[i]), owner="ARES calibration",
-        )  # fmt: skip
-    return jnp.asarray(settings)
+    return check_setting_ranges(settings, field + "[:, {i}] ({name})", "ARES calibration")
 
 
 def _validate_measurements(measurements: Mapping[str, ArrayLike], n: int) -> dict[str, Array]:
+    if not isinstance(measurements, Mapping):
+        raise TypeError(
+            f"measurements must be a mapping of {list(OBSERVABLES)} to (n,) arrays in m; got "
+            f"{type(measurements).__name__}"
+        )
     missing = [k for k in OBSERVABLES if k not in measurements]
     if missing:
         raise ValueError(f"measurements lack {missing}; need {list(OBSERVABLES)} (m)")
     out = {}
     for k in OBSERVABLES:
-        value = np.asarray(measurements[k], dtype=float)
+        value = np.asarray(float_array(measurements[k], f"measurements['{k}']"))
         if value.shape != (n,):
             raise ValueError(f"measurements['{k}'] must have shape ({n},); got {value.shape}")
         check_finite(value, f"measurements['{k}']", "ARES calibration")
+        if k.startswith("sigma"):  # a beam size
+            check_range(value, f"measurements['{k}']", low=0.0, owner="ARES calibration", unit="m")
         out[k] = jnp.asarray(value)
     return out
 

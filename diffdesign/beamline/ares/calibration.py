@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from diffdesign._validation import check_positive, check_range
+from diffdesign._validation import check_positive, check_range, float_array
 from diffdesign.beamline.ares._lattice import incoming_beam as default_incoming_beam
 from diffdesign.beamline.ares._likelihood import (
     DEFAULT_BOUND,
@@ -281,11 +281,11 @@ def load_offsets(path: str | Path) -> tuple[Array, Array | None]:
     path = Path(path)
     try:
         content = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read offsets from {path}: {error}") from None
+    except (OSError, ValueError) as error:  # also UnicodeDecodeError, JSONDecodeError
+        raise ValueError(f"cannot read offsets from {path} (UTF-8 JSON): {error}") from None
     if not isinstance(content, dict) or "offsets_m" not in content:
         raise ValueError(f"{path} has no 'offsets_m' entry (a (3, 2) list of displacements in m)")
-    offsets = np.asarray(content["offsets_m"], dtype=float)
+    offsets = np.asarray(float_array(content["offsets_m"], f"'offsets_m' in {path}"))
     if offsets.shape != (3, 2):
         raise ValueError(f"'offsets_m' in {path} must have shape (3, 2); got {offsets.shape}")
     check_range(offsets, f"'offsets_m' in {path}", low=-5e-3, high=5e-3, unit="m")
@@ -293,7 +293,10 @@ def load_offsets(path: str | Path) -> tuple[Array, Array | None]:
     if std is not None:
         # undetermined offsets are written as null (infinite uncertainty)
         std = np.asarray(std, dtype=object)
-        std = np.where(std == None, np.inf, std).astype(float)  # noqa: E711
+        try:
+            std = np.where(std == None, np.inf, std).astype(float)  # noqa: E711
+        except (TypeError, ValueError):
+            std = np.full(1, np.nan)  # not numbers: refused below
         if std.shape != (3, 2) or np.any(std < 0.0) or np.any(np.isnan(std)):
             raise ValueError(f"'std_m' in {path} must be a (3, 2) list of values >= 0 (m)")
         std = jnp.asarray(std)

@@ -255,6 +255,8 @@ def design_calibration_settings(
 
 def random_settings(n: int, key: jax.Array) -> Float[Array, "n 5"]:
     """n settings drawn uniformly in the magnet ranges (the published study's strategy)."""
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"n (the number of settings) must be an integer >= 1; got {n!r}")
     return jax.random.uniform(key, (n, 5), minval=_LOWER[None, :], maxval=_UPPER[None, :])
 
 
