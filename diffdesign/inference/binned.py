@@ -39,6 +39,8 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float
 
+from diffdesign._validation import check_finite, check_positive, check_range, is_concrete
+
 ExpectedCounts = Callable[[Float[Array, " n_parameters"]], Float[Array, " n_bins"]]
 
 
@@ -70,8 +72,17 @@ class InferenceSetup:
     constraints: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for field in ("names", "free"):
+            value = getattr(self, field)
+            if isinstance(value, str) or not all(isinstance(n, str) for n in value):
+                raise ValueError(
+                    f"{field} must be a sequence of parameter names (strings); got {value!r}"
+                )
         object.__setattr__(self, "names", tuple(self.names))
-        object.__setattr__(self, "nominal", tuple(float(v) for v in self.nominal))
+        try:
+            object.__setattr__(self, "nominal", tuple(float(v) for v in self.nominal))
+        except (TypeError, ValueError):
+            raise ValueError(f"nominal values must be numbers; got {self.nominal!r}") from None
         object.__setattr__(self, "free", tuple(self.free))
         object.__setattr__(self, "constraints", dict(self.constraints))
         if len(self.names) != len(self.nominal):
@@ -96,7 +107,8 @@ class InferenceSetup:
                     f"constraint on {name!r}: only free parameters can be constrained; "
                     f"free: {self.free}"
                 )
-            if not (np.isfinite(width) and width > 0):
+            number = isinstance(width, int | float | np.number)
+            if not (number and np.isfinite(width) and width > 0):
                 raise ValueError(f"constraint width of {name!r} must be > 0; got {width}")
 
     @property
@@ -132,6 +144,12 @@ def poisson_nll(
     """
     expected = jnp.asarray(expected)
     observed = jnp.asarray(observed)
+    if expected.shape != observed.shape:
+        raise ValueError(
+            f"expected and observed counts must have one shape; got expected {expected.shape}, "
+            f"observed {observed.shape}"
+        )
+    check_range(observed, "observed counts", low=0.0, owner="poisson_nll", unit="events")
     empty = observed == 0
     log_nu = jnp.log(jnp.where(empty, 1.0, expected))
     return jnp.sum(expected - jnp.where(empty, 0.0, observed * log_nu))
@@ -175,11 +193,34 @@ def _fisher(expected_counts, setup: InferenceSetup, indices: np.ndarray):
     """The ``indices`` block of :func:`fisher_information`, differentiating only along them."""
     theta0 = setup.theta0
     counts, tangents = jax.linearize(expected_counts, theta0)
+    _check_counts(counts)
     directions = jnp.eye(theta0.size, dtype=theta0.dtype)[indices]
     jacobian = jax.vmap(tangents, out_axes=1)(directions)
     weights = jnp.where(counts > 0, 1.0 / jnp.where(counts > 0, counts, 1.0), 0.0)
     precision = jnp.asarray(setup.constraint_precision()[indices])
-    return (jacobian.T * weights[None, :]) @ jacobian + jnp.diag(precision)
+    fisher = (jacobian.T * weights[None, :]) @ jacobian + jnp.diag(precision)
+    if is_concrete(counts):
+        return fisher
+    # traced (a network's soft histogram inside a jitted training step): fail when it runs
+    bad = ~jnp.all(jnp.isfinite(counts) & (counts >= 0))
+    return eqx.error_if(fisher, bad, _BAD_COUNTS)
+
+
+_BAD_COUNTS = "expected counts must be finite and >= 0 (events per bin) at theta0"
+
+
+def _check_counts(counts) -> None:
+    """Refuse known expected counts that are NaN, infinite or negative, naming the bin."""
+    if not is_concrete(counts):
+        return
+    values = np.asarray(counts)
+    for problem, bad in (("finite", ~np.isfinite(values)), (">= 0", values < 0)):
+        if np.any(bad):
+            i = int(np.flatnonzero(bad.ravel())[0])
+            raise ValueError(
+                f"expected counts must be {problem} (events per bin) at theta0; got "
+                f"{values.ravel()[i]} in bin {i} of {values.size}"
+            )
 
 
 def covariance(
@@ -270,6 +311,8 @@ def interval_half_width(
         raise ValueError(
             f"poi_values and delta_nll must be (n,) with n >= 3; got {x.shape}, {y.shape}"
         )
+    check_finite(x, "poi_values", "interval_half_width")
+    check_finite(y, "delta_nll", "interval_half_width")
     if np.any(np.diff(x) <= 0):
         raise ValueError("poi_values must increase")
     best = int(np.argmin(y))
@@ -314,6 +357,9 @@ class TemplateShapes(eqx.Module):
             )
         if self.step.shape != self.up.shape[:1]:
             raise ValueError(f"step must be ({self.up.shape[0]},); got {self.step.shape}")
+        for field in ("nominal", "up", "down"):
+            check_finite(getattr(self, field), field, "TemplateShapes")
+        check_positive(self.step, "step", "TemplateShapes", "parameter units")
 
     def __call__(self, shifts: Float[Array, " n_nuisances"]) -> Float[Array, " n_bins"]:
         """The histogram at ``theta0 + shifts`` (``shifts`` in parameter units)."""

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from diffdesign._validation import is_concrete
+from diffdesign._validation import check_finite, float_array, is_concrete
 from diffdesign.inference import linear_gaussian as lg
 
 __all__ = ["GaussNewtonHistory", "GaussNewtonResult", "gauss_newton"]
@@ -133,9 +133,10 @@ def gauss_newton(
         ...                       noise_sigma=0.01, prior_sigma=1e-3)  # doctest: +SKIP
         >>> result.x, result.std, result.history.chi2  # doctest: +SKIP
     """
-    x = jnp.asarray(x0, dtype=float)
+    x = float_array(x0, "x0", "gauss_newton")
     if x.ndim != 1 or x.shape[0] == 0:
         raise ValueError(f"x0 must be a non-empty 1-D array; got shape {x.shape}")
+    check_finite(x, "x0", "gauss_newton")
     n = x.shape[0]
     if isinstance(n_iter, bool) or not isinstance(n_iter, int | np.integer) or n_iter < 1:
         raise ValueError(f"n_iter must be an integer >= 1; got {n_iter!r}")

@@ -36,7 +36,7 @@ import jax.scipy as jsp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, PyTree
 
-from diffdesign._validation import check_finite, is_concrete
+from diffdesign._validation import check_finite, check_positive, check_range, is_concrete
 from diffdesign.core import Adam, Box, CosineDecay, Param, Problem, multistart, values
 
 Kernel = Callable[[Array, Array, Array, Array], Array]
@@ -627,6 +627,14 @@ def fit_hyperparameters(
     _check_data(init, X, y, mask)
     if n_restarts < 1 or n_steps < 1:
         raise ValueError(f"n_restarts and n_steps must be >= 1; got {n_restarts}, {n_steps}")
+    check_positive(learning_rate, "learning_rate", "fit_hyperparameters")
+    check_range(jitter, "jitter", low=0.0, owner="fit_hyperparameters")
+    valid = np.shape(X)[0] if mask is None or not is_concrete(mask) else int(np.sum(mask))
+    if valid < 1:
+        raise ValueError(
+            f"X and y must hold at least one data point (valid row); got X of shape "
+            f"{np.shape(X)} with {valid} valid"
+        )
     for name, bounds in (
         ("lengthscale_bounds", prior.lengthscale_bounds),
         ("signal_variance_bounds", prior.signal_variance_bounds),

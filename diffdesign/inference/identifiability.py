@@ -13,6 +13,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from diffdesign._validation import check_finite
+
 #: A parameter whose unit vector has more than this squared weight on unmeasured
 #: directions is reported as undetermined (infinite variance).
 _UNDETERMINED_WEIGHT = 1e-12
@@ -44,7 +46,13 @@ def gaussian_covariance(jacobian: Float[Array, "m p"]) -> tuple[Array, Identifia
     Parameters along directions J does not measure get infinite variance (and zero
     covariance with the others) instead of the small finite values a pseudo-inverse
     would report; the rest get their exact Gaussian covariance.
+
+    Raises:
+        ValueError: ``jacobian`` not 2-D, or (where known) not finite.
     """
+    if jnp.ndim(jacobian) != 2:
+        raise ValueError(f"jacobian must have shape (m, p); got {jnp.shape(jacobian)}")
+    check_finite(jacobian, "jacobian", "gaussian_covariance")
     m, p = jacobian.shape
     # vt must be (p, p); full matrices are needed (and cheap) only when m < p.
     _, s, vt = jnp.linalg.svd(jacobian, full_matrices=m < p)

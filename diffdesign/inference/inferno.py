@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from diffdesign._validation import check_positive, check_range, is_concrete
 from diffdesign.inference.binned import ExpectedCounts, InferenceSetup, poi_variance
 
 
@@ -38,8 +40,15 @@ def soft_histogram(
 
     Returns:
         ``(n_bins,)`` bin fractions in float64, summing to 1.
+
+    Raises:
+        ValueError: ``scores`` not 2-D, a known temperature that is not finite and > 0,
+            weights of the wrong shape, negative or all zero.
     """
     scores = jnp.asarray(scores, dtype=jnp.float64)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must have shape (n_events, n_bins); got {scores.shape}")
+    check_positive(temperature, "temperature", "soft_histogram")
     fractions = jax.nn.softmax(scores / temperature, axis=-1)
     return _weighted_mean(fractions, weights)
 
@@ -53,6 +62,8 @@ def hard_histogram(
 
     Indices outside ``[0, n_bins)`` are counted in no bin (the fractions then sum to < 1).
     """
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 1:
+        raise ValueError(f"n_bins must be an integer >= 1; got {n_bins!r}")
     one_hot = jax.nn.one_hot(jnp.asarray(bins), n_bins, dtype=jnp.float64)
     return _weighted_mean(one_hot, weights)
 
@@ -61,6 +72,14 @@ def _weighted_mean(per_event, weights):
     if weights is None:
         return jnp.mean(per_event, axis=0)
     weights = jnp.asarray(weights, dtype=jnp.float64)
+    n_events = per_event.shape[0]
+    if weights.shape != (n_events,):
+        raise ValueError(
+            f"weights must have shape ({n_events},) (one per event); got {weights.shape}"
+        )
+    check_range(weights, "weights", low=0.0, owner="histogram")
+    if is_concrete(weights) and not np.any(np.asarray(weights) > 0):
+        raise ValueError("weights must not all be 0 (the histogram would be 0/0)")
     return weights @ per_event / jnp.sum(weights)
 
 

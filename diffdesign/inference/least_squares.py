@@ -89,6 +89,11 @@ def bounded_least_squares(
     """
     lower, upper = jnp.asarray(lower, dtype=float), jnp.asarray(upper, dtype=float)
     _check_box(lower, upper, x0)
+    if is_concrete(x0) and not _finite_if_known(residual_fn(jnp.asarray(x0, dtype=float))):
+        raise ValueError(
+            "residual_fn(x0) is not finite at x0 (NaN or inf residuals at the start): check "
+            "the model and data at the starting point"
+        )
     z0 = _BOX.to_internal(x0, lower, upper)
     to_x = lambda z: _BOX.to_physical(z, lower, upper)
     solver = optx.LevenbergMarquardt(rtol=rtol, atol=atol)
@@ -121,11 +126,20 @@ def bounded_least_squares(
     )
 
 
+def _finite_if_known(value) -> bool:
+    """False only for known (not traced) values with NaN or inf entries."""
+    return not is_concrete(value) or bool(np.all(np.isfinite(np.asarray(value))))
+
+
 def _check_box(lower: Array, upper: Array, x0: ArrayLike) -> None:
     """lower < upper and lower <= x0 <= upper, where the values are known (not traced)."""
     check_finite(lower, "lower")
     check_finite(upper, "upper")
     check_finite(x0, "x0")
+    shapes = {"x0": np.shape(x0), "lower": np.shape(lower), "upper": np.shape(upper)}
+    if len(set(shapes.values())) != 1 or len(shapes["x0"]) != 1:
+        listed = ", ".join(f"{k} {v}" for k, v in shapes.items())
+        raise ValueError(f"x0, lower and upper must have one shape (p,); got {listed}")
     if not all(is_concrete(v) for v in (lower, upper, x0)):
         return
     lower, upper, x0 = (np.asarray(v, dtype=float) for v in (lower, upper, x0))
