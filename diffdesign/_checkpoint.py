@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ from jaxtyping import ArrayLike, PyTree
 _FORMAT = "diffdesign.checkpoint"
 _VERSION = 1
 _METADATA = "__metadata__"
+#: what reading a damaged, truncated or foreign file raises (BadZipFile is no OSError)
+_UNREADABLE = (
+    OSError, EOFError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile,
+)  # fmt: skip
 
 
 def save_checkpoint(path: str | os.PathLike, tree: PyTree, metadata: Mapping[str, Any]) -> None:
@@ -65,6 +70,7 @@ def load_checkpoint(
     settings: Mapping[str, Any] | None = None,
     *,
     growing: bool = False,
+    finite: bool = False,
 ) -> tuple[PyTree, dict[str, Any]]:
     """Read a checkpoint written by :func:`save_checkpoint` into the structure of ``template``.
 
@@ -75,13 +81,16 @@ def load_checkpoint(
             run with other settings is refused, naming the differences).
         growing: accept any length of the leading axis (buffers that grow during a run);
             the other axes must still match.
+        finite: refuse a checkpoint with NaN or infinite numbers (the state of a run that
+            never saves a non-finite state: one with them diverged or was damaged, and
+            resuming it would continue from garbage).
 
     Returns:
         ``(tree, metadata)``.
 
     Raises:
         ValueError: if the file is not such a checkpoint or does not fit ``template`` or
-            ``settings``.
+            ``settings`` (or, with ``finite``, holds NaN or infinite numbers).
     """
     path = Path(path)
     try:
@@ -89,8 +98,10 @@ def load_checkpoint(
             header = json.loads(archive[_METADATA].tobytes().decode())
             n = header.get("n_leaves")
             leaves = [archive[f"leaf_{i}"] for i in range(n)]
-    except (OSError, KeyError, ValueError, TypeError) as error:
-        raise ValueError(f"{path} is not a readable diffdesign checkpoint: {error}") from None
+    except _UNREADABLE as error:
+        raise ValueError(
+            f"{path} is not a readable diffdesign checkpoint: {type(error).__name__}: {error}"
+        ) from None
     if header.get("format") != _FORMAT or header.get("version") != _VERSION:
         raise ValueError(f"{path} is not a diffdesign checkpoint (version {_VERSION})")
     if settings is not None:
@@ -107,6 +118,15 @@ def load_checkpoint(
         fits(a, b) for a, b in zip(leaves, expected, strict=True)
     ):
         raise ValueError(f"checkpoint {path} does not match the structure of this run")
+    if finite:
+        for i, leaf in enumerate(leaves):
+            if leaf.dtype.kind in "fc" and not np.all(np.isfinite(leaf)):
+                bad = leaf[~np.isfinite(leaf)].ravel()[0]
+                raise ValueError(
+                    f"checkpoint {path} holds non-finite numbers ({bad} in leaf_{i}, shape "
+                    f"{leaf.shape}): the saved state diverged or was damaged; delete it to "
+                    "start again"
+                )
     tree = jax.tree.unflatten(
         treedef,
         [np.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(leaves, expected, strict=True)],
@@ -131,11 +151,16 @@ def load_record(
     try:
         with np.load(path, allow_pickle=False) as archive:
             record = json.loads(archive[_METADATA].tobytes().decode())["record"]
-    except (OSError, KeyError, ValueError, TypeError) as error:
-        raise ValueError(f"{path} is not a readable diffdesign record: {error}") from None
-    template = [
-        np.zeros(shape, dtype=np.dtype(dtype))
-        for shape, dtype in zip(record["shapes"], record["dtypes"], strict=True)
-    ]
+        template = [
+            np.zeros(shape, dtype=np.dtype(dtype))
+            for shape, dtype in zip(record["shapes"], record["dtypes"], strict=True)
+        ]
+        names = list(record["names"])
+    except _UNREADABLE as error:
+        raise ValueError(
+            f"{path} is not a readable diffdesign record: {type(error).__name__}: {error}"
+        ) from None
+    if len(names) != len(template):
+        raise ValueError(f"{path} is not a readable diffdesign record: names and shapes differ")
     leaves, header = load_checkpoint(path, template, settings)
-    return dict(zip(record["names"], leaves, strict=True)), header
+    return dict(zip(names, leaves, strict=True)), header

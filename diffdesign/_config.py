@@ -30,8 +30,10 @@ class TomlConfig:
             raise ValueError(f"study config must be a .toml file; got {path.name!r}")
         try:
             content = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise ValueError(f"cannot read study config {str(path)!r}: {error}") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise ValueError(
+                f"cannot read study config {str(path)!r} (UTF-8 TOML): {error}"
+            ) from None
         return cls.from_mapping(content, str(path))
 
     @classmethod
@@ -65,10 +67,16 @@ class TomlConfig:
                     value = float(value)
             else:
                 expected, expected_name = type(default), type(default).__name__
-            if not isinstance(value, expected):
+            if not isinstance(value, expected) or (
+                isinstance(value, bool) and bool not in _types(expected)
+            ):
                 raise ValueError(
                     f"{name} in {where} must be of type {expected_name}; got {value!r}"
                 )
+            if isinstance(value, float) and math.isnan(value):
+                raise ValueError(f"{name} in {where} must be a number, not nan")
+            if isinstance(default, tuple) and default and isinstance(value, tuple):
+                _check_elements(name, value, type(default[0]), where)
             values[name] = value
         return cls(**values)
 
@@ -78,6 +86,28 @@ class TomlConfig:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _types(expected: type | tuple[type, ...]) -> tuple[type, ...]:
+    return expected if isinstance(expected, tuple) else (expected,)
+
+
+def _check_elements(name: str, value: tuple, kind: type, where: str) -> None:
+    """The entries of a list field must be of its default's entry type (numbers not NaN)."""
+    if kind not in (int, float, str):
+        return
+    for entry in value:
+        if kind is str:
+            fits, wanted = isinstance(entry, str), "strings"
+        elif kind is int:
+            fits, wanted = isinstance(entry, int) and not isinstance(entry, bool), "integers"
+        else:
+            fits = isinstance(entry, int | float) and not isinstance(entry, bool)
+            wanted = "numbers"
+        if not fits:
+            raise ValueError(f"{name} in {where} must be a list of {wanted}; got {list(value)!r}")
+        if isinstance(entry, float) and math.isnan(entry):
+            raise ValueError(f"{name} in {where} must be numbers, not nan; got {list(value)!r}")
 
 
 def _toml_value(value: Any, where: str) -> str:

@@ -37,7 +37,16 @@ from diffdesign._checkpoint import load_checkpoint, save_checkpoint
 from diffdesign._progress import bar, say
 from diffdesign.core.interrupt import Interrupted, running, stop_requested
 from diffdesign.core.problem import Problem
-from diffdesign.core.spec import check_params, internal, labels, project, step_sizes, to_physical
+from diffdesign.core.spec import (
+    check_params,
+    internal,
+    is_param,
+    labels,
+    param_names,
+    project,
+    step_sizes,
+    to_physical,
+)
 
 #: Traces of the compiled multi-step program, per problem class (a recompilation guard:
 #: tests assert that a second run with new values does not trace again).
@@ -306,6 +315,10 @@ def _storable(state: FitState) -> FitState:
 
 def _fit(problem: Problem, optimiser: Optimiser | None, keys: KeySchedule | None) -> Fit:
     """The :class:`Fit` of the drivers' arguments (Adam and FoldIn by default)."""
+    if not isinstance(problem, Problem):
+        raise TypeError(
+            f"problem must be a diffdesign.core Problem (spec + loss); got {type(problem).__name__}"
+        )
     return Fit(problem, Adam() if optimiser is None else optimiser,
                FoldIn() if keys is None else keys)  # fmt: skip
 
@@ -323,6 +336,8 @@ class _Driver(NamedTuple):
     record: Callable  # (done, n, info, seconds) -> history rows
     check: Callable  # (done, info) -> None, raises on a loss that must stop the run
     losses: Callable  # history -> the losses EarlyStop looks at
+    #: the run stops on a non-finite loss, so a checkpoint with NaN or inf is damaged
+    finite_state: bool = True
 
 
 def _drive(
@@ -348,7 +363,12 @@ def _drive(
             "keys": type(fit.keys).__name__, **dict(settings or {})}  # fmt: skip
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
-        stored, header = load_checkpoint(path, _storable(state), meta)
+        stored, header = load_checkpoint(path, _storable(state), meta, finite=driver.finite_state)
+        if not isinstance(header.get("history"), list):
+            raise ValueError(
+                f"checkpoint {path} has no 'history' list (written by another program?); "
+                "delete it to start again"
+            )
         state = stored._replace(key=jax.random.wrap_key_data(stored.key))
         history = list(header["history"])
         wall = header.get("wall_s", math.nan)
@@ -495,7 +515,7 @@ def run_members(
     def last_chunk_median(history):
         return [float(np.nanmedian(np.asarray(row, dtype=float))) for row in history]
 
-    driver = _Driver(_advance_members, record, nothing, last_chunk_median)
+    driver = _Driver(_advance_members, record, nothing, last_chunk_median, finite_state=False)
     params_of = jax.vmap(fit.params, in_axes=(_MEMBER_AXES,))
     state, history, _, wall = _drive(
         fit, state, driver, steps=steps, chunk=chunk, checkpoint=checkpoint, settings=settings,
@@ -506,10 +526,24 @@ def run_members(
     return MembersResult(params_of(state), state, table, int(state.step), float(wall))
 
 
-def _members(starts: PyTree) -> int:
+def _members(starts: PyTree, problem: Problem | None = None) -> int:
     sizes = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(starts)}
     if len(sizes) != 1 or None in sizes:
         raise ValueError(f"starts need one common leading axis; got sizes {sizes}")
+    if isinstance(problem, Problem):  # each start must be params of the spec's shapes
+        spec = problem.spec
+        try:
+            flat = jax.tree.structure(spec, is_leaf=is_param).flatten_up_to(starts)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"starts do not have the structure of the spec: {error}") from None
+        names = jax.tree.leaves(param_names(spec))
+        for p, name, start in zip(jax.tree.leaves(spec, is_leaf=is_param), names, flat,
+                                  strict=True):  # fmt: skip
+            if np.shape(start)[1:] != p.value.shape:
+                raise ValueError(
+                    f"starts of {name} must have shape (n_starts, *{tuple(p.value.shape)}); "
+                    f"got {np.shape(start)}"
+                )
     return sizes.pop()
 
 
@@ -589,8 +623,8 @@ def multistart(
             error with the same message).
     """
     _check_run(steps, 1)
-    _members(starts)
     fit = _fit(problem, optimiser, keys)
+    _members(starts, problem)
     try:
         return _multistart(fit, starts, key, steps)
     except eqx.EquinoxRuntimeError as error:

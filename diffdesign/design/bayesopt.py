@@ -325,6 +325,8 @@ class _SequentialSearch(eqx.Module):
         """
         if isinstance(n_evaluations, bool) or not isinstance(n_evaluations, int | np.integer):
             raise TypeError(f"n_evaluations must be an int; got {n_evaluations!r}")
+        if n_evaluations < 1:
+            raise ValueError(f"n_evaluations must be >= 1; got {n_evaluations}")
         if checkpoint is not None and Path(checkpoint).exists():
             state = self.load_checkpoint(checkpoint)
             k = len(state.initial_design)
