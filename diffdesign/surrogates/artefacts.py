@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,11 @@ def _refuse_pickles(folder: Path) -> None:
                 with np.load(path, allow_pickle=False) as data:
                     for key in data.files:
                         data[key]
+            except (OSError, EOFError, zipfile.BadZipFile) as error:
+                raise ValueError(
+                    f"surrogate artefact {folder}: {path.name} is not a readable .npz "
+                    f"({type(error).__name__}: {error})"
+                ) from None
             except ValueError as error:
                 raise ValueError(
                     f"surrogate artefact {folder}: {path.name} needs pickle to load "
@@ -199,8 +205,11 @@ def load_surrogate(
             raise FileNotFoundError(f"surrogate artefact {folder} has no {path.name}")
     try:
         card = json.loads(card_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{card_path} is not valid JSON: {error}") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{card_path} is not valid UTF-8 JSON: {error}") from None
+    if not isinstance(card, Mapping):
+        kind = type(card).__name__
+        raise ValueError(f"{card_path} must hold a JSON object (the card); got {kind}")
     expected = {
         "simulator.name": simulator,
         "simulator.version": version,

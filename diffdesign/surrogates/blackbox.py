@@ -51,6 +51,12 @@ class BlackBoxSimulator(abc.ABC):
     def name(self) -> str:
         return type(self).__name__
 
+    def __post_init__(self) -> None:
+        for field in ("psi_dim", "x_dim", "y_dim"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{field} must be an integer >= 1; got {value!r}")
+
 
 @dataclasses.dataclass(frozen=True)
 class PythonSimulator(BlackBoxSimulator):

@@ -79,10 +79,11 @@ class LgsoConfig:
     flow_hidden: tuple[int, ...] = (64, 64)
 
     def __post_init__(self) -> None:
-        for name in ("epsilon", "learning_rate", "surrogate_learning_rate"):
+        for name in ("epsilon", "learning_rate", "surrogate_learning_rate", "history_radius"):
             value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be > 0; got {value}")
+            number = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+            if not (number and np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a number > 0; got {value!r}")
         for name in (
             "n_points",
             "samples_per_point",
@@ -93,8 +94,16 @@ class LgsoConfig:
             "flow_layers",
             "flow_bins",
         ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1; got {value}")
+        hidden = self.flow_hidden
+        if not isinstance(hidden, tuple | list) or not all(
+            isinstance(h, int | np.integer) and not isinstance(h, bool) and h >= 1 for h in hidden
+        ):
+            raise ValueError(f"flow_hidden must be a tuple of layer widths >= 1; got {hidden!r}")
         if self.history_radius < 1:
             raise ValueError(f"history_radius must be >= 1 (epsilons); got {self.history_radius}")
 
@@ -164,7 +173,9 @@ class _History(NamedTuple):
 
 
 def limit_step(step: np.ndarray, max_length: float) -> np.ndarray:
-    """``step`` shortened to ``max_length`` (Euclidean) if it is longer."""
+    """``step`` shortened to ``max_length`` (Euclidean, > 0) if it is longer."""
+    if not (np.isfinite(max_length) and max_length > 0):
+        raise ValueError(f"max_length must be finite and > 0; got {max_length!r}")
     length = np.linalg.norm(step)
     return step * (max_length / length) if length > max_length else step
 
@@ -244,9 +255,17 @@ def minimise(
     Raises:
         ValueError: on a ``psi0`` of the wrong shape or non-finite values.
     """
-    psi = np.array(psi0, dtype=float)
+    try:
+        psi = np.array(psi0, dtype=float)
+    except (TypeError, ValueError):
+        psi = np.full(0, np.nan)  # not numbers: refused below
     if psi.shape != (simulator.psi_dim,) or not np.all(np.isfinite(psi)):
         raise ValueError(f"psi0 must be a finite ({simulator.psi_dim},) array; got {psi0!r}")
+    if max_calls < config.calls_per_iteration:
+        raise ValueError(
+            f"max_calls must be >= the {config.calls_per_iteration} simulator calls of one "
+            f"iteration ((n_points + 1) * samples_per_point); got {max_calls}"
+        )
     flow = config.flow(simulator.y_dim)
     # one Adam step through the surrogate per iteration, no longer than epsilon
     optimiser = Optax(optax.chain(optax.adam(config.learning_rate), limit_length(config.epsilon)))
@@ -286,6 +305,8 @@ def minimise(
         rows_psi = np.repeat(points, m, axis=0)
         x = sample_inputs_checked(simulator, len(rows_psi), derived_seed(seed, iteration, 1))
         y = run_simulation(simulator, rows_psi, x, derived_seed(seed, iteration, 2))
+        if not records:
+            _check_objective(objective, y)  # before the first (long) surrogate fit
         calls += len(rows_psi)
         # 2. history: forget what is far, reuse what is in the trust region
         history = history.add(points, x, y, m)
@@ -322,6 +343,13 @@ def minimise(
         state, info = _outer_step(fit, state)
         psi, opt_state = np.asarray(state.z["psi"]), state.opt_state
         value, gradient_norm = info.loss, info.grad_norm
+        if not (np.isfinite(float(value)) and np.all(np.isfinite(psi))):
+            raise FloatingPointError(
+                f"{label}: the surrogate's expected objective is {float(value)} at iteration "
+                f"{iteration + 1} (psi {np.asarray(state.z['psi']).tolist()}): the objective is "
+                "not finite on the surrogate's samples; check it for NaN/inf outputs (log of "
+                "negative values, division by zero)"
+            )
         iteration += 1
         wall += time.perf_counter() - tic
         true = None if evaluate is None else float(evaluate(psi))
@@ -361,6 +389,22 @@ def minimise(
     return LgsoResult(psi, records, calls)
 
 
+def _check_objective(objective, y: np.ndarray) -> None:
+    """Refuse an objective that is not one finite number per simulator output row."""
+    values = np.asarray(objective(jnp.asarray(y, jnp.float32)))
+    if values.shape != y.shape[:-1]:
+        raise ValueError(
+            f"objective must map outputs (..., y_dim) to (...,), one value per row; got shape "
+            f"{values.shape} from outputs of shape {y.shape}"
+        )
+    if not np.all(np.isfinite(values)):
+        bad = int(np.sum(~np.isfinite(values)))
+        raise ValueError(
+            f"objective is not finite on {bad} of {values.size} simulator outputs (e.g. "
+            f"{values[~np.isfinite(values)][0]}); it must give a finite number for every output"
+        )
+
+
 def _save(path, settings, psi, opt_state, surrogate, history, calls, iteration, wall, records):
     tree = {"psi": psi, "opt_state": opt_state, "surrogate": surrogate, "history": tuple(history)}
     metadata = {
@@ -381,7 +425,10 @@ def _resume(path, settings, psi, opt_state, surrogate, history):
         "surrogate": surrogate,
         "history": tuple(history),
     }
-    state, header = load_checkpoint(path, template, settings, growing=True)
+    state, header = load_checkpoint(path, template, settings, growing=True, finite=True)
+    missing = [k for k in ("records", "calls", "iteration", "wall_s") if k not in header]
+    if missing:
+        raise ValueError(f"L-GSO checkpoint {path} lacks {missing}; delete it to start again")
     records = [LgsoRecord(**r) for r in header["records"]]
     return (
         state["psi"],
