@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from diffdesign._validation import is_concrete
+from diffdesign._validation import float_array, is_concrete
 
 _UNIFORM_RTOL = 1e-6
 
@@ -40,12 +40,12 @@ class XpcsData(eqx.Module):
     sigma: Float[Array, "*shape"]
 
     def __init__(self, c2, t, phi, q, L, sigma):
-        self.c2 = jnp.asarray(c2, dtype=float)
-        self.t = jnp.asarray(t, dtype=float)
-        self.phi = jnp.atleast_1d(jnp.asarray(phi, dtype=float))
-        self.q = jnp.asarray(q, dtype=float)
-        self.L = jnp.asarray(L, dtype=float)
-        self.sigma = jnp.asarray(sigma, dtype=float)
+        self.c2 = float_array(c2, "c2", "XpcsData")
+        self.t = float_array(t, "t", "XpcsData")
+        self.phi = jnp.atleast_1d(float_array(phi, "phi", "XpcsData"))
+        self.q = float_array(q, "q", "XpcsData")
+        self.L = float_array(L, "L", "XpcsData")
+        self.sigma = float_array(sigma, "sigma", "XpcsData")
 
     def __check_init__(self):
         if all(is_concrete(v) for v in (self.c2, self.t, self.phi, self.q, self.L, self.sigma)):
@@ -72,6 +72,8 @@ def validate(data: XpcsData) -> None:
         raise ValueError(f"t must be a 1-D time grid of at least 3 points; got shape {t.shape}")
     if phi.ndim != 1:
         raise ValueError(f"phi must be 1-D (degrees); got shape {phi.shape}")
+    if phi.shape[0] == 0:
+        raise ValueError("phi must hold at least one angle (degrees); got none (shape (0,))")
     expected = (phi.shape[0], t.shape[0], t.shape[0])
     if c2.shape != expected:
         raise ValueError(

@@ -273,6 +273,8 @@ def make_problem(
         TypeError: ``scaling`` is not a :class:`Scaling`.
         ValueError: an unknown mode or integral, or bad bounds.
     """
+    if not isinstance(data, XpcsData):
+        raise TypeError(f"data must be an XpcsData; got {type(data).__name__}")
     parameter_names(mode)
     check_scaling(scaling)
     if integral not in INTEGRALS:

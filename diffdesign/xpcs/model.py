@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from diffdesign._validation import check_positive
+
 STATIC_PARAMETERS = ("D0", "alpha", "D_offset")
 SHEAR_PARAMETERS = ("gamma_dot_t0", "beta", "gamma_dot_t_offset", "phi0")
 LAMINAR_PARAMETERS = STATIC_PARAMETERS + SHEAR_PARAMETERS
@@ -196,7 +198,6 @@ def g2_pairs(
     return offset + contrast * g1**2
 
 
-@partial(jax.jit, static_argnames="integral")
 def g2(
     params: Mapping[str, ArrayLike],
     t: Float[ArrayLike, " n_t"],
@@ -221,7 +222,31 @@ def g2(
         contrast: a scalar or one value per angle.
         offset: a scalar or one value per angle.
         integral: ``"trapezoid"`` (homodyne's discretisation) or ``"exact"``.
+
+    Raises:
+        ValueError: ``t`` not 1-D with two or more points, no angle, contrast or offset of
+            another length than ``phi``, or (where known) q or L not finite and > 0.
     """
+    t = jnp.asarray(t, dtype=float)
+    phi = jnp.atleast_1d(jnp.asarray(phi, dtype=float))
+    if t.ndim != 1 or t.shape[0] < 2:
+        raise ValueError(f"t must be a 1-D time grid (s) of at least two points; got {t.shape}")
+    if phi.ndim != 1 or phi.shape[0] == 0:
+        raise ValueError(f"phi must be one or more angles (degrees); got shape {phi.shape}")
+    check_positive(q, "q", "g2", "1/Angstrom")
+    check_positive(L, "L", "g2", "Angstrom")
+    n_phi = phi.shape[0]
+    for name, value in (("contrast", contrast), ("offset", offset)):
+        shape = jnp.shape(jnp.asarray(value))
+        if shape not in ((), (1,), (n_phi,)):
+            raise ValueError(
+                f"{name} must be a scalar or one value per angle, shape ({n_phi},); got {shape}"
+            )
+    return _g2(params, t, phi, q, L, contrast, offset, integral=integral)
+
+
+@partial(jax.jit, static_argnames="integral")
+def _g2(params, t, phi, q, L, contrast, offset, *, integral):
     t = jnp.asarray(t, dtype=float)
     phi = jnp.atleast_1d(jnp.asarray(phi, dtype=float))
     n_phi, n_t = phi.shape[0], t.shape[0]

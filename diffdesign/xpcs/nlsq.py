@@ -184,9 +184,14 @@ def fit_nlsq(
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}")
-    for name, value in (("n_starts", n_starts), ("n_refine", n_refine)):
-        if not isinstance(value, int) or value < 1:
+    for name, value in (
+        ("n_starts", n_starts), ("n_refine", n_refine), ("screen_points", screen_points),
+        ("chunk_size", chunk_size), ("max_steps", max_steps),
+    ):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    if not (isinstance(tol, int | float) and np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol (relative tolerance) must be a finite number >= 0; got {tol!r}")
     start_time = time.perf_counter()
     problem = make_problem(data, mode, scaling=scaling, integral=integral, bounds=bounds)
     box = resolve_bounds(bounds)
