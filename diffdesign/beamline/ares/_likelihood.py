@@ -20,7 +20,6 @@ from jaxtyping import Array, ArrayLike, Float
 from diffdesign._validation import (
     check_finite,
     check_positive,
-    check_range,
     float_array,
     is_concrete,
 )
@@ -117,7 +116,16 @@ def _validate_settings(settings: ArrayLike, field: str = "settings") -> Array:
     return check_setting_ranges(settings, field + "[:, {i}] ({name})", "ARES calibration")
 
 
-def _validate_measurements(measurements: Mapping[str, ArrayLike], n: int) -> dict[str, Array]:
+#: measured beam sizes below -SIZE_NOISE_LIMIT noise standard deviations are refused: a size
+#: is >= 0, and a Gaussian reading of a small beam dips below 0 by a few sigmas at most.
+SIZE_NOISE_LIMIT = 5.0
+
+
+def _validate_measurements(
+    measurements: Mapping[str, ArrayLike], n: int, noise: Mapping[str, Array] | None = None
+) -> dict[str, Array]:
+    """The four observables as (n,) arrays; with the validated ``noise``, beam sizes below
+    ``-SIZE_NOISE_LIMIT * noise`` are refused (not a noisy reading of a size >= 0)."""
     if not isinstance(measurements, Mapping):
         raise TypeError(
             f"measurements must be a mapping of {list(OBSERVABLES)} to (n,) arrays in m; got "
@@ -132,8 +140,15 @@ def _validate_measurements(measurements: Mapping[str, ArrayLike], n: int) -> dic
         if value.shape != (n,):
             raise ValueError(f"measurements['{k}'] must have shape ({n},); got {value.shape}")
         check_finite(value, f"measurements['{k}']", "ARES calibration")
-        if k.startswith("sigma"):  # a beam size
-            check_range(value, f"measurements['{k}']", low=0.0, owner="ARES calibration", unit="m")
+        if k.startswith("sigma") and noise is not None and is_concrete(noise[k]):
+            floor = -SIZE_NOISE_LIMIT * np.asarray(noise[k])
+            if np.any(value < floor):
+                i = int(np.argmax(value < floor))
+                raise ValueError(
+                    f"measurements['{k}'] is a beam size (m, >= 0); got {value[i]:.6g} m at "
+                    f"row {i}, below -{SIZE_NOISE_LIMIT:g} noise standard deviations "
+                    f"({floor[i] if floor.ndim else floor:.6g} m) for ARES calibration"
+                )
         out[k] = jnp.asarray(value)
     return out
 

@@ -172,8 +172,9 @@ def calibrate_offsets(
 
     Raises:
         TypeError: ``method`` is not a :class:`CalibrationMethod`.
-        ValueError: for wrong shapes, NaNs, settings outside the magnet ranges,
-            non-positive noise or bound, or initial offsets outside the bound.
+        ValueError: for wrong shapes, NaNs, settings outside the magnet ranges, beam sizes
+            below -5 noise standard deviations (``SIZE_NOISE_LIMIT``), non-positive noise or
+            bound, or initial offsets outside the bound.
 
     Example:
         >>> result = calibrate_offsets(settings, ares.screen_beam(settings, true_offsets))
@@ -187,8 +188,8 @@ def calibrate_offsets(
         )
     settings = _validate_settings(settings)
     n = settings.shape[0]
-    measured = _validate_measurements(measurements, n)
     sigmas = _validate_noise(noise, n)
+    measured = _validate_measurements(measurements, n, sigmas)
     check_positive(bound, "bound", "ARES calibration", "m")
     incoming = incoming_beam if incoming_beam is not None else default_incoming_beam()
     return method.calibrate(settings, measured, sigmas, incoming, bound)
@@ -257,8 +258,9 @@ def calibration_history(
     n = settings.shape[0]
     check_positive(bound, "bound", "ARES calibration", "m")
     incoming = incoming_beam if incoming_beam is not None else default_incoming_beam()
+    sigmas = _validate_noise(noise, n)
     return _least_squares_path(
-        settings, _validate_measurements(measurements, n), _validate_noise(noise, n), incoming,
+        settings, _validate_measurements(measurements, n, sigmas), sigmas, incoming,
         jnp.zeros(6), bound, num_steps,
     )  # fmt: skip
 

@@ -128,8 +128,8 @@ class CalibrationProblem(ResidualProblem):
     ):
         self.settings = _validate_settings(settings)
         n = self.settings.shape[0]
-        self.measurements = _validate_measurements(measurements, n)
         self.noise = _validate_noise(noise, n)
+        self.measurements = _validate_measurements(measurements, n, self.noise)
         self.incoming = incoming_beam() if incoming is None else incoming
         self.start = offsets_spec(offsets)
 
