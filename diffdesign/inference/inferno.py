@@ -49,6 +49,13 @@ def soft_histogram(
     if scores.ndim != 2:
         raise ValueError(f"scores must have shape (n_events, n_bins); got {scores.shape}")
     check_positive(temperature, "temperature", "soft_histogram")
+    if is_concrete(scores) and is_concrete(temperature):
+        largest = float(np.max(np.abs(np.asarray(scores)), initial=0.0))
+        if not np.isfinite(largest / float(temperature)):
+            raise ValueError(
+                f"temperature {temperature!r} is too small for scores up to {largest:.6g}: "
+                "scores / temperature overflows (use hard_histogram for the tau -> 0 limit)"
+            )
     fractions = jax.nn.softmax(scores / temperature, axis=-1)
     return _weighted_mean(fractions, weights)
 
