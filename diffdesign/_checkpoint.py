@@ -94,7 +94,7 @@ def load_checkpoint(
     """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
             header = json.loads(archive[_METADATA].tobytes().decode())
             n = header.get("n_leaves")
             leaves = [archive[f"leaf_{i}"] for i in range(n)]
@@ -149,7 +149,7 @@ def load_record(
     """Read a record of :func:`save_record` (refused if made with other ``settings``)."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
             record = json.loads(archive[_METADATA].tobytes().decode())["record"]
         template = [
             np.zeros(shape, dtype=np.dtype(dtype))

@@ -147,7 +147,7 @@ def _refuse_pickles(folder: Path) -> None:
             )
         if path.suffix.lower() == ".npz":
             try:
-                with np.load(path, allow_pickle=False) as data:
+                with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
                     for key in data.files:
                         data[key]
             except (OSError, EOFError, zipfile.BadZipFile) as error:
