@@ -68,11 +68,48 @@ def compose(second: Map, first: Map) -> Map:
     )
 
 
+#: Longest list of maps composed entry by entry; longer ones are multiplied as dense arrays.
+DENSE_FROM = 32
+
+
 def compose_all(maps: list[Map]) -> Map:
-    """The map of ``maps[0]``, then ``maps[1]``, ... in beam order."""
+    """The map of ``maps[0]``, then ``maps[1]``, ... in beam order.
+
+    Up to :data:`DENSE_FROM` maps are composed entry by entry (structural zeros and ones
+    skipped: a few dozen fused element-wise operations for a short beamline). A long
+    lattice would unroll into ~350 scalar operations per element once its running product
+    is dense, which XLA compiles super-linearly (minutes for 200 elements) and runs slowly;
+    its maps are instead multiplied as dense arrays, pairwise (log2(n) batched products
+    per run of maps with one batch shape).
+    """
+    if len(maps) > DENSE_FROM:
+        return from_array(_dense_product(maps))
     total = identity()
     for m in maps:
         total = compose(m, total)
+    return total
+
+
+def _dense_product(maps: list[Map]) -> Array:
+    """Product of the maps as arrays. Consecutive maps with one batch shape are stacked and
+    multiplied pairwise; the runs are then chained, so unbatched elements are never
+    broadcast to a batch of settings (10^5 settings x 200 elements would not fit)."""
+    runs: list[list[Array]] = []
+    for m in maps:
+        array = to_array(m)
+        if runs and runs[-1][0].shape == array.shape:
+            runs[-1].append(array)
+        else:
+            runs.append([array])
+    total = None
+    for run in runs:
+        stack = jnp.stack(run)
+        eye = jnp.broadcast_to(jnp.eye(SIZE), stack.shape[1:])[None]
+        while stack.shape[0] > 1:  # beam order: the later map of each pair on the left
+            if stack.shape[0] % 2:
+                stack = jnp.concatenate([stack, eye])
+            stack = stack[1::2] @ stack[0::2]
+        total = stack[0] if total is None else stack[0] @ total
     return total
 
 

@@ -7,7 +7,8 @@
 fields such as ``fitpoint``), with the differences listed below.
 
 Syntax: names and keywords are case-insensitive (unquoted names are upper-cased, as
-Elegant does; quoted names are kept as written); ``!`` starts a comment; ``&`` at the end
+Elegant does; quoted names are kept as written); ``!`` starts a comment (so does ``#``
+other than ``#include``, and a MAD-style ``;`` may end a statement); ``&`` at the end
 of a line continues the statement on the next line; statements are
 
 * ``NAME: TYPE, KEY=VALUE, ...``: an element; ``TYPE`` may be an element defined
@@ -56,7 +57,8 @@ sign of its edge angles (pyAT adds ``|ANGLE|/2``); a MALIGN with offsets, a SOLE
 ``FSE``, ``DZ``, ``ETILT``, ``PITCH``/``YAW``, ``HKICK``/``VKICK`` of magnets,
 ``EDGE1_EFFECTS=0``/``EDGE2_EFFECTS=0`` and ``TILT``/``DX``/``DY`` of bends are refused
 (pyAT keeps a solenoid as a drift and the parameters as unused fields); ``N_KICKS`` < 4
-gives one integration step, not zero; ``% ... sto`` variables work (pyAT 0.9.0 fails on
+gives one integration step, not zero; a bend with ``HGAP`` and no ``FINT`` has Elegant's
+default FINT = 0.5 (pyAT: 0, Cheetah: 0.5); ``% ... sto`` variables work (pyAT 0.9.0 fails on
 them); reversed elements swap their entrance and exit fields as pyAT's ``swap_faces``
 does. Other element types are refused, naming the element, its type and its line.
 """
@@ -117,6 +119,16 @@ _SKIPPED = (
 )  # fmt: skip
 #: The Elegant element types :func:`read_elegant_file` understands (aliases included).
 SUPPORTED_TYPES = tuple(sorted(_TYPES))
+
+
+def _type(written: str) -> str:
+    """The canonical type of an element type as written: one of :data:`SUPPORTED_TYPES`, or
+    a longer spelling of one of at least four letters (``CSRCSBEND`` of ``CSRCSBEN``: the
+    supported names are Elegant's abbreviations); '' for none."""
+    if written in _TYPES:
+        return _TYPES[written]
+    longer = [t for t in _TYPES if len(t) >= 4 and written.startswith(t)]
+    return _TYPES[max(longer, key=len)] if longer else ""
 
 # Parameters each type maps (lowercase); others become lowercase fields, as in pyAT.
 _MAPPED = {
@@ -236,13 +248,16 @@ class _Parsed:
 
 
 def _strip_comment(text: str) -> str:
+    """The line without its comment (``!``, or ``#`` other than ``#include``, as Cheetah's
+    test lattices write them) and without a MAD-style ``;`` ending the statement."""
     quoted = False
     for i, char in enumerate(text):
         if char == '"':
             quoted = not quoted
-        elif char == "!" and not quoted:
-            return text[:i]
-    return text
+        elif not quoted and (char == "!" or (char == "#" and not text[i:].startswith("#include"))):
+            text = text[:i]
+            break
+    return text.rstrip().removesuffix(";")
 
 
 def _statements(text: str, path: str) -> list[_Statement]:
@@ -430,8 +445,8 @@ def _define(label: str, body: str, statement: _Statement, parsed: _Parsed) -> No
         parsed.last_line = name
         return
     written = _name(head, statement, "element type")
-    if written in _TYPES:
-        kind, params = _TYPES[written], {}
+    if _type(written):
+        kind, params = _type(written), {}
     elif written in parsed.elements:  # inheritance: NAME: OTHER, KEY=VALUE
         parent = parsed.elements[written]
         kind, written, params = parent.kind, parent.written, dict(parent.params)
@@ -668,7 +683,7 @@ def _bend(kind: str, fields: dict[str, Any], mapped: dict[str, float]) -> tuple[
     if any(higher):
         bend["PolynomB"] = _polynom([0.0, k1, *higher])
     if "hgap" in mapped:
-        fint = mapped.get("fint", 0.0)
+        fint = mapped.get("fint", 0.5)  # Elegant's default (pyAT's is 0)
         bend.update(FullGap=2.0 * mapped["hgap"], FringeInt1=fint, FringeInt2=fint)
     return "Dipole", bend
 

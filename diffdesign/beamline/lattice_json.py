@@ -1,0 +1,406 @@
+"""Cheetah's lattice JSON files, read and written without PyTorch or Cheetah.
+
+Cheetah saves a segment with ``save_cheetah_model`` and reads it with
+``load_cheetah_model``; the file is
+
+.. code-block:: json
+
+    {"version": "cheetah-0.8", "title": "...", "info": "...", "root": "ares",
+     "elements": {"AREAMQZM1": ["Quadrupole", {"length": 0.122, "k1": 4.0, ...}], ...},
+     "lattices": {"ares": ["AREAMQZM1", "Drift_AREAMQZM1", ...]}}
+
+where a lattice lists element and lattice names (nested lattices are flattened here) and
+each element's parameters are the keyword arguments of its Cheetah class (its
+``defining_features``). :func:`element_from_features` turns one class name and parameter
+dict into a diffdesign element; the same table converts live Cheetah objects
+(:func:`diffdesign.beamline.convert.from_cheetah`), so a file and the segment it came from
+convert alike.
+
+Every parameter is honoured or refused: a value this package cannot represent (a powered
+``Cavity``, a finite active ``Aperture``, ``fringe_at`` other than ``"both"``, a different
+exit gap, an unknown parameter or class) is a ``ValueError`` naming the element, the
+parameter and its value. Two elements of Cheetah's ARES lattice that do nothing at first
+order convert exactly: a ``Cavity`` with zero voltage is a drift of its length, and an
+``Aperture`` that is inactive or infinite is a marker. ``tracking_method`` is kept as
+:func:`~diffdesign.beamline.convert.from_cheetah` keeps it (``Segment.second_order``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffdesign.beamline.elements import (
+    BPM,
+    CombinedCorrector,
+    CustomTransferMap,
+    Dipole,
+    Drift,
+    Element,
+    HorizontalCorrector,
+    Marker,
+    Quadrupole,
+    Screen,
+    Sextupole,
+    Solenoid,
+    VerticalCorrector,
+)
+from diffdesign.beamline.segment import Segment
+
+#: Cheetah tracking methods a converted segment cannot keep.
+REFUSED_METHODS = ("drift_kick_drift",)
+#: Versions of Cheetah's format this reader knows (the layout is the same).
+VERSIONS = ("cheetah-0.7", "cheetah-0.8")
+
+
+class _Features:
+    """One element's parameters: taken one by one, what is left over is refused."""
+
+    def __init__(self, kind: str, features: Mapping[str, Any], name: str):
+        self.kind, self.name = kind, name
+        self.left = dict(features)
+        self.left.pop("metadata", None)  # not used by the simulation (Cheetah's own note)
+        self.left.pop("name", None)
+
+    def where(self) -> str:
+        return f"element '{self.name}' ({self.kind})"
+
+    def error(self, message: str) -> ValueError:
+        return ValueError(f"{self.where()}: {message}")
+
+    def take(self, key: str, default: Any = 0.0) -> Any:
+        return self.left.pop(key, default)
+
+    def array(self, key: str, default: Any = 0.0) -> np.ndarray:
+        value = self.take(key, default)
+        try:
+            return np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise self.error(
+                f"{key} must be a number or a list of numbers; got {value!r}"
+            ) from None
+
+    def tilt(self) -> np.ndarray | None:
+        """Cheetah always stores a tilt; an exactly zero one is an unrolled magnet."""
+        tilt = self.array("tilt")
+        return None if np.all(tilt == 0.0) else tilt
+
+    def require(self, key: str, allowed: Callable[[Any], bool], expected: str) -> None:
+        """Refuse a parameter whose value this package cannot represent."""
+        if key in self.left and not allowed(self.left[key]):
+            raise self.error(f"{key} = {self.left[key]!r} cannot be represented; {expected}")
+        self.left.pop(key, None)
+
+    def done(self, element: Element) -> Element:
+        if self.left:
+            raise self.error(f"unknown parameters {sorted(self.left)}")
+        return element
+
+
+def _dipole(f: _Features, e1: np.ndarray, e2: np.ndarray) -> Dipole:
+    gap = f.array("gap")
+    f.require("gap_exit", lambda v: v is None or np.all(np.asarray(v, float) == gap),
+              "an exit gap different from the entrance gap is not supported")  # fmt: skip
+    f.require("fringe_at", lambda v: v == "both", "only fringe fields at both ends are")
+    f.require("fringe_type", lambda v: v == "linear_edge", "only 'linear_edge' is supported")
+    exit_integral = f.take("fringe_integral_exit", None)
+    return Dipole(
+        f.array("length"), f.array("angle"), f.array("k1"), e1, e2, f.tilt(), gap,
+        f.array("fringe_integral"),
+        None if exit_integral is None else np.asarray(exit_integral, dtype=float), f.name,
+    )  # fmt: skip
+
+
+def _rbend(f: _Features) -> Dipole:
+    # an RBend's pole faces are measured from the rectangle: half the angle added (Cheetah)
+    half = np.asarray(f.left.get("angle", 0.0), dtype=float) / 2.0
+    return _dipole(f, f.array("rbend_e1") + half, f.array("rbend_e2") + half)
+
+
+def _quadrupole(f: _Features) -> Quadrupole:
+    f.take("num_steps", None)  # slices of drift-kick-drift tracking, not of a first-order map
+    return Quadrupole(
+        f.array("length"), f.array("k1"), f.array("misalignment", (0.0, 0.0)), f.tilt(), f.name
+    )
+
+
+def _cavity(f: _Features) -> Element:
+    voltage = f.array("voltage")
+    if np.any(voltage != 0.0):
+        raise f.error(
+            f"voltage = {voltage.tolist()} V: a powered cavity has no counterpart here yet "
+            "(an unpowered one, voltage 0, converts to a drift)"
+        )
+    for key in ("phase", "frequency", "cavity_type"):
+        f.take(key, None)  # irrelevant without voltage
+    return Drift(f.array("length"), f.name)
+
+
+def _aperture(f: _Features) -> Element:
+    x_max, y_max = f.array("x_max", math.inf), f.array("y_max", math.inf)
+    active = bool(f.take("is_active", True))
+    f.take("shape", None)
+    if active and not (np.all(np.isinf(x_max)) and np.all(np.isinf(y_max))):
+        raise f.error(
+            f"an active aperture of half-widths ({x_max.tolist()}, {y_max.tolist()}) m has no "
+            "counterpart here yet (an inactive or infinite one converts to a marker)"
+        )
+    return Marker(f.name)
+
+
+def _screen(f: _Features) -> Screen:
+    # how Cheetah renders its images; ours are differentiable by construction (Screen)
+    f.take("method", None)
+    f.take("kde_bandwidth", None)
+    return Screen(
+        tuple(int(r) for r in f.take("resolution", (1024, 1024))),
+        f.array("pixel_size", (1e-3, 1e-3)), int(f.take("binning", 1)),
+        f.array("misalignment", (0.0, 0.0)), bool(f.take("is_active", False)), f.name,
+    )  # fmt: skip
+
+
+_BUILDERS: dict[str, Callable[[_Features], Element]] = {
+    "Drift": lambda f: Drift(f.array("length"), f.name),
+    "Quadrupole": _quadrupole,
+    "Sextupole": lambda f: Sextupole(
+        f.array("length"), f.array("k2"), f.array("misalignment", (0.0, 0.0)), f.tilt(), f.name
+    ),
+    "Dipole": lambda f: _dipole(f, f.array("dipole_e1"), f.array("dipole_e2")),
+    "RBend": _rbend,
+    "HorizontalCorrector": lambda f: HorizontalCorrector(
+        f.array("length"), f.array("angle"), f.name
+    ),
+    "VerticalCorrector": lambda f: VerticalCorrector(f.array("length"), f.array("angle"), f.name),
+    "CombinedCorrector": lambda f: CombinedCorrector(
+        f.array("length"), f.array("horizontal_angle"), f.array("vertical_angle"), f.name
+    ),
+    "Solenoid": lambda f: Solenoid(
+        f.array("length"), f.array("k"), f.array("misalignment", (0.0, 0.0)), f.name
+    ),
+    "CustomTransferMap": lambda f: CustomTransferMap(
+        f.array("predefined_transfer_map"), f.array("length"), f.name
+    ),
+    "Marker": lambda f: Marker(f.name),
+    "BPM": lambda f: BPM(
+        f.array("misalignment", (0.0, 0.0)), bool(f.take("is_active", True)), f.name
+    ),
+    "Screen": _screen,
+    "Cavity": _cavity,
+    "Aperture": _aperture,
+}
+
+
+def element_from_features(kind: str, features: Mapping[str, Any], name: str) -> Element:
+    """A diffdesign element from a Cheetah class name and its parameters (the keyword
+    arguments of the Cheetah constructor, as in a lattice JSON file); ``tracking_method``
+    is ignored here (see :func:`tracking_methods`).
+
+    Raises:
+        ValueError: an unknown class or parameter, or a value that cannot be represented,
+            naming the element, the parameter and the value.
+    """
+    if kind not in _BUILDERS:
+        raise ValueError(
+            f"element '{name}' of Cheetah type {kind} has no diffdesign counterpart yet; "
+            f"supported: {', '.join(sorted(_BUILDERS))} (and nested Segments)"
+        )
+    f = _Features(kind, features, name)
+    f.take("tracking_method", None)
+    return f.done(_BUILDERS[kind](f))
+
+
+def segment_from_features(
+    items: list[tuple[str, str, Mapping[str, Any]]], name: str = ""
+) -> Segment:
+    """A segment from ``(class, name, parameters)`` triples in beam order, keeping each
+    element's ``tracking_method`` (``"second_order"`` marks it in ``Segment.second_order``).
+
+    Raises:
+        ValueError: an element that cannot be converted, or elements tracked with a method
+            that cannot be kept (drift-kick-drift), named.
+    """
+    methods = [str(features.get("tracking_method", "linear")) for _, _, features in items]
+    refused = [n for (_, n, _), m in zip(items, methods, strict=True) if m in REFUSED_METHODS]
+    if refused:
+        raise ValueError(
+            f"elements {refused} use tracking methods "
+            f"{sorted(set(methods) & set(REFUSED_METHODS))}, which diffdesign cannot keep "
+            "(drift-kick-drift tracking is not built yet); set their tracking_method to "
+            "'linear' or 'second_order' to convert them"
+        )
+    elements = [element_from_features(kind, features, n) for kind, n, features in items]
+    marked = [i for i, m in enumerate(methods) if m == "second_order"]
+    return Segment(elements, name, second_order=marked)
+
+
+def read_lattice_json(path: str | os.PathLike) -> Segment:
+    """Read a Cheetah lattice JSON file (``save_cheetah_model``) as a :class:`Segment`.
+
+    Raises:
+        ValueError: ``"<file>: ..."`` for a file that is not UTF-8 JSON, a missing
+            ``root``/``elements``/``lattices`` entry, an unknown version, a lattice naming
+            an undefined element, a lattice that contains itself, or an element that cannot
+            be converted (see :func:`element_from_features`).
+    """
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path.name}: no such file ({str(path)!r})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path.name}: not a UTF-8 JSON file ({error})") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"{path.name}: a lattice JSON file holds an object; got a list or value")
+    missing = [k for k in ("root", "elements", "lattices") if k not in document]
+    if missing:
+        raise ValueError(f"{path.name}: missing entries {missing} (Cheetah's lattice JSON)")
+    version = document.get("version")
+    if version not in VERSIONS:
+        raise ValueError(f"{path.name}: version {version!r} is not one of {list(VERSIONS)}")
+    elements, lattices = document["elements"], document["lattices"]
+    if not isinstance(elements, dict) or not isinstance(lattices, dict):
+        raise ValueError(f"{path.name}: 'elements' and 'lattices' must be objects")
+
+    def flatten(name: str, stack: tuple[str, ...]) -> list[tuple[str, str, dict]]:
+        if name in stack:
+            raise ValueError(f"{path.name}: lattice {name!r} contains itself ({' > '.join(stack)})")
+        items = []
+        for child in lattices[name]:
+            if child in lattices:
+                items.extend(flatten(child, (*stack, name)))
+            elif child in elements:
+                entry = elements[child]
+                if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict)):
+                    raise ValueError(
+                        f"{path.name}: element {child!r} must be [CLASS, {{parameters}}]; "
+                        f"got {entry!r}"
+                    )
+                items.append((str(entry[0]), child, entry[1]))
+            else:
+                raise ValueError(f"{path.name}: lattice {name!r} names {child!r}, which is "
+                                 "neither an element nor a lattice")  # fmt: skip
+        return items
+
+    root = document["root"]
+    if root not in lattices:
+        raise ValueError(f"{path.name}: root {root!r} is not one of the lattices {list(lattices)}")
+    try:
+        return segment_from_features(flatten(root, ()), root)
+    except ValueError as error:
+        if str(error).startswith(f"{path.name}:"):
+            raise
+        raise ValueError(f"{path.name}: {error}") from None
+
+
+def _value(array) -> Any:
+    return np.asarray(array, dtype=float).tolist()
+
+
+def _magnet_tilt(element) -> Any:
+    return 0.0 if element.tilt is None else _value(element.tilt)
+
+
+def _dipole_features(e: Dipole) -> dict[str, Any]:
+    exit_integral = e.fringe_integral if e.fringe_integral_exit is None else e.fringe_integral_exit
+    return {
+        "length": _value(e.length), "angle": _value(e.angle), "k1": _value(e.k1),
+        "dipole_e1": _value(e.e1), "dipole_e2": _value(e.e2), "tilt": _magnet_tilt(e),
+        "gap": _value(e.gap), "fringe_integral": _value(e.fringe_integral),
+        "fringe_integral_exit": _value(exit_integral),
+    }  # fmt: skip
+
+
+#: Our element classes -> (Cheetah class, parameters); ``RBend`` is written as a Dipole.
+_FEATURES: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
+    Drift: ("Drift", lambda e: {"length": _value(e.length)}),
+    Quadrupole: ("Quadrupole", lambda e: {
+        "length": _value(e.length), "k1": _value(e.k1), "misalignment": _value(e.misalignment),
+        "tilt": _magnet_tilt(e)}),
+    Sextupole: ("Sextupole", lambda e: {
+        "length": _value(e.length), "k2": _value(e.k2), "misalignment": _value(e.misalignment),
+        "tilt": _magnet_tilt(e)}),
+    Dipole: ("Dipole", _dipole_features),
+    HorizontalCorrector: ("HorizontalCorrector",
+                          lambda e: {"length": _value(e.length), "angle": _value(e.angle)}),
+    VerticalCorrector: ("VerticalCorrector",
+                        lambda e: {"length": _value(e.length), "angle": _value(e.angle)}),
+    CombinedCorrector: ("CombinedCorrector", lambda e: {
+        "length": _value(e.length), "horizontal_angle": _value(e.horizontal_angle),
+        "vertical_angle": _value(e.vertical_angle)}),
+    Solenoid: ("Solenoid", lambda e: {
+        "length": _value(e.length), "k": _value(e.k), "misalignment": _value(e.misalignment)}),
+    CustomTransferMap: ("CustomTransferMap", lambda e: {
+        "length": _value(e.length), "predefined_transfer_map": _value(e.transfer_map_array)}),
+    Marker: ("Marker", lambda e: {}),
+    BPM: ("BPM", lambda e: {"is_active": bool(e.is_active)}),
+    Screen: ("Screen", lambda e: {
+        "resolution": list(e.resolution), "pixel_size": _value(e.pixel_size),
+        "binning": e.binning, "misalignment": _value(e.misalignment),
+        "is_active": bool(e.is_active)}),
+}  # fmt: skip
+
+
+#: Parameters that are vectors in one element (others with dimensions are batched settings).
+_VECTOR = ("misalignment", "pixel_size", "resolution", "predefined_transfer_map")
+#: Cheetah classes whose constructor takes ``tracking_method``.
+_TRACKED = ("Drift", "Quadrupole", "Sextupole", "Dipole")
+
+
+def features_of(element: Element) -> tuple[str, dict[str, Any]]:
+    """The Cheetah class name and constructor parameters (plain numbers and lists) of one
+    of our elements: what :func:`write_lattice_json` writes and ``to_cheetah`` builds.
+
+    Raises:
+        TypeError: an object that is not one of the element classes above.
+    """
+    for kind in type(element).__mro__:
+        if kind in _FEATURES:
+            cheetah_class, features = _FEATURES[kind]
+            return cheetah_class, features(element)
+    raise TypeError(f"no Cheetah counterpart for {type(element).__name__}")
+
+
+def write_lattice_json(
+    segment: Segment, path: str | os.PathLike, *, title: str = "", info: str = ""
+) -> None:
+    """Write ``segment`` as a Cheetah lattice JSON file (``cheetah-0.8``), readable by
+    :func:`read_lattice_json` and by Cheetah's ``load_cheetah_model``. Repeated names are
+    written once per distinct element (``NAME``, then ``NAME#1``, ...) so that no placement
+    changes; each element's ``tracking_method`` follows ``segment.second_order``.
+
+    Raises:
+        ValueError: an element with batched (vector) settings, which a file cannot hold.
+    """
+    elements: dict[str, list] = {}
+    cell: list[str] = []
+    for position, element in enumerate(segment.elements):
+        kind, features = features_of(element)
+        batched = [k for k, v in features.items() if k not in _VECTOR and np.ndim(v) > 0]
+        if batched:
+            raise ValueError(
+                f"element '{element.name}' has batched settings {batched}: write one setting"
+            )
+        if kind in _TRACKED:
+            marked = position in segment.second_order
+            features["tracking_method"] = "second_order" if marked else "linear"
+        entry = [kind, features]
+        key = element.name or f"{kind}_{position}"
+        suffix = 0
+        while key in elements and elements[key] != entry:
+            suffix += 1
+            key = f"{element.name or kind}#{suffix}"
+        elements[key] = entry
+        cell.append(key)
+    root = segment.name or "segment"
+    document = {"version": VERSIONS[-1], "title": title or root, "info": info, "root": root,
+                "elements": elements, "lattices": {root: cell}}  # fmt: skip
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=1))
+    os.replace(tmp, path)
