@@ -2,6 +2,11 @@
 
 Both estimators use the Highland relation of :mod:`~diffdesign.muography.scattering` with
 the muons' momenta known (as in TomOpt), and subtract the angles' measurement variances.
+Both measure the scattering in the muon's own frame, as the simulation draws it: angles and
+offsets are projected on the incoming track's two perpendicular directions ``e1``, ``e2``
+(:func:`~diffdesign.muography.scattering.track_frame`), where each projection has
+Highland's variance theta0^2 of the path length ``L = h sqrt(1 + tx^2 + ty^2)`` through
+a height ``h``, at any zenith angle.
 
 **PoCA** (:func:`x0_poca`, TomOpt's kind of estimator). Each muon puts its whole scattering
 at its PoCA: per muon ``m = (beta p / 13.6 MeV)^2 (<dtheta^2> - var) / L``, with ``L`` its path
@@ -13,19 +18,23 @@ voxel by voxel it is biased in depth (the PoCAs of strongly scattered muons clus
 and in a heterogeneous volume it credits the scatter of the whole path to one voxel, which
 blurs a dense block in depth ("ghosting") and dilutes its contrast.
 
-**Path likelihood** (:func:`x0_likelihood`). Per muon and projection, the angle change and
-the lateral offset at the grid's bottom, ``d = (dtheta, dx)``, are ``N(0, Sigma)`` with
+**Path likelihood** (:func:`x0_likelihood`). Per muon and projection ``e_k``, the scattering
+angle and the lateral offset at the grid's bottom, ``d = (dtheta, dx)``, are
+``N(0, Sigma)`` with
 
-    Sigma = sum_layers c f_k s_k W_k + M,   W_k = [[L, L (Lp/2 + Tp)],
-                                                    [., L (Lp^2/3 + Lp Tp + Tp^2)]],
+    Sigma = sum_layers c f_k s_k W_k + M,   W_k = [[L, L (L/2 + T)],
+                                                    [., L (L^2/3 + L T + T^2)]],
 
 ``s = 1 / X0`` of the voxel the path crosses in layer ``k`` (incoming line above the PoCA,
 outgoing below; shared bilinearly between the four nearest voxel columns), ``L`` the path
-length in the layer, ``Lp`` and ``Tp`` the projected lengths of the layer and from its bottom
-to the grid's bottom (the lever arm of a kick), ``c = (13.6 MeV / beta p)^2``, ``f_k`` the
+length in the layer and ``T`` the path length from its bottom to the grid's bottom (the lever
+arm of a kick), ``c = (13.6 MeV / beta p)^2``, ``f_k`` the
 layer's share of the Highland log factor (:func:`_layer_scale`) and ``M`` the measurement
-covariance propagated from the track fits. The offsets say *where* along the path the muon
-scattered, which the angles alone cannot. The maximum-likelihood ``s`` is found by the
+covariance propagated from the track fits. The offset is the distance of the outgoing line's
+point on the grid's bottom from the incoming line, along ``e_k``: a kick by ``a`` in the
+plane (u, e_k) at a path length ``T`` above the bottom moves it by ``a T``, and not along the
+other projection. The offsets say *where* along the path the muon scattered, which the
+angles alone cannot. The maximum-likelihood ``s`` is found by the
 expectation-maximisation iteration of this variance-components model (Schultz et al. 2007,
 "Statistical reconstruction for cosmic ray muon tomography", with angles and offsets):
 
@@ -50,8 +59,14 @@ from jax.scipy.special import ndtr
 from jaxtyping import Array, Float
 
 from diffdesign.muography import _chunks
-from diffdesign.muography.reconstruction import Scatters, Tracks
-from diffdesign.muography.scattering import HIGHLAND_LOG_TERM, HIGHLAND_SCALE, highland_variance
+from diffdesign.muography.reconstruction import Scatters, Tracks, line_covariance
+from diffdesign.muography.scattering import (
+    HIGHLAND_LOG_TERM,
+    HIGHLAND_SCALE,
+    highland_variance,
+    scattering_angles,
+    track_frame,
+)
 from diffdesign.muography.source import MUON_MASS
 from diffdesign.muography.volume import Volume
 
@@ -67,7 +82,8 @@ def _scale(p: Array) -> tuple[Array, Array]:
 
 
 def _per_muon(sc: Scatters, p: Array, volume: Volume) -> tuple[Array, Array, Array]:
-    """(m in 1/m, path length L in m, beta^2) per muon."""
+    """(m in 1/m, path length L in m, beta^2) per muon: the mean square of the two
+    muon-frame angles, less their measurement variance, is theta0^2 of the path L."""
     c, beta2 = _scale(p)
     slopes = jnp.tan(sc.theta_in)
     height = volume.z_range[1] - volume.z_range[0]
@@ -123,8 +139,7 @@ def x0_poca(
 def _path_voxels(poca: Array, incoming: Array, outgoing: Array, volume: Volume):
     """Per muon and layer (incoming line above the PoCA, outgoing below): the 4 voxel indices
     (flat) and bilinear weights of the path's point at the layer's mid-height (clamped at the
-    grid's edges; 0 outside the grid), the path length in the layer (n, nz), and per
-    projection the stretch sqrt(1 + t^2) of vertical distances into projected ones (2, n, nz)."""
+    grid's edges; 0 outside the grid) and the path length in the layer (n, nz)."""
     nx, ny, nz = volume.shape
     z_bottom, z_top = volume.z_range
     zc = volume.lower[2] + volume.size * (jnp.arange(nz) + 0.5)  # (nz,)
@@ -134,7 +149,6 @@ def _path_voxels(poca: Array, incoming: Array, outgoing: Array, volume: Volume):
     xy = above * xy_in + (1 - above) * xy_out  # (2, n, nz)
     slopes = above * incoming[2:, :, None] + (1 - above) * outgoing[2:, :, None]
     length = volume.size * jnp.sqrt(1 + jnp.sum(slopes**2, axis=0))  # (n, nz)
-    stretch = jnp.sqrt(1 + slopes**2)  # (2, n, nz)
     corners = []
     for axis, n_axis in ((0, nx), (1, ny)):
         u = (xy[axis] - volume.lower[axis]) / volume.size - 0.5
@@ -152,23 +166,25 @@ def _path_voxels(poca: Array, incoming: Array, outgoing: Array, volume: Volume):
             i, j = jnp.minimum(i, nx - 1), jnp.minimum(j, ny - 1)
             index.append(i * ny * nz + j * nz + layer)
             weight.append(jnp.where(inside, wi * wj, 0.0))
-    return jnp.stack(index, -1), jnp.stack(weight, -1), length, stretch
+    return jnp.stack(index, -1), jnp.stack(weight, -1), length
 
 
 def _kinks(incoming: Array, outgoing: Array, height: float) -> Array:
-    """Per projection (x, y): the angle change and the lateral offset at the grid's bottom
-    (perpendicular to the incoming track) of one muon's lines (x, y, tx, ty) at top/bottom.
+    """(2, 2): per projection ``e_k`` of the incoming track's frame, the scattering angle and
+    the lateral offset at the grid's bottom of one muon's lines (x, y, tx, ty) at top/bottom.
 
-    The offset's sign is that of the angle change for a kink above the bottom (z decreases
-    along the flight, so a kink by dt at height T above the bottom moves the outgoing line by
-    -dt T in x there)."""
-
-    def one(x_in, t_in, x_out, t_out):
-        offset = ((x_in - t_in * height) - x_out) / jnp.sqrt(1 + t_in**2)
-        return jnp.stack([jnp.arctan(t_out) - jnp.arctan(t_in), offset])
-
-    return jnp.stack([one(incoming[a], incoming[a + 2], outgoing[a], outgoing[a + 2])
-                      for a in (0, 1)])  # fmt: skip
+    The offset is ``e_k . (P - Q)``, ``P`` and ``Q`` the incoming and the outgoing line's
+    points on the grid's bottom: the distance of ``Q`` from the incoming line along ``e_k``
+    (``P - Q`` is horizontal; its part along the line is dropped). Its sign is that of the
+    angle for a kick above the bottom (z decreases along the flight, so a kick by ``a``
+    towards ``+e_k`` of the upward direction ``u`` at a path length ``T`` above the bottom
+    moves ``Q`` by ``-a T e_k`` across the line)."""
+    t_in = incoming[2:]
+    angles = scattering_angles(*t_in, *outgoing[2:])
+    _, e1, e2 = track_frame(*t_in)
+    miss = incoming[:2] - t_in * height - outgoing[:2]
+    offsets = jnp.stack([e[0] * miss[0] + e[1] * miss[1] for e in (e1, e2)])
+    return jnp.stack([angles, offsets], axis=1)
 
 
 def _layer_scale(material: Array, p: Array) -> Array:
@@ -184,19 +200,17 @@ def _layer_scale(material: Array, p: Array) -> Array:
 
 
 def _measurement_covariance(incoming, outgoing, cov_in, cov_out, height) -> Array:
-    """(n, 2, 2, 2): per muon and projection, the covariance of (angle change, offset) from
-    the two tracks' (position, slope) covariances, by first-order propagation."""
+    """(n, 2, 2, 2): per muon and projection, the covariance of (angle, offset) from the two
+    tracks' (position, slope) covariances, by first-order propagation. (The two projections'
+    measurement errors are slightly correlated for an inclined track; the likelihood, which
+    treats the projections as independent, leaves that out.)"""
     jac = jax.vmap(jax.jacfwd(lambda a, b: _kinks(a, b, height), argnums=(0, 1)))(
         incoming.T, outgoing.T
     )  # each (n, 2 proj, 2 obs, 4 params)
-    out = []
-    for axis in (0, 1):
-        idx = jnp.array([axis, axis + 2])
-        j_in, j_out = jac[0][:, axis][..., idx], jac[1][:, axis][..., idx]  # (n, 2, 2)
-        out.append(
-            j_in @ cov_in @ jnp.swapaxes(j_in, 1, 2) + j_out @ cov_out @ jnp.swapaxes(j_out, 1, 2)
-        )
-    return jnp.stack(out, 1)
+    return sum(
+        jnp.einsum("nkap,npq,nkbq->nkab", j, line_covariance(c), j)
+        for j, c in zip(jac, (cov_in, cov_out), strict=True)
+    )
 
 
 class _Muons(NamedTuple):
@@ -207,7 +221,7 @@ class _Muons(NamedTuple):
     p: Array  # (n,) momentum (eV/c)
     line_in: Array  # (n, 4) incoming line at the grid's top
     line_out: Array  # (n, 4) outgoing line at the grid's bottom
-    data: Array  # (n, 2, 2) per projection (angle change, offset)
+    data: Array  # (n, 2, 2) per projection (angle, offset)
     noise: Array  # (n, 2, 2, 2) their measurement covariance
 
 
@@ -238,10 +252,10 @@ class _Terms(NamedTuple):
     index: Array  # (n, nz, 4) flat voxel indices of the path's bilinear corners
     bweight: Array  # (n, nz, 4) their bilinear weights
     length: Array  # (n, nz) path length in each layer
-    w11: Array  # (n, 2, nz) per projection the layer's W_k entries per unit 1/X0
+    w11: Array  # (n, 1, nz) the layer's W_k entries per unit 1/X0 (both projections)
     w12: Array
     w22: Array
-    data: Array  # (n, 2, 2) per projection (angle change, offset)
+    data: Array  # (n, 2, 2) per projection (angle, offset)
     noise: Array  # (n, 2, 2, 2) their measurement covariance
     p: Array
     weight: Array
@@ -249,15 +263,15 @@ class _Terms(NamedTuple):
 
 def _terms(m: _Muons, volume: Volume) -> _Terms:
     """The EM step's per-muon constants of the muons ``m``."""
-    index, bweight, length, stretch = _path_voxels(m.poca, m.line_in.T, m.line_out.T, volume)
-    # per layer and projection, the 2 x 2 covariance of (angle, offset at the bottom) per
-    # unit 1/X0 and unit Highland scale: kicks spread over the path length L in the layer,
-    # lever arms in projected lengths (the layer's Lp, and Tp from its bottom to the grid's)
+    index, bweight, length = _path_voxels(m.poca, m.line_in.T, m.line_out.T, volume)
+    # per layer, the 2 x 2 covariance of (angle, offset at the bottom) per unit 1/X0 and
+    # unit Highland scale, the same in both projections of the muon's frame: kicks spread
+    # over the path length L in the layer, with the lever arm T (the path length from the
+    # layer's bottom to the grid's)
     el = length[:, None]  # (n, 1, nz)
-    lp = volume.size * jnp.moveaxis(stretch, 0, 1)  # (n, 2, nz)
-    tp = lp * jnp.arange(volume.shape[2])[None, None, :]
-    w11 = jnp.broadcast_to(el, lp.shape)
-    w12, w22 = el * (lp / 2 + tp), el * (lp**2 / 3 + lp * tp + tp**2)
+    tp = el * jnp.arange(volume.shape[2])[None, None, :]
+    w11 = el
+    w12, w22 = el * (el / 2 + tp), el * (el**2 / 3 + el * tp + tp**2)
     return _Terms(index, bweight, length, w11, w12, w22, m.data, m.noise, m.p, m.weight)
 
 

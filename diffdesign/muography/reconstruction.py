@@ -7,9 +7,15 @@ normal matrix when every hit's weight is 1, and in general the sandwich ``N^-1 M
 hits' noise does not shrink with their weight). A muon counts with the probability that
 both stacks record at least two hits (independent panels). The scatter point is the point
 of closest approach (PoCA) of the incoming and outgoing lines; the scattering angles are
-the changes of the projected angles ``atan(tx)``, ``atan(ty)``, and their variances and
-the PoCA's covariance follow from the tracks' covariances by first-order propagation (a
-Jacobian by ``jax.jacfwd`` per muon).
+measured in the muon's own frame, as :func:`~diffdesign.muography.scattering.propagate`
+draws them: the outgoing direction's angles from the incoming one projected on the two
+planes that contain the incoming direction
+(:func:`~diffdesign.muography.scattering.scattering_angles`), each of Highland width
+theta0 of the path whatever the zenith angle. (The changes of ``atan(tx)`` and
+``atan(ty)`` in the fixed x-z and y-z planes would mix them: across the plane of travel
+such a change is the scattering angle over cos(zenith).) Their variances and the PoCA's
+covariance follow from the tracks' covariances by first-order propagation (a Jacobian by
+``jax.jacfwd`` per muon).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from diffdesign.muography.detector import Hits
+from diffdesign.muography.scattering import scattering_angles
 
 
 class Tracks(NamedTuple):
@@ -89,7 +96,10 @@ class Scatters(NamedTuple):
     Attributes:
         poca: (n, 3) point of closest approach (m).
         poca_covariance: (n, 3, 3).
-        dtheta: (n, 2) change of the projected angles in x and y (rad).
+        dtheta: (n, 2) scattering angles in the muon's frame: the outgoing direction's
+            angles from the incoming one in the incoming track's planes (u, e1) and
+            (u, e2) of :func:`~diffdesign.muography.scattering.track_frame` (rad; in x and
+            y for a vertical incoming track).
         dtheta_variance: (n, 2) their measurement variances (rad^2).
         theta_in: (n, 2) incoming projected angles (rad).
         weight: (n,) probability the muon is reconstructed (both stacks).
@@ -101,6 +111,18 @@ class Scatters(NamedTuple):
     dtheta_variance: Float[Array, "n 2"]
     theta_in: Float[Array, "n 2"]
     weight: Float[Array, " n"]
+
+
+def line_covariance(covariance: Float[Array, "n 2 2"]) -> Float[Array, "n 4 4"]:
+    """Covariance of a track's (x, y, tx, ty) from that of (position, slope)
+    (:attr:`Tracks.covariance`: the same in x and y, the two independent)."""
+    n = covariance.shape[0]
+    return jnp.einsum("nab,ij->naibj", covariance, jnp.eye(2)).reshape(n, 4, 4)
+
+
+def _angles(params: Float[Array, " 8"]) -> Float[Array, " 2"]:
+    """Scattering angles in the muon's frame of the lines (x, y, tx, ty) in and out."""
+    return scattering_angles(params[2], params[3], params[6], params[7])
 
 
 def _poca(params: Float[Array, " 8"], z_in: float, z_out: float) -> Float[Array, " 3"]:
@@ -123,16 +145,14 @@ def scatters(incoming: Tracks, outgoing: Tracks, z_in: float, z_out: float) -> S
     params = jnp.concatenate([incoming.line, outgoing.line]).T  # (n, 8)
     poca = jax.vmap(_poca, in_axes=(0, None, None))(params, z_in, z_out)
     jac = jax.vmap(jax.jacfwd(_poca), in_axes=(0, None, None))(params, z_in, z_out)  # (n, 3, 8)
-    # parameter covariance: (x, tx) and (y, ty) blocks of each track, independent
+    # parameter covariance: the two tracks independent
     cov = jnp.zeros((params.shape[0], 8, 8))
-    for tracks, base in ((incoming, 0), (outgoing, 4)):
-        for pos, slope in ((base, base + 2), (base + 1, base + 3)):
-            idx = jnp.array([pos, slope])
-            cov = cov.at[:, idx[:, None], idx[None, :]].set(tracks.covariance)
+    cov = cov.at[:, :4, :4].set(line_covariance(incoming.covariance))
+    cov = cov.at[:, 4:, 4:].set(line_covariance(outgoing.covariance))
     poca_cov = jnp.einsum("nik,nkl,njl->nij", jac, cov, jac)
-    slopes_in, slopes_out = incoming.line[2:].T, outgoing.line[2:].T  # (n, 2)
-    theta_in, theta_out = jnp.arctan(slopes_in), jnp.arctan(slopes_out)
-    var_in = incoming.covariance[:, 1, 1][:, None] / (1 + slopes_in**2) ** 2
-    var_out = outgoing.covariance[:, 1, 1][:, None] / (1 + slopes_out**2) ** 2
+    dtheta = jax.vmap(_angles)(params)  # (n, 2)
+    jac_angles = jax.vmap(jax.jacfwd(_angles))(params)  # (n, 2, 8)
+    dtheta_variance = jnp.einsum("nik,nkl,nil->ni", jac_angles, cov, jac_angles)
+    theta_in = jnp.arctan(incoming.line[2:].T)
     weight = incoming.detected * outgoing.detected
-    return Scatters(poca, poca_cov, theta_out - theta_in, var_in + var_out, theta_in, weight)
+    return Scatters(poca, poca_cov, dtheta, dtheta_variance, theta_in, weight)

@@ -9,10 +9,18 @@ the two projections is the *increase* of the Highland variance of the accumulate
 
 so the steps add up to Highland's width of the whole path for any step size (applying Highland
 to each small step separately, as TomOpt does, underestimates the width: the log term of a
-1 cm step is far more negative than that of the whole path). In each projection a step draws
-the PDG's correlated angle and lateral displacement, ``dtheta = z2 sigma`` and
-``dperp = l sigma (z1 / sqrt(12) + z2 / 2)``. With ``density`` the muon also loses energy at a
-constant mass stopping power (continuous, minimum-ionising), and stops when it has none left.
+1 cm step is far more negative than that of the whole path).
+
+The projections are the muon's own: two planes that contain its direction, spanned by the
+direction and one of the unit vectors ``e1``, ``e2`` perpendicular to it of
+:func:`track_frame`. In each a step draws the PDG's correlated angle and lateral
+displacement, ``dtheta = z2 sigma`` and ``dperp = l sigma (z1 / sqrt(12) + z2 / 2)``: the
+direction turns by ``dtheta`` in that plane and the muon moves ``dperp`` along the plane's
+perpendicular, and the new direction and point go back to slopes and a crossing of the
+step's lower plane. (Kicks to ``atan(tx)`` and ``atan(ty)`` in the fixed x-z and y-z planes
+would scatter an inclined muon by only theta0 cos(zenith) across its plane of travel.)
+With ``density`` the muon also loses energy at a constant mass stopping power (continuous,
+minimum-ionising), and stops when it has none left.
 """
 
 from __future__ import annotations
@@ -64,6 +72,34 @@ def highland_variance(material: Array, p: Array) -> Array:
     )
 
 
+def track_frame(tx: Array, ty: Array, stack: bool = True):
+    """The unit direction ``u = (tx, ty, 1) / sqrt(1 + tx^2 + ty^2)`` of lines with slopes
+    (tx, ty) and two unit vectors ``e1``, ``e2`` perpendicular to it and to each other: the
+    images of x and y under the rotation about ``z x u`` that takes z to ``u``. The frame is
+    smooth in the slopes, defined for every line that is not horizontal, and x, y for a
+    vertical one (``e1 x e2 = u``). Each a (3, ...) array, or with ``stack=False`` a tuple
+    of its three components.
+    """
+    norm = jnp.sqrt(1 + tx**2 + ty**2)
+    ux, uy, uz = tx / norm, ty / norm, 1 / norm
+    k = 1 / (1 + uz)
+    kxy = -k * ux * uy
+    frame = (ux, uy, uz), (1 - k * ux**2, kxy, -ux), (kxy, 1 - k * uy**2, -uy)
+    return tuple(jnp.stack(v) for v in frame) if stack else frame
+
+
+def scattering_angles(tx_in: Array, ty_in: Array, tx_out: Array, ty_out: Array) -> Array:
+    """(2, ...) the angles between the lines of slopes (tx_in, ty_in) and (tx_out, ty_out)
+    projected on the incoming line's own planes (``u``, ``e1``) and (``u``, ``e2``) of
+    :func:`track_frame`: ``atan2(e_k . w, u . w)``, ``w = (tx_out, ty_out, 1)``. A turn by
+    ``a_k`` in each plane, as :func:`propagate` draws them, gives back ``a_k``; for a
+    vertical incoming line they are the changes of ``atan(tx)`` and ``atan(ty)``."""
+    u, e1, e2 = track_frame(tx_in, ty_in)
+    w = (tx_out, ty_out, 1.0)
+    along = u[0] * w[0] + u[1] * w[1] + u[2]
+    return jnp.stack([jnp.arctan2(e[0] * w[0] + e[1] * w[1] + e[2], along) for e in (e1, e2)])
+
+
 def _column(volume: Volume, x: Array, y: Array) -> tuple[Array, Array, Array]:
     """Voxel column (i, j) under (x, y), clipped into the grid, and whether it is inside."""
     nx, ny, _ = volume.shape
@@ -77,6 +113,17 @@ def voxel_x0(volume: Volume, x: Array, y: Array, layer: Array) -> Array:
     """X0 (m) of the voxel of layer ``layer`` under (x, y); air outside the grid."""
     i, j, inside = _column(volume, x, y)
     return jnp.where(inside, volume.x0[i, j, layer], X0_AIR)
+
+
+def _standard_normals(key: PRNGKeyArray, n: int) -> Array:
+    """(2, 2, n) independent standard normals by Box-Muller from uniforms. (The inverse-error-
+    function polynomial of ``jax.random.normal`` is cheap per element, so XLA on CPU fuses it
+    into every consumer and evaluates it again in each: in a step of :func:`propagate` the
+    four coordinates each need all four normals. Box-Muller's log, cos and sin are computed
+    once.)"""
+    u1, u2 = jax.random.uniform(key, (2, 2, n))
+    radius, phase = jnp.sqrt(-2 * jnp.log1p(-u1)), 2 * jnp.pi * u2
+    return jnp.stack([radius * jnp.cos(phase), radius * jnp.sin(phase)])
 
 
 def propagate(
@@ -115,15 +162,23 @@ def propagate(
         added = material + length / x0
         variance = jnp.maximum(highland_variance(added, p) - highland_variance(material, p), 0.0)
         sigma = jnp.sqrt(variance)
-        z1, z2 = jax.random.normal(jax.random.fold_in(key, index), (2, 2, n))
+        z1, z2 = _standard_normals(jax.random.fold_in(key, index), n)
         dtheta = z2 * sigma[None]
         dperp = (length * sigma)[None] * (z1 / jnp.sqrt(12.0) + z2 / 2)
-        ax, ay = jnp.arctan(tx), jnp.arctan(ty)
-        # z falls along the flight, so a kick that raises the slope moves the muon to lower
-        # x, within the step as after it
-        x = x - h * tx - dperp[0] / jnp.cos(ax)
-        y = y - h * ty - dperp[1] / jnp.cos(ay)
-        tx, ty = jnp.tan(ax + dtheta[0]), jnp.tan(ay + dtheta[1])
+        # the turn in the muon's own planes (u, e_k) and the move along -e_k: with z falling
+        # along the flight (direction -u), a turn that raises u's e_k component moves the
+        # muon towards -e_k, within the step as after it
+        (ux, uy, uz), e1, e2 = track_frame(tx, ty, stack=False)
+        a1, a2 = jnp.tan(dtheta[0]), jnp.tan(dtheta[1])
+        # the new direction u + a1 e1 + a2 e2 (upwards, unnormalised) and the shift
+        # -(dperp_1 e1 + dperp_2 e2), perpendicular to u
+        wx, wy, wz = (u + a1 * f1 + a2 * f2 for u, f1, f2 in zip((ux, uy, uz), e1, e2, strict=True))
+        sx, sy, sz = (-(dperp[0] * f1 + dperp[1] * f2) for f1, f2 in zip(e1, e2, strict=True))
+        tx_new, ty_new = wx / wz, wy / wz
+        # the point l along the line, shifted, and on along the new line to the step's plane
+        x = x - h * tx + sx - sz * tx_new
+        y = y - h * ty + sy - sz * ty_new
+        tx, ty = tx_new, ty_new
         if density is not None:
             i, j, inside = _column(volume, xm, ym)
             rho = jnp.where(inside, density[i, j, layer], MATERIALS["air"].density)

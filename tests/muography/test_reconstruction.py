@@ -90,12 +90,12 @@ def test_measured_angles_and_their_variance():
 
 @pytest.fixture(scope="module")
 def uniform_runs():
-    """60k 5 GeV/c muons through uniform iron and uniform beryllium."""
+    """120k 5 GeV/c muons through uniform iron and uniform beryllium."""
     out = {}
     for name in ("iron", "beryllium"):
         volume = uniform_volume(name)
         detector = default_detector(volume)
-        muons = generate_muons(jax.random.key(8), 60_000, z=0.9, momentum=5e9)
+        muons = generate_muons(jax.random.key(8), 120_000, z=0.9, momentum=5e9)
         passage = propagate(jax.random.key(9), muons, volume)
         rec = reconstruct(jax.random.key(10), detector, passage, volume)
         out[name] = (volume, muons, rec)
@@ -105,10 +105,14 @@ def uniform_runs():
 @pytest.mark.parametrize("name", ["iron", "beryllium"])
 def test_x0_inference_is_consistent_on_uniform_volumes(uniform_runs, name):
     """The path likelihood returns the volume's X0 in every layer (median over the inner
-    voxels within 5 %; measured 0.1-3 %). PoCA is right on the whole (its global estimate)
+    voxels within 5 %; measured within 2.4 %). PoCA is right on the whole (its global estimate)
     but not voxel by voxel: PoCAs of strongly scattered muons cluster mid-depth, so it reads
-    the middle layers denser and the outer ones lighter (measured -33 % to +64 % in iron,
-    -33 % to +29 % in beryllium)."""
+    the middle layers denser and the outer ones lighter (measured -28 % to +87 % in iron,
+    -33 % to +34 % in beryllium).
+
+    120k muons: at 60k the likelihood's outer layers read ~2.5 % light with a spread of
+    ~2.2 % between random realisations (16 seeds, the same before and after scattering moved
+    into the muon's frame), so the 5 % check failed on a quarter to a third of the seeds."""
     volume, muons, rec = uniform_runs[name]
     true = float(volume.x0[0, 0, 0])
     like = np.asarray(x0_likelihood(rec.scatters, muons.p, rec.incoming, rec.outgoing, volume))
@@ -136,9 +140,9 @@ def lead_block():
 
 def test_likelihood_sees_the_lead_block_and_beats_poca(lead_block):
     """Lead (X0 5.6 mm) in beryllium (353 mm): the path likelihood finds the block's voxels
-    (median within 1.5x, every one within 2.5x; measured 1.3x and 2.2x) and its depth (the
+    (median within 1.5x, every one within 2.5x; measured 1.2x and 1.7x) and its depth (the
     layers above and below stay light), and its log-error over the volume is well below
-    PoCA's (which reads the block 5x too light and ghosts it in depth)."""
+    PoCA's (which reads the block 3x too light and ghosts it in depth)."""
     volume, maps = lead_block
     true = np.asarray(volume.x0)
     block = true < 0.01
