@@ -4,7 +4,9 @@ Elements (`Drift`, `Quadrupole`, `Dipole`, correctors, `Screen`, `BPM`, ...) and
 (`ParameterBeam`, `ParticleBeam`) are immutable PyTrees; a `Segment` tracks a beam with
 pure functions that jit, vmap over settings and differentiate w.r.t. any numeric field.
 Lattice files of every format the ring readers take (AT ``.m``/``.mat``, elegant ``.lte``,
-JSON) become segments with :func:`segment_from_description`.
+JSON) become segments with ``diffdesign.beamline.from_description.segment_from_description``
+(not imported here: it needs the ring package); Cheetah's lattice JSON files are read by
+``diffdesign.beamline.lattice_json.read_lattice_json``.
 """
 
 from diffdesign.beamline.beams import Beam, ParameterBeam, ParticleBeam
@@ -24,7 +26,6 @@ from diffdesign.beamline.elements import (
     Solenoid,
     VerticalCorrector,
 )
-from diffdesign.beamline.from_description import segment_from_description
 from diffdesign.beamline.segment import Segment
 from diffdesign.beamline.species import ELECTRON, Species
 
@@ -49,5 +50,4 @@ __all__ = [
     "Solenoid",
     "Species",
     "VerticalCorrector",
-    "segment_from_description",
 ]

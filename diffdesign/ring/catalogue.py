@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from diffdesign.ring.at_file import read_at_file
+from diffdesign.ring.description import RingDescription
 from diffdesign.ring.elegant_file import read_elegant_file
 from diffdesign.ring.json_format import read_lattice_json
 from diffdesign.ring.lattice import Lattice
@@ -98,16 +99,19 @@ def load_lattice(
     Example:
         >>> lattice = load_lattice("nsls2")  # doctest: +SKIP
     """
-    path = lattice_path(name_or_path)
-    if path.suffix == ".m":
-        description = read_at_file(path)
-    elif path.suffix == ".mat":
-        description = read_mat_file(path)
-    elif path.suffix == ".json":
-        description = read_lattice_json(path)
-    else:
-        description = _read_elegant(path, energy)
+    description = read_description(lattice_path(name_or_path), energy)
     return Lattice.from_description(description, integrator=integrator)
+
+
+def read_description(path: Path, energy: float | None = None) -> RingDescription:
+    """The element dicts of a lattice file, by its suffix (see :func:`load_lattice`)."""
+    if path.suffix == ".m":
+        return read_at_file(path)
+    if path.suffix == ".mat":
+        return read_mat_file(path)
+    if path.suffix == ".json":
+        return read_lattice_json(path)
+    return _read_elegant(path, energy)
 
 
 def reference_optics(name: str) -> dict[str, Any]:

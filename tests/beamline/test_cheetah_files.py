@@ -4,6 +4,7 @@ here and in Cheetah on the same beam."""
 
 import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 import diffdesign.beamline as bl
 from diffdesign.beamline.convert import from_cheetah, from_cheetah_beam
 from diffdesign.beamline.lattice_json import read_lattice_json, write_lattice_json
+from diffdesign.lattices import segment_from_description
 from diffdesign.ring import read_elegant_file
 
 from .cheetah_helpers import N, T, assert_covariance_close, assert_vector_close, cheetah
@@ -163,7 +165,7 @@ def test_elegant_files_in_cheetahs_syntax_track_as_cheetah_reads_them(tmp_path, 
     path = tmp_path / "fodo.lte"
     path.write_text(textwrap.dedent(FODO))
     theirs = _linear(cheetah.Segment.from_elegant(str(path), line))
-    ours = bl.segment_from_description(read_elegant_file(path, energy=1e8, use_line=line))
+    ours = segment_from_description(read_elegant_file(path, energy=1e8, use_line=line))
     # Cheetah keeps the CHARGE element as a marker; an AT description has no element for it
     assert [n.upper() for n in ours.names] == [n.upper() for n in _names(theirs) if n != "c"]
     if line == "reversed_fodo":
@@ -197,3 +199,24 @@ def test_a_long_lattice_composes_densely_and_tracks_as_cheetah(rng, monkeypatch)
     dense = batched.track(beam).cov
     monkeypatch.setattr(_affine, "DENSE_FROM", 10**6)
     np.testing.assert_allclose(batched.track(beam).cov, dense, rtol=1e-13, atol=1e-30)
+
+
+def test_load_segment_reads_every_format(tmp_path, rng):
+    """One entry for any lattice file: Cheetah JSON, AT .m, Elegant .lte, ring JSON."""
+    from diffdesign.lattices import load_segment
+    from diffdesign.ring import read_at_file
+    from diffdesign.ring import write_lattice_json as write_ring_json
+
+    path = tmp_path / "c.json"
+    latticejson.save_cheetah_model(_linear(random_cheetah_segment(rng)), str(path))
+    assert load_segment(path).names == read_lattice_json(path).names
+    lte = tmp_path / "fodo.lte"
+    lte.write_text(textwrap.dedent(FODO))
+    assert len(load_segment(lte, energy=1e8)) == 12
+    with pytest.raises(ValueError, match=r"the beam energy is not in the file"):
+        load_segment(lte)
+    small = Path(__file__).parents[1] / "ring" / "data" / "small_ring.m"
+    ring_json = tmp_path / "ring.json"
+    write_ring_json(read_at_file(small), ring_json)
+    assert load_segment(ring_json).names == load_segment(small).names
+    assert load_segment(small, start=2, end=4).names == load_segment(small).names[2:5]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from diffdesign import beamline as bl
-from diffdesign.beamline.from_description import segment_from_description
+from diffdesign.lattices import segment_from_description
 from diffdesign.ring.catalogue import DATA
 from diffdesign.ring.description import RingDescription
 from diffdesign.ring.elegant_file import read_elegant_file

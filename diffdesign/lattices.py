@@ -1,6 +1,11 @@
-"""Beamline segments from lattice files: AT element dicts as beamline elements.
+"""Beamline segments from lattice files of every format: one reader per format for both
+domains (this module bridges them; neither domain package imports the other).
 
-:func:`segment_from_description` turns the elements of a
+:func:`load_segment` reads any lattice file as a beamline
+:class:`~diffdesign.beamline.Segment`: Cheetah's lattice JSON through
+:func:`diffdesign.beamline.lattice_json.read_lattice_json`, and AT ``.m``/``.mat``,
+Elegant ``.lte`` and diffdesign's ring JSON through the ring readers, then
+:func:`segment_from_description`, which turns the elements of a
 :class:`~diffdesign.ring.description.RingDescription` (from any ring reader: AT ``.m``,
 ``.mat``, JSON, Elegant ``.lte``) into a :class:`~diffdesign.beamline.Segment`, so one
 lattice file gives both a ring :class:`~diffdesign.ring.Lattice` and a beamline.
@@ -46,6 +51,7 @@ differs by L times half the kick.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -321,3 +327,39 @@ def segment_from_description(
                 f"{description.source or description.name or 'the lattice'}: {error}"
             ) from None
     return Segment(elements, description.name)
+
+
+def load_segment(
+    path: str | os.PathLike, *, energy: float | None = None, start: str | int | None = None,
+    end: str | int | None = None,
+) -> Segment:
+    """A beamline :class:`Segment` from a lattice file of any format this package reads.
+
+    Args:
+        path: Cheetah lattice JSON (``.json`` whose ``version`` starts with ``cheetah``),
+            diffdesign ring JSON, AT ``.m`` or ``.mat``, or Elegant ``.lte``.
+        energy: beam energy (eV) of an Elegant file (its format does not hold it).
+        start, end: the first and last element kept (names, ``"NAME[k]"`` or positions;
+            AT-style files only, see :func:`segment_from_description`).
+
+    Raises:
+        ValueError: ``"<file>: ..."`` for a file that cannot be read or an element that
+            cannot be converted (named).
+    """
+    import json
+    from pathlib import Path
+
+    from diffdesign.beamline.lattice_json import read_lattice_json
+    from diffdesign.ring.catalogue import lattice_path, read_description
+
+    path = lattice_path(path)
+    if path.suffix == ".json":
+        try:
+            version = json.loads(path.read_text(encoding="utf-8")).get("version", "")
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            version = ""  # the ring reader names what is wrong
+        if str(version).startswith("cheetah"):
+            if start is not None or end is not None:
+                raise ValueError(f"{Path(path).name}: start/end apply to AT-style files only")
+            return read_lattice_json(path)
+    return segment_from_description(read_description(path, energy), start=start, end=end)
