@@ -16,8 +16,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from diffdesign._validation import is_concrete
 from diffdesign.muography import _chunks
-from diffdesign.muography.detector import EDGE_WIDTH, Detector, record_hits
+from diffdesign.muography.detector import EDGE_WIDTH, Detector, check_detector, record_hits
 from diffdesign.muography.inference import x0_likelihood, x0_poca
 from diffdesign.muography.reconstruction import Scatters, Tracks, fit_tracks, scatters
 from diffdesign.muography.scattering import Passage
@@ -178,8 +179,17 @@ def predict_x0(
 
     Raises:
         TypeError: ``estimator`` is not an :class:`X0Estimator`.
+        ValueError: no muons, a detector that cannot work (:func:`check_detector`: NaN or
+            non-positive spans, panels inside the volume, ...) or momenta that are not
+            finite and positive, when their values are known.
     """
     estimator = check_estimator(estimator)
+    if passage.entry.shape[-1] < 1:
+        raise ValueError("predict_x0 needs at least one muon; the passage holds none")
+    if is_concrete(detector.above.z):  # inside a design loop the detector is traced
+        check_detector(detector, volume)
+    if is_concrete(p) and not np.all(np.isfinite(p) & (np.asarray(p) > 0)):
+        raise ValueError(f"p (the momenta assumed, eV/c) must be finite and > 0; got {p}")
     rec = reconstruct(key, detector, passage, volume, chunk_size=chunk_size)
     return estimator.estimate(rec, p, volume)
 

@@ -29,8 +29,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from diffdesign._validation import is_concrete
 from diffdesign.muography.materials import MATERIALS
 from diffdesign.muography.source import MUON_MASS, MuonBatch
 from diffdesign.muography.volume import Volume
@@ -141,7 +143,19 @@ def propagate(
         volume: the grid.
         substeps: steps per voxel layer (10: 1 cm steps in 10 cm voxels).
         density: (nx, ny, nz) kg/m^3 for continuous energy loss; None for none.
+
+    Raises:
+        ValueError: no muons, or (when their values are known) momenta that are not finite
+            and positive or lines that are not finite.
     """
+    if muons.x.shape[0] < 1:
+        raise ValueError("propagate needs at least one muon; the batch holds none")
+    if is_concrete(muons.p):
+        if not np.all(np.isfinite(muons.p) & (np.asarray(muons.p) > 0)):
+            raise ValueError(f"muons.p must be finite and > 0 eV/c; got {muons.p}")
+        for field in ("x", "y", "z", "tx", "ty"):
+            if not np.all(np.isfinite(getattr(muons, field))):
+                raise ValueError(f"muons.{field} must be finite; got {getattr(muons, field)}")
     z_top = volume.z_range[1]
     nz = volume.shape[2]
     h = volume.size / substeps

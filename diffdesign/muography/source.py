@@ -97,19 +97,23 @@ def generate_muons(
             default is 5 GeV/c); the angles still follow the flux.
         table_size: cells of the (log E, cos zenith) table.
     """
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"n (the number of muons) must be an integer >= 1; got {n!r}")
+    if not math.isfinite(z):
+        raise ValueError(f"z (the height of the muons' plane) must be finite (m); got {z}")
     (x_lo, x_hi), (y_lo, y_hi) = footprint
-    if not (x_hi > x_lo and y_hi > y_lo):
+    if not all(map(math.isfinite, (x_lo, x_hi, y_lo, y_hi))) or not (x_hi > x_lo and y_hi > y_lo):
         raise ValueError(
             f"footprint must be ((x_lo, x_hi), (y_lo, y_hi)) with lo < hi; got {footprint}"
         )
-    if not (MUON_MASS < energy_range[0] < energy_range[1]):
+    if not (MUON_MASS < energy_range[0] < energy_range[1] < math.inf):
         raise ValueError(
             f"energy_range must satisfy {MUON_MASS:.4g} eV < low < high; got {energy_range}"
         )
     if not 0 < max_zenith < math.pi / 2:
         raise ValueError(f"max_zenith must lie in (0, pi/2) rad; got {max_zenith}")
-    if momentum is not None and not momentum > 0:
-        raise ValueError(f"momentum must be > 0 eV/c; got {momentum}")
+    if momentum is not None and not (math.isfinite(momentum) and momentum > 0):
+        raise ValueError(f"momentum must be finite and > 0 eV/c; got {momentum}")
     return _generate(key, int(n), footprint, float(z), tuple(energy_range), float(max_zenith),
                      momentum, tuple(table_size))  # fmt: skip
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from diffdesign._validation import is_concrete
 from diffdesign.muography.materials import MATERIALS, x0_of
 
 
@@ -43,6 +44,25 @@ class Volume(eqx.Module):
     @property
     def z_range(self) -> tuple[float, float]:
         return self.lower[2], self.upper[2]
+
+    def __check_init__(self) -> None:
+        """Refuse a grid that cannot be imaged (X0 checked where its values are known: a
+        traced X0 inside a design loop is the caller's)."""
+        if not (np.isfinite(self.size) and self.size > 0):
+            raise ValueError(f"Volume.size (voxel edge) must be finite and > 0 m; got {self.size}")
+        if len(self.lower) != 3 or not np.all(np.isfinite(self.lower)):
+            raise ValueError(f"Volume.lower must be three finite coordinates (m); got {self.lower}")
+        if np.ndim(self.x0) not in (3, 4):
+            shape = np.shape(self.x0)
+            raise ValueError(f"Volume.x0 must have shape (nx, ny, nz) or (n, ...); got {shape}")
+        if is_concrete(self.x0):
+            x0 = np.asarray(self.x0)
+            if not (np.all(np.isfinite(x0)) and np.all(x0 > 0)):
+                bad = x0[~(np.isfinite(x0) & (x0 > 0))]
+                raise ValueError(
+                    f"Volume.x0 must be finite and > 0 m in every voxel; got {bad.size} voxels "
+                    f"such as {bad.flat[0]}"
+                )
 
     def centres(self, axis: int) -> np.ndarray:
         """Voxel centres along ``axis`` (0 x, 1 y, 2 z), m."""

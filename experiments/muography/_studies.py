@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -90,13 +91,16 @@ class MuographyStudyConfig(TomlConfig):
         estimator_from_name(self.estimator)
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}; got {self.loss!r}")
-        if self.momentum < 0:
-            raise ValueError(f"momentum must be >= 0 eV/c (0: the spectrum); got {self.momentum}")
-        rates = (self.rate_xy, self.rate_z, self.rate_span, self.rate_sigma, self.cost_weight)
-        if min(rates) < 0:
-            raise ValueError("rates and cost_weight must be >= 0")
-        if not self.budgets or min(self.budgets) <= 0:
-            raise ValueError(f"budgets must be positive; got {self.budgets}")
+        if not (math.isfinite(self.momentum) and self.momentum >= 0):
+            raise ValueError(
+                f"momentum must be finite and >= 0 eV/c (0: the spectrum); got {self.momentum}"
+            )
+        for name in ("rate_xy", "rate_z", "rate_span", "rate_sigma", "cost_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0; got {value}")
+        if not self.budgets or not all(math.isfinite(b) and b > 0 for b in self.budgets):
+            raise ValueError(f"budgets must be finite and > 0; got {self.budgets}")
 
     @property
     def x0_estimator(self) -> X0Estimator:
