@@ -33,7 +33,7 @@ def test_studies_run_and_write_results(tmp_path, command, capsys):
         ("epochs = 0\n", "epochs must be >= 1"),
         ('estimator = "mlem"\n', "estimator must be one of"),
         ("colour = 1\n", "unknown key"),
-        ("budgets = [-1.0]\n", "budgets must be positive"),
+        ("budgets = [-1.0]\n", "budgets must be finite and > 0"),
     ],
 )
 def test_config_errors(tmp_path, content, match):
