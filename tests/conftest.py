@@ -5,6 +5,7 @@ import os
 import sys
 from pathlib import Path
 
+import hypothesis
 import jax
 import numpy as np
 import pytest
@@ -12,6 +13,11 @@ import pytest
 import diffdesign  # noqa: F401  (enables float64 once, as users get it)
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# Property-based tests draw the same examples on every run (a red CI names a reproducible
+# failure, not a draw of that day) and keep no example database in the working tree.
+hypothesis.settings.register_profile("diffdesign", derandomize=True, database=None)
+hypothesis.settings.load_profile("diffdesign")
 
 # The diffdesign command keeps compiled programs on disk between runs (~/.cache/diffdesign);
 # tests that call it in process must not turn that cache on for the rest of their worker

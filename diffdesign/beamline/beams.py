@@ -174,8 +174,9 @@ def _check_positive_definite(cov: Array) -> None:
             )
         if np.any(variances[..., i] <= 0.0):
             raise ValueError(
-                f"sigma_{coordinate} must be > 0 (a beam of zero size in {coordinate} has a "
-                "singular covariance); got 0.0 for beam"
+                f"sigma_{coordinate} must be > 0 with a square that does not underflow (a "
+                f"beam of zero size in {coordinate} has a singular covariance); got variance "
+                f"{np.min(variances[..., i])} for beam"
             )
     if not np.all(np.isfinite(np.asarray(cov))):
         raise ValueError("the beam covariance has non-finite entries: a cov_ab overflows float64")

@@ -564,7 +564,7 @@ _FIELDS = [
     (
         lambda v: ParameterBeam.from_parameters(sigma_px=v),
         "sigma_px",
-        lambda v: v > 0 and np.isfinite(v * v),
+        lambda v: v > 0 and np.isfinite(v * v) and v * v > 0,  # its variance representable
     ),
 ]
 
