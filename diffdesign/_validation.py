@@ -17,6 +17,21 @@ def is_concrete(value) -> bool:
     return not isinstance(value, jax.core.Tracer)
 
 
+def refuse_traced_or_known(value, probe, bad, message: str, explain):
+    """``value``, refused where ``probe`` is invalid — one rule for checks that must also hold
+    under ``jit``/``vmap``. A known ``probe`` is handed to ``explain(probe_as_numpy)``, which
+    raises a ``ValueError`` naming the field, the entry and what is allowed; a traced one is
+    checked when the program runs (``equinox.error_if`` with ``message`` where
+    ``bad(probe)`` is true), so a jitted call fails instead of returning a silent bad result.
+    """
+    if is_concrete(probe):
+        explain(np.asarray(probe))
+        return value
+    import equinox as eqx
+
+    return eqx.error_if(value, bad(probe), message)
+
+
 def _where(owner: str | None) -> str:
     return f" for {owner}" if owner else ""
 

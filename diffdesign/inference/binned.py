@@ -39,7 +39,12 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float
 
-from diffdesign._validation import check_finite, check_positive, check_range, is_concrete
+from diffdesign._validation import (
+    check_finite,
+    check_positive,
+    check_range,
+    refuse_traced_or_known,
+)
 
 ExpectedCounts = Callable[[Float[Array, " n_parameters"]], Float[Array, " n_bins"]]
 
@@ -193,17 +198,15 @@ def _fisher(expected_counts, setup: InferenceSetup, indices: np.ndarray):
     """The ``indices`` block of :func:`fisher_information`, differentiating only along them."""
     theta0 = setup.theta0
     counts, tangents = jax.linearize(expected_counts, theta0)
-    _check_counts(counts)
     directions = jnp.eye(theta0.size, dtype=theta0.dtype)[indices]
     jacobian = jax.vmap(tangents, out_axes=1)(directions)
     weights = jnp.where(counts > 0, 1.0 / jnp.where(counts > 0, counts, 1.0), 0.0)
     precision = jnp.asarray(setup.constraint_precision()[indices])
     fisher = (jacobian.T * weights[None, :]) @ jacobian + jnp.diag(precision)
-    if is_concrete(counts):
-        return fisher
-    # traced (a network's soft histogram inside a jitted training step): fail when it runs
-    bad = ~jnp.all(jnp.isfinite(counts) & (counts >= 0))
-    return eqx.error_if(fisher, bad, _BAD_COUNTS)
+    # traced counts (a network's soft histogram inside a jitted training step) fail when it runs
+    return refuse_traced_or_known(
+        fisher, counts, lambda c: ~jnp.all(jnp.isfinite(c) & (c >= 0)), _BAD_COUNTS, _check_counts
+    )
 
 
 _BAD_COUNTS = "expected counts must be finite and >= 0 (events per bin) at theta0"
@@ -211,8 +214,6 @@ _BAD_COUNTS = "expected counts must be finite and >= 0 (events per bin) at theta
 
 def _check_counts(counts) -> None:
     """Refuse known expected counts that are NaN, infinite or negative, naming the bin."""
-    if not is_concrete(counts):
-        return
     values = np.asarray(counts)
     for problem, bad in (("finite", ~np.isfinite(values)), (">= 0", values < 0)):
         if np.any(bad):

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from diffdesign._validation import is_concrete
+from diffdesign._validation import refuse_traced_or_known
 from diffdesign.ring import _passes
 from diffdesign.ring.lattice import Lattice
 
@@ -549,21 +549,24 @@ def _optics_from_solution(
 
 def _refuse_unstable(value, tunes: Array, one_turn: Array):
     """``value``, unless the linear motion is unstable (a mode without periodic solution: NaN
-    tunes and Twiss functions). Known values are checked now (a ValueError naming the mode
-    and the one-turn traces); traced ones when the program runs (``equinox.error_if``), so a
-    jitted or vmapped call on an unstable ring fails instead of returning NaN."""
-    if not is_concrete(tunes):
-        unstable = ~jnp.all(jnp.isfinite(tunes))
-        return eqx.error_if(value, unstable, _UNSTABLE + " (|trace| >= 2 of a one-turn block)")
-    for mode, tune in zip(("a (x)", "b (y)"), np.asarray(tunes), strict=True):
-        if not np.isfinite(tune):
-            m = np.asarray(one_turn)
-            traces = [float(np.trace(m[p : p + 2, p : p + 2])) for p in (0, 2)]
-            raise ValueError(
-                f"{_UNSTABLE}: mode {mode} has no periodic solution (one-turn block traces "
-                f"{traces[0]:.6g}, {traces[1]:.6g}; stable motion needs |trace| < 2 per mode)"
-            )
-    return value
+    tunes and Twiss functions): known tunes raise a ValueError naming the mode and the
+    one-turn traces, traced ones fail when the program runs, so a jitted or vmapped call on
+    an unstable ring fails instead of returning NaN."""
+
+    def explain(values: np.ndarray) -> None:
+        for mode, tune in zip(("a (x)", "b (y)"), values, strict=True):
+            if not np.isfinite(tune):
+                m = np.asarray(one_turn)
+                traces = [float(np.trace(m[p : p + 2, p : p + 2])) for p in (0, 2)]
+                raise ValueError(
+                    f"{_UNSTABLE}: mode {mode} has no periodic solution (one-turn block traces "
+                    f"{traces[0]:.6g}, {traces[1]:.6g}; stable motion needs |trace| < 2 per mode)"
+                )
+
+    return refuse_traced_or_known(
+        value, tunes, lambda t: ~jnp.all(jnp.isfinite(t)),
+        _UNSTABLE + " (|trace| >= 2 of a one-turn block)", explain,
+    )  # fmt: skip
 
 
 _UNSTABLE = "unstable optics: check quadrupole strengths"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
@@ -21,7 +20,7 @@ from diffdesign._validation import (
     check_range,
     check_trailing_shape,
     float_array,
-    is_concrete,
+    refuse_traced_or_known,
 )
 from diffdesign.beamline.beams import ParameterBeam
 from diffdesign.beamline.elements import (
@@ -95,26 +94,26 @@ def check_setting_ranges(
     (``equinox.error_if``), so a jitted call fails instead of returning absurd beams. A
     relative slack of 1e-9 lets a setting that ends on a bound a few ulps beyond it pass."""
     settings = jnp.asarray(settings, dtype=float)
-    if not is_concrete(settings):
-        low, high = (jnp.broadcast_to(b, settings.shape) for b in (_LOW, _HIGH))
-        outside = (settings < low) | (settings > high)
-        return eqx.error_if(
-            settings, jnp.any(outside), f"settings of {owner} outside the magnet ranges "
-            f"{_RANGES}{hint}",
-        )  # fmt: skip
-    values = np.asarray(settings)
-    for i, name in enumerate(SETTING_NAMES):
-        column = values[..., i]
-        outside = (column < _LOW[i]) | (column > _HIGH[i])
-        if np.any(outside):
-            try:
-                check_range(
-                    column[outside], field.format(i=i, name=name), low=float(SETTING_LOWER[i]),
-                    high=float(SETTING_UPPER[i]), owner=owner, unit=SETTING_UNITS[i],
-                )  # fmt: skip
-            except ValueError as error:
-                raise ValueError(f"{error}{hint}") from None
-    return settings
+
+    def explain(values: np.ndarray) -> None:
+        for i, name in enumerate(SETTING_NAMES):
+            column = values[..., i]
+            outside = (column < _LOW[i]) | (column > _HIGH[i])
+            if np.any(outside):
+                try:
+                    check_range(
+                        column[outside], field.format(i=i, name=name), low=float(SETTING_LOWER[i]),
+                        high=float(SETTING_UPPER[i]), owner=owner, unit=SETTING_UNITS[i],
+                    )  # fmt: skip
+                except ValueError as error:
+                    raise ValueError(f"{error}{hint}") from None
+
+    def bad(traced: Array) -> Array:
+        low, high = (jnp.broadcast_to(b, traced.shape) for b in (_LOW, _HIGH))
+        return jnp.any((traced < low) | (traced > high))
+
+    message = f"settings of {owner} outside the magnet ranges {_RANGES}{hint}"
+    return refuse_traced_or_known(settings, settings, bad, message, explain)
 
 
 _LOW = SETTING_LOWER * (1 + 1e-9)  # lower bounds are negative: the slack lowers them
