@@ -72,6 +72,9 @@ class AresJointConfig(TomlConfig):
     target_sigma_y: float = 1e-4
     #: numbers of settings of the three strategies' comparison at ``cost_weight``.
     n_sweep: tuple[int, ...] = (6, 8, 10, 15, 30)
+    #: also time one design-loss gradient on its own (its compilation costs about as much as
+    #: the multi-start's; the smoke run leaves it out).
+    time_gradient: bool = True
     #: the optional second screen's drift and start position (m from its entrance).
     extra_drift: str = "Drift_AREAMQZM1"
     extra_position: float = 0.2
@@ -87,7 +90,7 @@ class AresJointConfig(TomlConfig):
         "n_realisations": 8,
         "n_nuts": 1, "nuts_warmup": 30, "nuts_samples": 30, "n_tuning": 2,
         "tuning_starts": 4, "tuning_steps": 20, "realised": ("published", "joint"),
-        "n_sweep": (),
+        "n_sweep": (), "time_gradient": False,
     }  # fmt: skip
 
     def __post_init__(self):
@@ -478,37 +481,66 @@ def nuts_check(config, design, record, two_screens, nuisance, key) -> dict[str, 
     std of the offsets (m) and whether the truth lies in each central 95 % interval."""
     import jax
     import jax.numpy as jnp
-    import numpyro
-    import numpyro.distributions as dist
-    from numpyro.infer import MCMC, NUTS
 
     from diffdesign.beamline.ares._likelihood import DEFAULT_BOUND
 
     settings, diagnostics, nuisance = _design_inputs(config, design, two_screens, nuisance)
     names = diagnostics.names
-    lower = jnp.concatenate([-jnp.ones(6), -5.0 * jnp.ones(len(nuisance))])
-    log_likelihood = _log_likelihood()
+    kernel, chain = _nuts(nuisance, config.nuts_warmup, config.nuts_samples)
     stds, covered, divergences = [], [], []
     for i in range(config.n_nuts):
         measured = {k: jnp.asarray(record["measured"][i, j]) for j, k in enumerate(names)}
         noise = {k: jnp.asarray(record["noise"][i, j]) for j, k in enumerate(names)}
-
-        def model(measured=measured, noise=noise):
-            x = numpyro.sample("x", dist.Uniform(lower, -lower).to_event(1))
-            numpyro.factor("likelihood", log_likelihood(x, settings, measured, noise,
-                                                        diagnostics, nuisance))  # fmt: skip
-
-        mcmc = MCMC(NUTS(model, target_accept_prob=0.9), num_warmup=config.nuts_warmup,
-                    num_samples=config.nuts_samples, num_chains=1, progress_bar=False)  # fmt: skip
-        mcmc.run(jax.random.fold_in(key, i), init_params={"x": jnp.asarray(record["fitted"][i])})
-        offsets = DEFAULT_BOUND * np.asarray(mcmc.get_samples()["x"])[:, :6]
+        args = (settings, measured, noise, diagnostics)
+        state = kernel.init(jax.random.fold_in(key, i), config.nuts_warmup,
+                            {"x": jnp.asarray(record["fitted"][i])}, model_args=args,
+                            model_kwargs={})  # fmt: skip
+        x, diverging = chain(state, args)
+        offsets = DEFAULT_BOUND * np.asarray(x)[:, :6]
         truth = np.asarray(record["true_offsets"][i]).reshape(6)
         low, high = np.percentile(offsets, [2.5, 97.5], axis=0)
         stds.append(offsets.std(0))
         covered.append((low <= truth) & (truth <= high))
-        divergences.append(int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum()))
+        divergences.append(int(np.asarray(diverging).sum()))
     return {"std": np.array(stds).reshape(-1, 6), "covered": np.array(covered).reshape(-1, 6),
             "divergences": np.array(divergences, dtype=int)}  # fmt: skip
+
+
+@functools.cache
+def _nuts(nuisance: tuple[str, ...], warmup: int, samples: int):
+    """A NUTS kernel whose model takes the design and the data as arguments, and its chain
+    (warm-up then samples: the draws of x and the divergence flags after warm-up) as one
+    compiled function of the initial state and those arguments: every design and
+    realisation of the study runs the same program (numpyro's ``MCMC.run`` traces and
+    compiles its sampling loop anew on every call)."""
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import NUTS
+
+    lower = jnp.concatenate([-jnp.ones(6), -5.0 * jnp.ones(len(nuisance))])
+    log_likelihood = _log_likelihood()
+
+    def model(settings, measured, noise, diagnostics):
+        x = numpyro.sample("x", dist.Uniform(lower, -lower).to_event(1))
+        numpyro.factor("likelihood", log_likelihood(x, settings, measured, noise,
+                                                    diagnostics, nuisance))  # fmt: skip
+
+    kernel = NUTS(model, target_accept_prob=0.9)
+
+    @jax.jit
+    def chain(state, args):
+        constrain = kernel.postprocess_fn(args, {})  # the sampler works unconstrained
+
+        def step(state, _):
+            state = kernel.sample(state, args, {})
+            return state, (constrain(state.z)["x"], state.diverging)
+
+        _, (x, diverging) = jax.lax.scan(step, state, None, length=warmup + samples)
+        return x[warmup:], diverging[warmup:]
+
+    return kernel, chain
 
 
 def tuning(config, record, nuisance, key) -> dict[str, np.ndarray]:
@@ -575,7 +607,7 @@ def run_study(config: AresJointConfig, out: str | Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     # which optional stages run does not change the finished ones
     stages = Stages(out, {k: v for k, v in config.to_json().items()
-                          if k not in ("realised", "n_sweep")})  # fmt: skip
+                          if k not in ("realised", "n_sweep", "time_gradient")})  # fmt: skip
     say("designs: multi-start Adam on each design problem (compiling the first takes a while)")
     found = designs(config, stages)
     main = f"@{config.cost_weight:g}"
@@ -676,7 +708,8 @@ def joint_verdict(results: dict[str, Any]):
 
 def joint_timing(config: AresJointConfig) -> dict[str, float]:
     """Compile and steady-state time of one joint design step (the gradient of the design
-    loss w.r.t. every setting and the geometry) and of the whole joint multi-start."""
+    loss w.r.t. every setting and the geometry; only with ``time_gradient``) and of the whole
+    joint multi-start."""
     import jax
 
     from diffdesign.beamline.ares.experiment_design import CalibrationDesign
@@ -686,16 +719,18 @@ def joint_timing(config: AresJointConfig) -> dict[str, float]:
     problem = CalibrationDesign(published, _diagnostics(config, False),
                                 cost_weight=config.cost_weight,
                                 points=prior_points(config, None))  # fmt: skip
-    params = values(problem.spec)
-    grad = jax.jit(jax.grad(lambda p: problem.loss(p, None)[0]))
-    start = time.perf_counter()
-    jax.block_until_ready(grad.lower(params).compile()(params))
-    compile_s = time.perf_counter() - start
-    repeats = 20
-    start = time.perf_counter()
-    for _ in range(repeats):
-        jax.block_until_ready(grad(params))
-    step_s = (time.perf_counter() - start) / repeats
+    timing = {}
+    if config.time_gradient:
+        params = values(problem.spec)
+        grad = jax.jit(jax.grad(lambda p: problem.loss(p, None)[0]))
+        start = time.perf_counter()
+        jax.block_until_ready(grad.lower(params).compile()(params))
+        timing["gradient_compile_s"] = time.perf_counter() - start
+        repeats = 20
+        start = time.perf_counter()
+        for _ in range(repeats):
+            jax.block_until_ready(grad(params))
+        timing["gradient_steady_s"] = (time.perf_counter() - start) / repeats
     key = jax.random.key(config.seed)
     every = subset_design(problem, problem.spec)
     start = time.perf_counter()
@@ -704,7 +739,6 @@ def joint_timing(config: AresJointConfig) -> dict[str, float]:
     start = time.perf_counter()
     _optimise(every, config, key)
     steady = time.perf_counter() - start
-    return {"gradient_compile_s": compile_s, "gradient_steady_s": step_s,
-            "joint_optimisation_first_s": first, "joint_optimisation_steady_s": steady,
-            "joint_optimisation_steps": float(config.steps),
-            "joint_optimisation_starts": float(config.num_starts)}  # fmt: skip
+    return timing | {"joint_optimisation_first_s": first, "joint_optimisation_steady_s": steady,
+                     "joint_optimisation_steps": float(config.steps),
+                     "joint_optimisation_starts": float(config.num_starts)}  # fmt: skip

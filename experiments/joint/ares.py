@@ -35,11 +35,13 @@ def run(args: argparse.Namespace):
             f"cost {results['designs'][_key(results, name)]['cost_keur']:.3g} kEUR"
         )
     timing = results["timing"]
-    summary["joint optimisation"] = (
-        f"{timing['joint_optimisation_steady_s']:.3g} s after compilation "
-        f"(gradient step {1e3 * timing['gradient_steady_s']:.3g} ms, compile "
-        f"{timing['gradient_compile_s']:.3g} s)"
-    )
+    line = f"{timing['joint_optimisation_steady_s']:.3g} s after compilation"
+    if "gradient_steady_s" in timing:
+        line += (
+            f" (gradient step {1e3 * timing['gradient_steady_s']:.3g} ms, compile "
+            f"{timing['gradient_compile_s']:.3g} s)"
+        )
+    summary["joint optimisation"] = line
     return StudySummary(summary, Verdict.from_json(results["verdict"]))
 
 
