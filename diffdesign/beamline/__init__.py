@@ -12,11 +12,14 @@ JSON) become segments with ``diffdesign.beamline.from_description.segment_from_d
 from diffdesign.beamline.beams import Beam, ParameterBeam, ParticleBeam
 from diffdesign.beamline.elements import (
     BPM,
+    Aperture,
+    Cavity,
     CombinedCorrector,
     CustomTransferMap,
     Dipole,
     Drift,
     Element,
+    EllipticalAperture,
     HorizontalCorrector,
     Marker,
     Quadrupole,
@@ -24,6 +27,8 @@ from diffdesign.beamline.elements import (
     Screen,
     Sextupole,
     Solenoid,
+    TravelingWaveCavity,
+    Undulator,
     VerticalCorrector,
 )
 from diffdesign.beamline.segment import Segment
@@ -32,12 +37,15 @@ from diffdesign.beamline.species import ELECTRON, Species
 __all__ = [
     "BPM",
     "ELECTRON",
+    "Aperture",
     "Beam",
+    "Cavity",
     "CombinedCorrector",
     "CustomTransferMap",
     "Dipole",
     "Drift",
     "Element",
+    "EllipticalAperture",
     "HorizontalCorrector",
     "Marker",
     "ParameterBeam",
@@ -49,5 +57,7 @@ __all__ = [
     "Sextupole",
     "Solenoid",
     "Species",
+    "TravelingWaveCavity",
+    "Undulator",
     "VerticalCorrector",
 ]

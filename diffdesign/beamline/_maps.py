@@ -7,6 +7,8 @@ particle (m) and p = dE / (p0 c). Energies are total energies in eV.
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
 
@@ -93,6 +95,25 @@ def solenoid(length: Array, k: Array, energy: ArrayLike, mass_eV: float) -> Map:
             (4, 5): -length * igamma2 / beta**2,
         }
     )  # fmt: skip
+
+
+def undulator(
+    length: Array, period: Array, kx: Array, ky: Array, energy: ArrayLike, mass_eV: float
+) -> Map:
+    """Planar undulator body (Cheetah's): natural focusing sqrt2 pi K / (period gamma beta)
+    (1/m) from each deflection parameter in the other plane (``kx`` focuses y, ``ky`` x),
+    and the slower longitudinal slip of the wiggling orbit, r56 = -L / gamma^2 (1 / beta^2 +
+    (kx^2 + ky^2) / 2)."""
+    gamma, igamma2, beta = relativistic_factors(energy, mass_eV)
+    frequency = math.sqrt(2.0) * math.pi / (period * gamma * beta)  # per unit K, 1/m
+    entries = {(4, 5): -length * igamma2 * (1.0 / beta**2 + 0.5 * (kx**2 + ky**2))}
+    for plane, k in ((0, ky), (2, kx)):
+        omega2 = (frequency * k) ** 2
+        u = omega2 * length**2
+        c, s = cos_like(u), length * sin_like(u)  # cos(wL), sin(wL) / w
+        entries |= {(plane, plane): c, (plane, plane + 1): s, (plane + 1, plane): -omega2 * s,
+                    (plane + 1, plane + 1): c}  # fmt: skip
+    return _affine.from_entries(entries)
 
 
 def rotation(tilt: Array) -> Map:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from diffdesign.beamline.beams import Beam, ParameterBeam, ParticleBeam
-from diffdesign.beamline.lattice_json import features_of, segment_from_features
+from diffdesign.beamline.lattice_json import HIDDEN_FEATURES, features_of, segment_from_features
 from diffdesign.beamline.segment import Segment
 from diffdesign.beamline.species import KNOWN_SPECIES, Species
 
@@ -36,11 +36,11 @@ def _plain(value):
 
 
 def _features(element) -> dict:
-    """A Cheetah element's constructor parameters (its ``defining_features``); a BPM's
-    misalignment too, which Cheetah keeps outside them."""
+    """A Cheetah element's constructor parameters: its ``defining_features`` and those
+    Cheetah keeps outside them (``lattice_json.HIDDEN_FEATURES``, a BPM's misalignment)."""
+    hidden = HIDDEN_FEATURES.get(type(element).__name__, ())
     names = [n for n in element.defining_features if n != "name"]
-    if type(element).__name__ == "BPM" and hasattr(element, "misalignment"):
-        names.append("misalignment")
+    names += [n for n in hidden if hasattr(element, n)]
     return {n: _plain(getattr(element, n)) for n in names}
 
 
@@ -165,6 +165,4 @@ def to_cheetah(obj):
         k: t(v) if isinstance(v, float | list) and k not in vectors else v
         for k, v in features.items()
     }
-    if kind == "BPM":
-        arguments["misalignment"] = t(obj.misalignment)
     return getattr(cheetah, kind)(**arguments, **named(obj))

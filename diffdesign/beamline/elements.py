@@ -13,6 +13,7 @@ import functools
 from typing import ClassVar
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
@@ -24,9 +25,11 @@ from diffdesign._validation import (
     check_trailing_shape,
     float_array,
     is_concrete,
+    refuse_traced_or_known,
 )
-from diffdesign.beamline import _affine, _maps, _screen, _second_order
+from diffdesign.beamline import _affine, _aperture, _cavity, _maps, _screen, _second_order
 from diffdesign.beamline._affine import Map
+from diffdesign.beamline.beams import Beam, ParameterBeam, ParticleBeam
 from diffdesign.beamline.species import ELECTRON, Species
 
 
@@ -96,6 +99,10 @@ class Element(eqx.Module):
 
     #: the numeric fields that `Segment.with_settings` may set (all are differentiable).
     settings: ClassVar[tuple[str, ...]] = ("length",)
+    #: True for elements whose effect on a beam is more than their first-order map at one
+    #: reference energy (a cavity changes the energy and kicks tau nonlinearly): a segment
+    #: then calls their :meth:`track` instead of composing their map with its neighbours'.
+    tracks_itself: ClassVar[bool] = False
 
     @abc.abstractmethod
     def linear_map(self, energy: ArrayLike, species: Species) -> Map:
@@ -106,6 +113,15 @@ class Element(eqx.Module):
     ) -> Float[Array, "... 7 7"]:
         """First-order transfer map at reference ``energy`` (eV) as a (..., 7, 7) array."""
         return _affine.to_array(self.linear_map(energy, species))
+
+    def outgoing_energy(self, energy: ArrayLike, species: Species = ELECTRON) -> Array:
+        """Reference total energy (eV) after the element for ``energy`` (eV) before it."""
+        del species
+        return jnp.asarray(energy, dtype=float)
+
+    def track(self, incoming: Beam) -> Beam:
+        """The beam after this element alone (first order; see :class:`Segment` for lines)."""
+        return apply_map(self.linear_map(incoming.energy, incoming.species), incoming, self.length)
 
     def second_order_map(
         self, energy: ArrayLike, species: Species = ELECTRON, *, reproduce_cheetah: bool = False
@@ -562,6 +578,381 @@ class CustomTransferMap(Element):
         return _affine.from_array(self.transfer_map_array)
 
 
+class _RFCavity(Element):
+    """An RF cavity; subclasses give the first-order map of their cavity type."""
+
+    length: Array
+    voltage: Array
+    phase: Array
+    frequency: Array
+    misalignment: Array
+    name: str = eqx.field(static=True)
+    settings: ClassVar[tuple[str, ...]] = (
+        "length",
+        "voltage",
+        "phase",
+        "frequency",
+        "misalignment",
+    )
+    tracks_itself: ClassVar[bool] = True
+    #: Cheetah's ``cavity_type`` of this class.
+    cavity_type: ClassVar[str]
+
+    def __init__(
+        self,
+        length: ArrayLike,
+        voltage: ArrayLike = 0.0,
+        phase: ArrayLike = 0.0,
+        frequency: ArrayLike = 0.0,
+        misalignment: ArrayLike | None = None,
+        name: str = "",
+    ):
+        self.name = name
+        self.length = _length(length, name, positive=True)
+        self.voltage = _scalar(voltage, "voltage", name)
+        self.phase = _scalar(phase, "phase", name)
+        self.frequency = _non_negative(frequency, "frequency", name, "Hz")
+        self.misalignment = _offset(misalignment, "misalignment", name)
+
+    @staticmethod
+    @abc.abstractmethod
+    def _body(rf: _cavity.RF) -> Map:
+        """The first-order map of the cavity body in its own frame."""
+
+    def _reference(self, energy: ArrayLike, species: Species) -> _cavity.RF:
+        def check_outgoing(energy1):
+            return refuse_traced_or_known(
+                energy1,
+                energy1 - species.mass_eV,
+                lambda margin: margin <= 0.0,
+                f"the cavity '{self.name}' stops the beam: outgoing energy <= rest energy",
+                functools.partial(_check_not_stopped, name=self.name, mass_eV=species.mass_eV),
+            )
+
+        return _cavity.reference(
+            self.length, self.voltage, self.phase, self.frequency, energy, species.mass_eV,
+            species.num_elementary_charges, check_outgoing,
+        )  # fmt: skip
+
+    def linear_map(self, energy, species):
+        body = self._body(self._reference(energy, species))
+        return _maps.in_magnet_frame(body, self.misalignment, None)
+
+    def outgoing_energy(self, energy, species=ELECTRON):
+        return self._reference(energy, species).energy1
+
+    def track(self, incoming: Beam) -> Beam:
+        """The beam after the cavity: the first-order map transversely, Cheetah's RF kick and
+        path-length terms longitudinally (see ``_cavity``), and the new reference energy.
+
+        A ParameterBeam's mean goes through that map; its covariance through the
+        first-order map. (Cheetah 0.8.4 instead keeps cov_pp unchanged and overwrites
+        cov_tautau and cov_taup with second-order terms; every other moment agrees.)
+        """
+        rf = self._reference(incoming.energy, incoming.species)
+        linear = _maps.in_magnet_frame(self._body(rf), self.misalignment, None)
+        r55, r56 = linear[4][4], linear[4][5]
+        s = incoming.s + self.length
+        if isinstance(incoming, ParameterBeam):
+            mu = _affine.apply_to_vector(linear, incoming.mu)
+            tau, p = _cavity.longitudinal_kick(
+                rf, r55, r56, incoming.mu[..., 4], incoming.mu[..., 5]
+            )
+            mu = mu.at[..., 4].set(tau).at[..., 5].set(p)
+            cov = _affine.apply_to_covariance(linear, incoming.cov)
+            return eqx.tree_at(
+                lambda b: (b.mu, b.cov, b.energy, b.s), incoming, (mu, cov, rf.energy1, s)
+            )
+        if isinstance(incoming, ParticleBeam):
+            matrix = _affine.to_array(linear)
+            particles = jnp.einsum("...ij,...nj->...ni", matrix, incoming.particles)
+            shape = jnp.broadcast_shapes(*(jnp.shape(a) for a in (*rf, r55, r56)))
+
+            def per_particle(a):
+                return jnp.broadcast_to(a, shape)[..., None]
+
+            columns = jnp.broadcast_to(incoming.particles, particles.shape)
+            tau, p = _cavity.longitudinal_kick(
+                jax.tree_util.tree_map(per_particle, rf), per_particle(r55), per_particle(r56),
+                columns[..., 4], columns[..., 5],
+            )  # fmt: skip
+            particles = particles.at[..., 4].set(tau).at[..., 5].set(p)
+            return eqx.tree_at(
+                lambda b: (b.particles, b.energy, b.s), incoming, (particles, rf.energy1, s)
+            )
+        raise TypeError(
+            f"incoming must be a ParameterBeam or ParticleBeam; got {type(incoming).__name__}"
+        )
+
+
+def _check_not_stopped(margin: np.ndarray, name: str, mass_eV: float) -> None:
+    if np.any(margin <= 0.0):
+        raise ValueError(
+            f"voltage and phase of cavity '{name}' would stop the beam: its outgoing energy "
+            f"must exceed the rest energy {mass_eV:.9g} eV; got {np.min(margin) + mass_eV:.9g} eV"
+        )
+
+
+class Cavity(_RFCavity):
+    """Standing-wave RF cavity (Cheetah's ``Cavity`` with its default ``cavity_type``).
+
+    Energy gain ``-q V cos(phase)`` for a particle of charge ``q e``, with the adiabatic
+    damping and ponderomotive focusing of Rosenzweig & Serafini's standing-wave map; the
+    particles' energies get the exact RF kick (see ``_cavity``). With ``voltage = 0`` it is
+    a drift. Tracked in a segment, it changes the reference energy of everything after it.
+
+    Args:
+        length: length in m, > 0.
+        voltage: cavity voltage in V (positive accelerates electrons).
+        phase: RF phase in degrees, 0 on crest.
+        frequency: RF frequency in Hz, >= 0.
+        misalignment: displacement (dx, dy) of the cavity in m (Cheetah's cavities have
+            none: a segment with a displaced cavity has no Cheetah counterpart).
+        name: unique name within a segment.
+
+    Raises:
+        ValueError: naming the field, for NaN or infinite values, length <= 0, a negative
+            frequency, a misalignment not of shape (..., 2); and when tracked, a voltage
+            and phase that would stop the beam.
+
+    Example:
+        >>> cavity = Cavity(4.139, voltage=1.6e7, phase=-10.0, frequency=2.998e9, name="C1")
+    """
+
+    cavity_type: ClassVar[str] = "standing_wave"
+
+    @staticmethod
+    def _body(rf):
+        return _cavity.standing_wave_map(rf)
+
+
+class TravelingWaveCavity(_RFCavity):
+    """Travelling-wave RF cavity (Cheetah's ``Cavity(cavity_type="traveling_wave")``).
+
+    A body of constant accelerating gradient between the focusing lenses of its entrance
+    and exit fringe fields (see ``_cavity``); arguments, energies and errors as
+    :class:`Cavity`.
+    """
+
+    cavity_type: ClassVar[str] = "traveling_wave"
+
+    @staticmethod
+    def _body(rf):
+        return _cavity.traveling_wave_map(rf)
+
+
+def _half_width(value: ArrayLike, field: str, name: str) -> Array:
+    """An aperture half-width in m: >= 0, +inf for an open side, never NaN."""
+    value = float_array(value, field, f"element '{name}'")
+    if is_concrete(value):
+        array = np.asarray(value)
+        bad = np.isnan(array) | (array < 0.0)
+        if np.any(bad):
+            raise ValueError(
+                f"{field} must lie in [0, inf] m (inf for an open side); got "
+                f"{array[bad].ravel()[0]} m for element '{name}'"
+            )
+    return value
+
+
+class _Aperture(Element):
+    """A physical aperture; subclasses give the shape (who survives where)."""
+
+    x_max: Array
+    y_max: Array
+    misalignment: Array
+    edge_width: Array | None
+    name: str = eqx.field(static=True)
+    is_active: bool = eqx.field(static=True)
+    settings: ClassVar[tuple[str, ...]] = ("x_max", "y_max", "misalignment", "edge_width")
+    tracks_itself: ClassVar[bool] = True
+    #: Cheetah's ``shape`` of this class.
+    shape: ClassVar[str]
+
+    def __init__(
+        self,
+        x_max: ArrayLike = np.inf,
+        y_max: ArrayLike = np.inf,
+        edge_width: ArrayLike | None = None,
+        misalignment: ArrayLike | None = None,
+        is_active: bool = True,
+        name: str = "",
+    ):
+        self.name = name
+        self.x_max = _half_width(x_max, "x_max", name)
+        self.y_max = _half_width(y_max, "y_max", name)
+        self.misalignment = _offset(misalignment, "misalignment", name)
+        if edge_width is None:
+            self.edge_width = None
+        else:
+            self.edge_width = float_array(edge_width, "edge_width", f"element '{name}'")
+            check_positive(self.edge_width, "edge_width", f"element '{name}'", "m")
+            self._check_smooth()
+        self.is_active = bool(is_active)
+
+    def _check_smooth(self) -> None:
+        """Refuse half-widths the smooth survival cannot use (none by default)."""
+
+    @property
+    def length(self) -> Array:
+        return jnp.zeros(())
+
+    def linear_map(self, energy, species):
+        return _affine.identity()
+
+    @staticmethod
+    @abc.abstractmethod
+    def _hard(x: Array, y: Array, x_max: Array, y_max: Array) -> Array:
+        """1 for a particle at (x, y) that passes, 0 for one that is lost."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def _smooth(x: Array, y: Array, x_max: Array, y_max: Array, edge_width: Array) -> Array:
+        """Survival weight in (0, 1), smooth in the position and the half-widths."""
+
+    def track(self, incoming: Beam) -> Beam:
+        """Particles outside lose their survival probability (multiplied by 0 in the hard
+        mode, by the smooth weight with ``edge_width``); a ParameterBeam, or any beam
+        through an inactive aperture, passes unchanged (as in Cheetah)."""
+        if not (self.is_active and isinstance(incoming, ParticleBeam)):
+            return incoming
+        settings = [self.x_max, self.y_max, self.misalignment[..., 0]]
+        settings += [] if self.edge_width is None else [self.edge_width]
+        batch = jnp.broadcast_shapes(
+            incoming.particles.shape[:-2], *(jnp.shape(a) for a in settings)
+        )
+        particles = jnp.broadcast_to(incoming.particles, (*batch, *incoming.particles.shape[-2:]))
+
+        def per_particle(a):
+            return jnp.broadcast_to(a, batch)[..., None]
+
+        x = particles[..., 0] - per_particle(self.misalignment[..., 0])
+        y = particles[..., 2] - per_particle(self.misalignment[..., 1])
+        x_max, y_max = per_particle(self.x_max), per_particle(self.y_max)
+        if self.edge_width is None:
+            survival = self._hard(x, y, x_max, y_max)
+        else:
+            survival = self._smooth(x, y, x_max, y_max, per_particle(self.edge_width))
+        probabilities = jnp.broadcast_to(incoming.survival_probabilities, survival.shape)
+        charges = jnp.broadcast_to(incoming.particle_charges, survival.shape)
+        return eqx.tree_at(
+            lambda b: (b.particles, b.survival_probabilities, b.particle_charges),
+            incoming,
+            (particles, probabilities * survival, charges),
+        )
+
+
+class Aperture(_Aperture):
+    """Rectangular physical aperture (Cheetah's ``Aperture`` with its default ``shape``).
+
+    A particle survives strictly inside |x - dx| < x_max and |y - dy| < y_max. Losses are
+    survival probabilities, as in Cheetah: particles keep their coordinates and beam
+    statistics are weighted by the probabilities. By default (``edge_width=None``) the edge
+    is hard, as Cheetah's, and no gradient reaches the half-widths; with ``edge_width`` (m)
+    each side multiplies the survival by sigmoid(distance inside / edge_width), which tends
+    to the hard edge as edge_width -> 0 and is differentiable w.r.t. x_max, y_max, the
+    misalignment and the particles. A ParameterBeam passes unchanged (as in Cheetah); an
+    inactive aperture is a marker.
+
+    Args:
+        x_max: horizontal half-width in m, >= 0 (inf: open).
+        y_max: vertical half-width in m, >= 0 (inf: open).
+        edge_width: None for a hard edge, or the width (m, > 0) of the smooth edge.
+        misalignment: displacement (dx, dy) of the aperture in m (Cheetah's apertures have
+            none).
+        is_active: whether it removes particles.
+        name: unique name within a segment.
+
+    Raises:
+        ValueError: naming the field, for a NaN or negative half-width, an edge_width that
+            is not finite and > 0, a misalignment not of shape (..., 2).
+
+    Example:
+        >>> Aperture(x_max=2e-3, y_max=1e-3, edge_width=1e-5, name="SLIT")
+    """
+
+    shape: ClassVar[str] = "rectangular"
+    _hard = staticmethod(_aperture.rectangular_hard)
+    _smooth = staticmethod(_aperture.rectangular_smooth)
+
+
+class EllipticalAperture(_Aperture):
+    """Elliptical physical aperture (Cheetah's ``Aperture(shape="elliptical")``).
+
+    A particle survives inside or on ((x - dx) / x_max)^2 + ((y - dy) / y_max)^2 <= 1;
+    the smooth edge (``edge_width``) is the sigmoid of (1 - q) R / 2 over edge_width, with
+    q that sum and R the ellipse's radius along the particle's direction (near the edge,
+    the distance to it), and needs finite half-widths. Otherwise as :class:`Aperture`.
+    """
+
+    shape: ClassVar[str] = "elliptical"
+    _hard = staticmethod(_aperture.elliptical_hard)
+    _smooth = staticmethod(_aperture.elliptical_smooth)
+
+    def _check_smooth(self) -> None:
+        for field in ("x_max", "y_max"):
+            value = getattr(self, field)
+            if is_concrete(value) and not np.all(np.isfinite(np.asarray(value))):
+                raise ValueError(
+                    f"{field} must be finite for a smooth elliptical aperture (edge_width); "
+                    f"got inf for element '{self.name}'"
+                )
+
+
+class Undulator(Element):
+    """Planar undulator with its natural focusing (Cheetah 0.8.4's ``Undulator``).
+
+    At first order a horizontal deflection parameter ``kx`` focuses vertically with
+    wave number sqrt2 pi kx / (period gamma beta), ``ky`` horizontally; the path length
+    grows by the wiggle, r56 = -L / gamma^2 (1 / beta^2 + (kx^2 + ky^2) / 2). With
+    kx = ky = 0 it is a drift. No radiation is modelled.
+
+    Args:
+        length: length in m, >= 0.
+        period: undulator period in m, > 0.
+        kx: horizontal deflection parameter K (dimensionless).
+        ky: vertical deflection parameter K (dimensionless).
+        misalignment: displacement (dx, dy) of the undulator in m (Cheetah's undulators
+            have none).
+        name: unique name within a segment.
+
+    Raises:
+        ValueError: naming the field, for NaN or infinite values, a negative length, a
+            period <= 0, a misalignment not of shape (..., 2).
+    """
+
+    length: Array
+    period: Array
+    kx: Array
+    ky: Array
+    misalignment: Array
+    name: str = eqx.field(static=True)
+    settings: ClassVar[tuple[str, ...]] = ("length", "period", "kx", "ky", "misalignment")
+
+    def __init__(
+        self,
+        length: ArrayLike,
+        period: ArrayLike = 1.0,
+        kx: ArrayLike = 0.0,
+        ky: ArrayLike = 0.0,
+        misalignment: ArrayLike | None = None,
+        name: str = "",
+    ):
+        self.name = name
+        self.length = _length(length, name)
+        self.period = float_array(period, "period", f"element '{name}'")
+        check_positive(self.period, "period", f"element '{name}'", "m")
+        self.kx = _scalar(kx, "kx", name)
+        self.ky = _scalar(ky, "ky", name)
+        self.misalignment = _offset(misalignment, "misalignment", name)
+
+    def linear_map(self, energy, species):
+        body = _maps.undulator(
+            self.length, self.period, self.kx, self.ky, energy, species.mass_eV
+        )
+        return _maps.in_magnet_frame(body, self.misalignment, None)
+
+
 class _ThinDiagnostic(Element):
     """A zero-length element that leaves the beam unchanged."""
 
@@ -683,6 +1074,22 @@ class Screen(_ThinDiagnostic):
         images are differentiable either way. Multiply by the beam's charge for coulombs.
         """
         return _screen.image(self, beam)
+
+
+def apply_map(linear_map: Map, incoming: Beam, length: Array) -> Beam:
+    """``incoming`` through a first-order map over ``length`` (m): moments or particles."""
+    s = incoming.s + length
+    if isinstance(incoming, ParameterBeam):
+        mu = _affine.apply_to_vector(linear_map, incoming.mu)
+        cov = _affine.apply_to_covariance(linear_map, incoming.cov)
+        return eqx.tree_at(lambda b: (b.mu, b.cov, b.s), incoming, (mu, cov, s))
+    if isinstance(incoming, ParticleBeam):
+        matrix = _affine.to_array(linear_map)
+        particles = jnp.einsum("...ij,...nj->...ni", matrix, incoming.particles)
+        return eqx.tree_at(lambda b: (b.particles, b.s), incoming, (particles, s))
+    raise TypeError(
+        f"incoming must be a ParameterBeam or ParticleBeam; got {type(incoming).__name__}"
+    )
 
 
 def _frame_arrays(misalignment: Array, tilt: Array | None) -> tuple[Array, Array]:

@@ -16,12 +16,16 @@ dict into a diffdesign element; the same table converts live Cheetah objects
 (:func:`diffdesign.beamline.convert.from_cheetah`), so a file and the segment it came from
 convert alike.
 
-Every parameter is honoured or refused: a value this package cannot represent (a powered
-``Cavity``, a finite active ``Aperture``, ``fringe_at`` other than ``"both"``, a different
-exit gap, an unknown parameter or class) is a ``ValueError`` naming the element, the
-parameter and its value. Two elements of Cheetah's ARES lattice that do nothing at first
-order convert exactly: a ``Cavity`` with zero voltage is a drift of its length, and an
-``Aperture`` that is inactive or infinite is a marker. ``tracking_method`` is kept as
+Every parameter is honoured or refused: a value this package cannot represent
+(``fringe_at`` other than ``"both"``, a different exit gap, an unknown parameter, shape or
+class) is a ``ValueError`` naming the element, the parameter and its value.
+A ``Cavity`` becomes a :class:`~diffdesign.beamline.Cavity` or, for
+``cavity_type="traveling_wave"``, a :class:`~diffdesign.beamline.TravelingWaveCavity`
+(with zero voltage either is a drift, and can be powered later with ``with_settings``);
+an ``Aperture`` an :class:`~diffdesign.beamline.Aperture` or, for ``shape="elliptical"``, an
+:class:`~diffdesign.beamline.EllipticalAperture` with Cheetah's hard edge (an inactive one is
+a marker; a smooth edge or a misalignment has no counterpart in the file and is refused when
+writing). ``tracking_method`` is kept as
 :func:`~diffdesign.beamline.convert.from_cheetah` keeps it (``Segment.second_order``).
 """
 
@@ -38,17 +42,22 @@ import numpy as np
 
 from diffdesign.beamline.elements import (
     BPM,
+    Aperture,
+    Cavity,
     CombinedCorrector,
     CustomTransferMap,
     Dipole,
     Drift,
     Element,
+    EllipticalAperture,
     HorizontalCorrector,
     Marker,
     Quadrupole,
     Screen,
     Sextupole,
     Solenoid,
+    TravelingWaveCavity,
+    Undulator,
     VerticalCorrector,
 )
 from diffdesign.beamline.segment import Segment
@@ -64,6 +73,7 @@ class _Features:
 
     def __init__(self, kind: str, features: Mapping[str, Any], name: str):
         self.kind, self.name = kind, name
+        self.features = dict(features)
         self.left = dict(features)
         self.left.pop("metadata", None)  # not used by the simulation (Cheetah's own note)
         self.left.pop("name", None)
@@ -130,28 +140,30 @@ def _quadrupole(f: _Features) -> Quadrupole:
     )
 
 
+#: Cheetah's ``cavity_type`` -> our class.
+_CAVITY_TYPES = {cls.cavity_type: cls for cls in (Cavity, TravelingWaveCavity)}
+
+
 def _cavity(f: _Features) -> Element:
-    voltage = f.array("voltage")
-    if np.any(voltage != 0.0):
-        raise f.error(
-            f"voltage = {voltage.tolist()} V: a powered cavity has no counterpart here yet "
-            "(an unpowered one, voltage 0, converts to a drift)"
-        )
-    for key in ("phase", "frequency", "cavity_type"):
-        f.take(key, None)  # irrelevant without voltage
-    return Drift(f.array("length"), f.name)
+    f.require("cavity_type", lambda v: v in _CAVITY_TYPES, f"one of {sorted(_CAVITY_TYPES)}")
+    cls = _CAVITY_TYPES[f.features.get("cavity_type", "standing_wave")]
+    return cls(
+        f.array("length"), f.array("voltage"), f.array("phase"), f.array("frequency"),
+        name=f.name,
+    )  # fmt: skip
+
+
+#: Cheetah's aperture ``shape`` -> our class.
+_APERTURE_SHAPES = {cls.shape: cls for cls in (Aperture, EllipticalAperture)}
 
 
 def _aperture(f: _Features) -> Element:
-    x_max, y_max = f.array("x_max", math.inf), f.array("y_max", math.inf)
-    active = bool(f.take("is_active", True))
-    f.take("shape", None)
-    if active and not (np.all(np.isinf(x_max)) and np.all(np.isinf(y_max))):
-        raise f.error(
-            f"an active aperture of half-widths ({x_max.tolist()}, {y_max.tolist()}) m has no "
-            "counterpart here yet (an inactive or infinite one converts to a marker)"
-        )
-    return Marker(f.name)
+    f.require("shape", lambda v: v in _APERTURE_SHAPES, f"one of {sorted(_APERTURE_SHAPES)}")
+    cls = _APERTURE_SHAPES[f.features.get("shape", "rectangular")]
+    return cls(
+        f.array("x_max", math.inf), f.array("y_max", math.inf),
+        is_active=bool(f.take("is_active", True)), name=f.name,
+    )  # fmt: skip
 
 
 def _screen(f: _Features) -> Screen:
@@ -192,6 +204,9 @@ _BUILDERS: dict[str, Callable[[_Features], Element]] = {
     ),
     "Screen": _screen,
     "Cavity": _cavity,
+    "Undulator": lambda f: Undulator(
+        f.array("length"), f.array("period", 1.0), f.array("kx"), f.array("ky"), name=f.name
+    ),
     "Aperture": _aperture,
 }
 
@@ -316,6 +331,42 @@ def _dipole_features(e: Dipole) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _cavity_features(e: Cavity | TravelingWaveCavity) -> dict[str, Any]:
+    _refuse_misalignment(e, "Cavity")
+    return {
+        "length": _value(e.length), "voltage": _value(e.voltage), "phase": _value(e.phase),
+        "frequency": _value(e.frequency), "cavity_type": e.cavity_type,
+    }  # fmt: skip
+
+
+def _aperture_features(e: Aperture | EllipticalAperture) -> dict[str, Any]:
+    if e.edge_width is not None:
+        raise ValueError(
+            f"element '{e.name}' ({type(e).__name__}): edge_width = {_value(e.edge_width)} m "
+            "cannot be written: Cheetah's Aperture has a hard edge only (edge_width=None)"
+        )
+    _refuse_misalignment(e, "Aperture")
+    return {
+        "x_max": _value(e.x_max), "y_max": _value(e.y_max), "shape": e.shape,
+        "is_active": bool(e.is_active),
+    }  # fmt: skip
+
+
+def _undulator_features(e: Undulator) -> dict[str, Any]:
+    _refuse_misalignment(e, "Undulator")
+    return {"length": _value(e.length), "period": _value(e.period), "kx": _value(e.kx),
+            "ky": _value(e.ky)}  # fmt: skip
+
+
+def _refuse_misalignment(e: Element, cheetah_class: str) -> None:
+    if np.any(np.asarray(e.misalignment) != 0.0):
+        raise ValueError(
+            f"element '{e.name}' ({type(e).__name__}): misalignment = "
+            f"{_value(e.misalignment)} m cannot be written: Cheetah's {cheetah_class} has "
+            "no misalignment"
+        )
+
+
 #: Our element classes -> (Cheetah class, parameters); ``RBend`` is written as a Dipole.
 _FEATURES: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
     Drift: ("Drift", lambda e: {"length": _value(e.length)}),
@@ -337,8 +388,14 @@ _FEATURES: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
         "length": _value(e.length), "k": _value(e.k), "misalignment": _value(e.misalignment)}),
     CustomTransferMap: ("CustomTransferMap", lambda e: {
         "length": _value(e.length), "predefined_transfer_map": _value(e.transfer_map_array)}),
+    Cavity: ("Cavity", lambda e: _cavity_features(e)),
+    TravelingWaveCavity: ("Cavity", lambda e: _cavity_features(e)),
+    Aperture: ("Aperture", lambda e: _aperture_features(e)),
+    EllipticalAperture: ("Aperture", lambda e: _aperture_features(e)),
+    Undulator: ("Undulator", lambda e: _undulator_features(e)),
     Marker: ("Marker", lambda e: {}),
-    BPM: ("BPM", lambda e: {"is_active": bool(e.is_active)}),
+    BPM: ("BPM", lambda e: {
+        "misalignment": _value(e.misalignment), "is_active": bool(e.is_active)}),
     Screen: ("Screen", lambda e: {
         "resolution": list(e.resolution), "pixel_size": _value(e.pixel_size),
         "binning": e.binning, "misalignment": _value(e.misalignment),
@@ -346,6 +403,9 @@ _FEATURES: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
 }  # fmt: skip
 
 
+#: Constructor parameters of Cheetah classes that Cheetah keeps outside their
+#: ``defining_features`` (so its own files drop them): read from live objects as well.
+HIDDEN_FEATURES: dict[str, tuple[str, ...]] = {"BPM": ("misalignment",)}
 #: Parameters that are vectors in one element (others with dimensions are batched settings).
 _VECTOR = ("misalignment", "pixel_size", "resolution", "predefined_transfer_map")
 #: Cheetah classes whose constructor takes ``tracking_method``.

@@ -1,7 +1,9 @@
 """`Segment`: an ordered beamline of elements, tracked as one composed map.
 
 First-order tracking composes the element maps into one map per setting (see
-``_affine``) and applies it once, which is what makes batches of settings cheap.
+``_affine``) and applies it once, which is what makes batches of settings cheap. Elements
+that track themselves (cavities, which change the reference energy) cut the segment into
+runs: each run is one composed map at the energy entering it.
 Second-order tracking applies each element's T map in turn, as Cheetah does.
 """
 
@@ -19,8 +21,8 @@ from jaxtyping import Array, ArrayLike, Float
 from diffdesign._validation import check_positive
 from diffdesign.beamline import _affine, _second_order
 from diffdesign.beamline._affine import Map
-from diffdesign.beamline.beams import Beam, ParameterBeam, ParticleBeam
-from diffdesign.beamline.elements import BPM, Drift, Element, Quadrupole, Screen
+from diffdesign.beamline.beams import Beam, ParticleBeam
+from diffdesign.beamline.elements import BPM, Drift, Element, Quadrupole, Screen, apply_map
 from diffdesign.beamline.species import ELECTRON, Species
 
 #: ``"NAME[k]"``: the k-th occurrence (from 0) of an element name placed several times.
@@ -170,13 +172,24 @@ class Segment(eqx.Module):
         return Segment(elements, self.name, second_order=self.second_order)
 
     def linear_map(self, energy: ArrayLike, species: Species = ELECTRON) -> Map:
-        """The composed first-order map as a structured table (see ``_affine``)."""
-        return _affine.compose_all([e.linear_map(energy, species) for e in self.elements])
+        """The composed first-order map as a structured table (see ``_affine``); each
+        element's map is taken at the reference energy entering it (cavities change it)."""
+        maps = []
+        for element in self.elements:
+            maps.append(element.linear_map(energy, species))
+            energy = element.outgoing_energy(energy, species)
+        return _affine.compose_all(maps)
+
+    def outgoing_energy(self, energy: ArrayLike, species: Species = ELECTRON) -> Array:
+        """Reference total energy (eV) after the segment for ``energy`` (eV) entering it."""
+        for element in self.elements:
+            energy = element.outgoing_energy(energy, species)
+        return jnp.asarray(energy, dtype=float)
 
     def transfer_map(
         self, energy: ArrayLike, species: Species = ELECTRON
     ) -> Float[Array, "... 7 7"]:
-        """First-order map of the whole segment at reference ``energy`` (eV)."""
+        """First-order map of the whole segment for reference ``energy`` (eV) at its entrance."""
         return _affine.to_array(self.linear_map(energy, species))
 
     def track(self, incoming: Beam, *, reproduce_cheetah: bool = False) -> Beam:
@@ -196,7 +209,14 @@ class Segment(eqx.Module):
         _check_beam(incoming)
         if self.second_order:
             return self._track_mixed(incoming, reproduce_cheetah)[-1]
-        return _apply(self.linear_map(incoming.energy, incoming.species), incoming, self.length)
+        beam, run = incoming, []
+        for element in self.elements:
+            if element.tracks_itself:
+                beam = element.track(_apply_run(run, beam) if run else beam)
+                run = []
+            else:
+                run.append(element)
+        return _apply_run(run, beam) if run else beam
 
     def _track_mixed(self, incoming: Beam, reproduce_cheetah: bool) -> list[Beam]:
         """Element by element, the marked ones at second order: the beam before and after each."""
@@ -220,9 +240,7 @@ class Segment(eqx.Module):
                     )
                 )
             else:
-                beams.append(
-                    _apply(element.linear_map(beam.energy, beam.species), beam, element.length)
-                )
+                beams.append(element.track(beam))
         return beams
 
     def track_second_order(
@@ -238,15 +256,20 @@ class Segment(eqx.Module):
             raise TypeError(
                 f"second-order tracking needs a ParticleBeam; got {type(incoming).__name__}"
             )
-        particles = incoming.particles
+        beam = incoming
         for element in self.elements:
+            if element.tracks_itself:
+                beam = element.track(beam)
+                continue
             tensor = element.second_order_map(
-                incoming.energy, incoming.species, reproduce_cheetah=reproduce_cheetah
+                beam.energy, beam.species, reproduce_cheetah=reproduce_cheetah
             )
-            particles = _second_order.apply(tensor, particles)
-        return eqx.tree_at(
-            lambda b: (b.particles, b.s), incoming, (particles, incoming.s + self.length)
-        )
+            beam = eqx.tree_at(
+                lambda b: (b.particles, b.s),
+                beam,
+                (_second_order.apply(tensor, beam.particles), beam.s + element.length),
+            )
+        return beam
 
     def track_along(self, incoming: Beam) -> list[Beam]:
         """The beam before the first element and after each element (len(self) + 1 beams)."""
@@ -254,12 +277,15 @@ class Segment(eqx.Module):
         if self.second_order:
             return self._track_mixed(incoming, reproduce_cheetah=False)
         beams = [incoming]
-        total = _affine.identity()
-        s = jnp.zeros(())
+        start, total, s = incoming, _affine.identity(), jnp.zeros(())  # since the last cavity
         for element in self.elements:
-            total = _affine.compose(element.linear_map(incoming.energy, incoming.species), total)
+            if element.tracks_itself:
+                start, total, s = element.track(beams[-1]), _affine.identity(), jnp.zeros(())
+                beams.append(start)
+                continue
+            total = _affine.compose(element.linear_map(start.energy, start.species), total)
             s = s + element.length
-            beams.append(_apply(total, incoming, s))
+            beams.append(apply_map(total, start, s))
         return beams
 
     def readings(self, incoming: Beam) -> dict[str, Array]:
@@ -315,16 +341,8 @@ def _check_beam(incoming) -> None:
         )
 
 
-def _apply(linear_map: Map, incoming: Beam, length: Array) -> Beam:
-    s = incoming.s + length
-    if isinstance(incoming, ParameterBeam):
-        mu = _affine.apply_to_vector(linear_map, incoming.mu)
-        cov = _affine.apply_to_covariance(linear_map, incoming.cov)
-        return eqx.tree_at(lambda b: (b.mu, b.cov, b.s), incoming, (mu, cov, s))
-    if isinstance(incoming, ParticleBeam):
-        matrix = _affine.to_array(linear_map)
-        particles = jnp.einsum("...ij,...nj->...ni", matrix, incoming.particles)
-        return eqx.tree_at(lambda b: (b.particles, b.s), incoming, (particles, s))
-    raise TypeError(
-        f"incoming must be a ParameterBeam or ParticleBeam; got {type(incoming).__name__}"
-    )
+def _apply_run(elements: list[Element], incoming: Beam) -> Beam:
+    """``incoming`` through consecutive elements composed into one map at its energy."""
+    energy, species = incoming.energy, incoming.species
+    linear_map = _affine.compose_all([e.linear_map(energy, species) for e in elements])
+    return apply_map(linear_map, incoming, sum((e.length for e in elements), jnp.zeros(())))
