@@ -56,6 +56,7 @@ from diffdesign.beamline.elements import (
     Screen,
     Sextupole,
     Solenoid,
+    TransverseDeflectingCavity,
     TravelingWaveCavity,
     Undulator,
     VerticalCorrector,
@@ -64,6 +65,8 @@ from diffdesign.beamline.segment import Segment
 
 #: Cheetah tracking methods a converted segment cannot keep.
 REFUSED_METHODS = ("drift_kick_drift",)
+#: Cheetah classes whose one model is drift-kick-drift, which our class tracks as Cheetah.
+DRIFT_KICK_DRIFT_NATIVE = ("TransverseDeflectingCavity",)
 #: Versions of Cheetah's format this reader knows (the layout is the same).
 VERSIONS = ("cheetah-0.7", "cheetah-0.8")
 
@@ -153,6 +156,14 @@ def _cavity(f: _Features) -> Element:
     )  # fmt: skip
 
 
+def _deflecting_cavity(f: _Features) -> TransverseDeflectingCavity:
+    f.take("num_steps", None)  # Cheetah 0.8.4 stores it and kicks once
+    return TransverseDeflectingCavity(
+        f.array("length"), f.array("voltage"), f.array("phase"), f.array("frequency"),
+        f.array("misalignment", (0.0, 0.0)), f.array("tilt"), f.name,
+    )  # fmt: skip
+
+
 #: Cheetah's aperture ``shape`` -> our class.
 _APERTURE_SHAPES = {cls.shape: cls for cls in (Aperture, EllipticalAperture)}
 
@@ -204,6 +215,7 @@ _BUILDERS: dict[str, Callable[[_Features], Element]] = {
     ),
     "Screen": _screen,
     "Cavity": _cavity,
+    "TransverseDeflectingCavity": lambda f: _deflecting_cavity(f),
     "Undulator": lambda f: Undulator(
         f.array("length"), f.array("period", 1.0), f.array("kx"), f.array("ky"), name=f.name
     ),
@@ -241,7 +253,11 @@ def segment_from_features(
             that cannot be kept (drift-kick-drift), named.
     """
     methods = [str(features.get("tracking_method", "linear")) for _, _, features in items]
-    refused = [n for (_, n, _), m in zip(items, methods, strict=True) if m in REFUSED_METHODS]
+    refused = [
+        n
+        for (kind, n, _), m in zip(items, methods, strict=True)
+        if m in REFUSED_METHODS and kind not in DRIFT_KICK_DRIFT_NATIVE
+    ]
     if refused:
         raise ValueError(
             f"elements {refused} use tracking methods "
@@ -393,6 +409,10 @@ _FEATURES: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
     Aperture: ("Aperture", lambda e: _aperture_features(e)),
     EllipticalAperture: ("Aperture", lambda e: _aperture_features(e)),
     Undulator: ("Undulator", lambda e: _undulator_features(e)),
+    TransverseDeflectingCavity: ("TransverseDeflectingCavity", lambda e: {
+        "length": _value(e.length), "voltage": _value(e.voltage), "phase": _value(e.phase),
+        "frequency": _value(e.frequency), "misalignment": _value(e.misalignment),
+        "tilt": _value(e.tilt)}),
     Marker: ("Marker", lambda e: {}),
     BPM: ("BPM", lambda e: {
         "misalignment": _value(e.misalignment), "is_active": bool(e.is_active)}),

@@ -12,6 +12,7 @@ from diffdesign.beamline.convert import from_cheetah, from_cheetah_beam, to_chee
 from diffdesign.beamline.lattice_json import read_lattice_json, write_lattice_json
 
 from .cheetah_helpers import N, T, cheetah
+from .gradient_helpers import assert_gradients_match_central_differences
 
 latticejson = pytest.importorskip("cheetah.latticejson")
 pytestmark = pytest.mark.filterwarnings(  # Cheetah's own, for a ParameterBeam
@@ -117,15 +118,7 @@ def test_smooth_edge_gradients_match_central_differences(cls, rng):
         "x_max": 3e-4, "y_max": 2e-4, "misalignment": MISALIGNMENT, "edge_width": 2e-5,
     }  # fmt: skip
     fields = {k: jnp.asarray(v, dtype=float) for k, v in fields.items()}
-    _, grads = loss(fields)
-    for field, value in fields.items():
-        direction = jnp.asarray(rng.normal(size=value.shape))
-        h = 1e-5 * float(jnp.max(jnp.abs(value)))
-        fd = (loss(fields | {field: value + h * direction})[0]
-              - loss(fields | {field: value - h * direction})[0]) / (2 * h)  # fmt: skip
-        ad = jnp.vdot(grads[field], direction)
-        assert abs(float(ad)) > 0.0, field
-        np.testing.assert_allclose(ad, fd, rtol=1e-6, err_msg=field)
+    assert_gradients_match_central_differences(loss, fields, rng)
 
 
 def test_file_and_converter_round_trips(tmp_path):
