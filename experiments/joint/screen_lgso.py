@@ -47,7 +47,7 @@ FULL = {"shots": 4, "final_shots": 256, "trace_shots": 32, "steps": 150, "surrog
         "sweep_validation": 400, "sweep_repeats": 64}  # fmt: skip
 SMOKE = {"shots": 2, "final_shots": 64, "trace_shots": 4, "steps": 150, "surrogate_steps": 5,
          "surrogate_samples": 16, "budget": 45_000, "trace_points": 2,
-         "surrogate_rows": (3000,), "sweep_min_steps": 200, "sweep_validation": 40,
+         "surrogate_rows": (3000,), "sweep_min_steps": 100, "sweep_validation": 40,
          "sweep_repeats": 16}  # fmt: skip
 #: Required ratio of the better baseline's calls (to within 10 %) to the learned screen's.
 FEWER = 5
