@@ -11,17 +11,8 @@ import numpy as np
 import pytest
 
 import diffdesign  # noqa: F401  (enables float64 once, as users get it)
-from diffdesign.cli import SMOKE_XLA_FLAG
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
-
-# Tests compile far more than they compute: XLA's CPU code is compiled without LLVM
-# optimisation, the flag of the command's --smoke (tests/muography/
-# test_chunked_reconstruction.py: 141 s -> 80 s on the same machine). Set before the first
-# computation starts JAX's backend; subprocesses inherit it. Benchmarks and studies run
-# outside the tests keep XLA's default; a level the caller set wins.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SMOKE_XLA_FLAG}".strip()
 
 # Property-based tests draw the same examples on every run (a red CI names a reproducible
 # failure, not a draw of that day) and keep no example database in the working tree.
