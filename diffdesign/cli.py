@@ -281,31 +281,9 @@ def _persistent_compilation_cache() -> None:
         jax.config.update("jax_compilation_cache_dir", where)
 
 
-#: XLA's flag for ``--smoke`` runs: LLVM does not optimise the CPU code. A smoke run is
-#: compile-bound; the joint ARES study's multi-start compiles in 8 s instead of 45-53 s
-#: (same loaded machine) and its steps run as fast at smoke sizes. Full runs keep XLA's default.
-SMOKE_XLA_FLAG = "--xla_backend_optimization_level=0"
-
-
-def _quick_compilation(args: argparse.Namespace) -> None:
-    """For ``--smoke``: compile for compile time (:data:`SMOKE_XLA_FLAG` appended to
-    ``XLA_FLAGS``), unless the user's ``XLA_FLAGS`` set the level already or JAX's backend
-    has started (a call of :func:`main` inside a running program: the flag would not apply)."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if not getattr(args, "smoke", False) or "xla_backend_optimization_level" in flags:
-        return
-    try:
-        from jax._src.xla_bridge import backends_are_initialized
-    except ImportError:  # a JAX without it: assume a fresh process, as the command is
-        backends_are_initialized = bool
-    if not backends_are_initialized():
-        os.environ["XLA_FLAGS"] = f"{flags} {SMOKE_XLA_FLAG}".strip()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _quick_compilation(args)
     _persistent_compilation_cache()
     module = args.module
     if (

@@ -83,29 +83,3 @@ def test_benchmark_smoke(tmp_path):
     for entry in report["results"].values():
         assert entry["speedup"] > 0
         assert entry.get("max_relative_difference", 0.0) < 1e-9
-
-
-@pytest.mark.parametrize(
-    ("smoke", "user_flags", "started", "expected"),
-    [
-        (True, "", False, "--xla_backend_optimization_level=0"),
-        (True, "--xla_force_host_platform_device_count=2", False,
-         "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0"),
-        (True, "--xla_backend_optimization_level=2", False, "--xla_backend_optimization_level=2"),
-        (True, "", True, ""),  # JAX already running: the flag would not apply
-        (False, "", False, ""),  # full runs keep XLA's optimised code
-    ],
-)  # fmt: skip
-def test_smoke_runs_compile_without_llvm_optimisation(
-    monkeypatch, smoke, user_flags, started, expected
-):
-    import argparse
-
-    from jax._src import xla_bridge
-
-    from diffdesign import cli
-
-    monkeypatch.setenv("XLA_FLAGS", user_flags)
-    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: started)
-    cli._quick_compilation(argparse.Namespace(smoke=smoke))
-    assert cli.os.environ["XLA_FLAGS"] == expected
