@@ -107,14 +107,25 @@ class Element(eqx.Module):
 
     #: the numeric fields that `Segment.with_settings` may set (all are differentiable).
     settings: ClassVar[tuple[str, ...]] = ("length",)
-    #: True for elements whose effect on a beam is more than their first-order map at one
-    #: reference energy (a cavity changes the energy and kicks tau nonlinearly): a segment
-    #: then calls their :meth:`track` instead of composing their map with its neighbours'.
-    tracks_itself: ClassVar[bool] = False
+
+    def tracks_itself(self, incoming: Beam) -> bool:
+        """Whether ``incoming`` through this element is more than the element's first-order
+        map at the beam's reference energy (a powered cavity changes the energy and kicks tau
+        nonlinearly): a segment then calls :meth:`track` instead of composing the map with
+        its neighbours'. Decided from the element's static fields and concrete values (a
+        setting under tracing counts as nonzero), so the answer is never wrong, only
+        sometimes cautious."""
+        del incoming
+        return False
 
     @abc.abstractmethod
     def linear_map(self, energy: ArrayLike, species: Species) -> Map:
         """The first-order map as a structured 7x7 table (see ``_affine``)."""
+
+    def map_and_energy(self, energy: ArrayLike, species: Species) -> tuple[Map, Array]:
+        """:meth:`linear_map` and :meth:`outgoing_energy` together (one reference orbit
+        where the element computes one)."""
+        return self.linear_map(energy, species), self.outgoing_energy(energy, species)
 
     def transfer_map(
         self, energy: ArrayLike, species: Species = ELECTRON
@@ -586,6 +597,21 @@ class CustomTransferMap(Element):
         return _affine.from_array(self.transfer_map_array)
 
 
+#: The settings every RF structure has (cavities, the deflecting cavity).
+_RF_SETTINGS = ("length", "voltage", "phase", "frequency", "misalignment")
+
+
+def _set_rf_fields(element, length, voltage, phase, frequency, misalignment, name, *, positive):
+    """Validate and set the fields of :data:`_RF_SETTINGS` and the name (inside __init__);
+    ``positive``: the length must be > 0, not only >= 0."""
+    element.name = name
+    element.length = _length(length, name, positive=positive)
+    element.voltage = _scalar(voltage, "voltage", name)
+    element.phase = _scalar(phase, "phase", name)
+    element.frequency = _non_negative(frequency, "frequency", name, "Hz")
+    element.misalignment = _offset(misalignment, "misalignment", name)
+
+
 class _RFCavity(Element):
     """An RF cavity; subclasses give the first-order map of their cavity type."""
 
@@ -595,14 +621,7 @@ class _RFCavity(Element):
     frequency: Array
     misalignment: Array
     name: str = eqx.field(static=True)
-    settings: ClassVar[tuple[str, ...]] = (
-        "length",
-        "voltage",
-        "phase",
-        "frequency",
-        "misalignment",
-    )
-    tracks_itself: ClassVar[bool] = True
+    settings: ClassVar[tuple[str, ...]] = _RF_SETTINGS
     #: Cheetah's ``cavity_type`` of this class.
     cavity_type: ClassVar[str]
 
@@ -615,12 +634,7 @@ class _RFCavity(Element):
         misalignment: ArrayLike | None = None,
         name: str = "",
     ):
-        self.name = name
-        self.length = _length(length, name, positive=True)
-        self.voltage = _scalar(voltage, "voltage", name)
-        self.phase = _scalar(phase, "phase", name)
-        self.frequency = _non_negative(frequency, "frequency", name, "Hz")
-        self.misalignment = _offset(misalignment, "misalignment", name)
+        _set_rf_fields(self, length, voltage, phase, frequency, misalignment, name, positive=True)
 
     @staticmethod
     @abc.abstractmethod
@@ -642,9 +656,16 @@ class _RFCavity(Element):
             species.num_elementary_charges, check_outgoing,
         )  # fmt: skip
 
+    def tracks_itself(self, incoming):
+        del incoming
+        return not _known_zero(self.voltage)  # unpowered: a drift (see _cavity)
+
+    def map_and_energy(self, energy, species):
+        rf = self._reference(energy, species)
+        return _maps.in_magnet_frame(self._body(rf), self.misalignment, None), rf.energy1
+
     def linear_map(self, energy, species):
-        body = self._body(self._reference(energy, species))
-        return _maps.in_magnet_frame(body, self.misalignment, None)
+        return self.map_and_energy(energy, species)[0]
 
     def outgoing_energy(self, energy, species=ELECTRON):
         return self._reference(energy, species).energy1
@@ -660,37 +681,30 @@ class _RFCavity(Element):
         rf = self._reference(incoming.energy, incoming.species)
         linear = _maps.in_magnet_frame(self._body(rf), self.misalignment, None)
         r55, r56 = linear[4][4], linear[4][5]
-        s = incoming.s + self.length
+        beam = apply_map(linear, incoming, self.length)
         if isinstance(incoming, ParameterBeam):
-            mu = _affine.apply_to_vector(linear, incoming.mu)
             tau, p = _cavity.longitudinal_kick(
                 rf, r55, r56, incoming.mu[..., 4], incoming.mu[..., 5]
             )
-            mu = mu.at[..., 4].set(tau).at[..., 5].set(p)
-            cov = _affine.apply_to_covariance(linear, incoming.cov)
-            return eqx.tree_at(
-                lambda b: (b.mu, b.cov, b.energy, b.s), incoming, (mu, cov, rf.energy1, s)
-            )
-        if isinstance(incoming, ParticleBeam):
-            matrix = _affine.to_array(linear)
-            particles = jnp.einsum("...ij,...nj->...ni", matrix, incoming.particles)
-            shape = jnp.broadcast_shapes(*(jnp.shape(a) for a in (*rf, r55, r56)))
+            mu = beam.mu.at[..., 4].set(tau).at[..., 5].set(p)
+            return eqx.tree_at(lambda b: (b.mu, b.energy), beam, (mu, rf.energy1))
+        shape = jnp.broadcast_shapes(*(jnp.shape(a) for a in (*rf, r55, r56)))
 
-            def per_particle(a):
-                return jnp.broadcast_to(a, shape)[..., None]
+        def per_particle(a):
+            return jnp.broadcast_to(a, shape)[..., None]
 
-            columns = jnp.broadcast_to(incoming.particles, particles.shape)
-            tau, p = _cavity.longitudinal_kick(
-                jax.tree_util.tree_map(per_particle, rf), per_particle(r55), per_particle(r56),
-                columns[..., 4], columns[..., 5],
-            )  # fmt: skip
-            particles = particles.at[..., 4].set(tau).at[..., 5].set(p)
-            return eqx.tree_at(
-                lambda b: (b.particles, b.energy, b.s), incoming, (particles, rf.energy1, s)
-            )
-        raise TypeError(
-            f"incoming must be a ParameterBeam or ParticleBeam; got {type(incoming).__name__}"
-        )
+        columns = jnp.broadcast_to(incoming.particles, beam.particles.shape)
+        tau, p = _cavity.longitudinal_kick(
+            jax.tree_util.tree_map(per_particle, rf), per_particle(r55), per_particle(r56),
+            columns[..., 4], columns[..., 5],
+        )  # fmt: skip
+        particles = beam.particles.at[..., 4].set(tau).at[..., 5].set(p)
+        return eqx.tree_at(lambda b: (b.particles, b.energy), beam, (particles, rf.energy1))
+
+
+def _known_zero(value: Array) -> bool:
+    """True for a concrete value that is zero everywhere (False under tracing)."""
+    return is_concrete(value) and not np.any(np.asarray(value))
 
 
 def _check_not_stopped(margin: np.ndarray, name: str, mass_eV: float) -> None:
@@ -773,7 +787,6 @@ class _Aperture(Element):
     name: str = eqx.field(static=True)
     is_active: bool = eqx.field(static=True)
     settings: ClassVar[tuple[str, ...]] = ("x_max", "y_max", "misalignment", "edge_width")
-    tracks_itself: ClassVar[bool] = True
     #: Cheetah's ``shape`` of this class.
     shape: ClassVar[str]
 
@@ -805,6 +818,9 @@ class _Aperture(Element):
     def length(self) -> Array:
         return jnp.zeros(())
 
+    def tracks_itself(self, incoming):
+        return self.is_active and isinstance(incoming, ParticleBeam)
+
     def linear_map(self, energy, species):
         return _affine.identity()
 
@@ -822,7 +838,7 @@ class _Aperture(Element):
         """Particles outside lose their survival probability (multiplied by 0 in the hard
         mode, by the smooth weight with ``edge_width``); a ParameterBeam, or any beam
         through an inactive aperture, passes unchanged (as in Cheetah)."""
-        if not (self.is_active and isinstance(incoming, ParticleBeam)):
+        if not self.tracks_itself(incoming):
             return incoming
         settings = [self.x_max, self.y_max, self.misalignment[..., 0]]
         settings += [] if self.edge_width is None else [self.edge_width]
@@ -955,9 +971,7 @@ class Undulator(Element):
         self.misalignment = _offset(misalignment, "misalignment", name)
 
     def linear_map(self, energy, species):
-        body = _maps.undulator(
-            self.length, self.period, self.kx, self.ky, energy, species.mass_eV
-        )
+        body = _maps.undulator(self.length, self.period, self.kx, self.ky, energy, species.mass_eV)
         return _maps.in_magnet_frame(body, self.misalignment, None)
 
 
@@ -993,15 +1007,7 @@ class TransverseDeflectingCavity(Element):
     misalignment: Array
     tilt: Array
     name: str = eqx.field(static=True)
-    settings: ClassVar[tuple[str, ...]] = (
-        "length",
-        "voltage",
-        "phase",
-        "frequency",
-        "misalignment",
-        "tilt",
-    )
-    tracks_itself: ClassVar[bool] = True
+    settings: ClassVar[tuple[str, ...]] = (*_RF_SETTINGS, "tilt")
 
     def __init__(
         self,
@@ -1013,12 +1019,7 @@ class TransverseDeflectingCavity(Element):
         tilt: ArrayLike = 0.0,
         name: str = "",
     ):
-        self.name = name
-        self.length = _length(length, name)
-        self.voltage = _scalar(voltage, "voltage", name)
-        self.phase = _scalar(phase, "phase", name)
-        self.frequency = _non_negative(frequency, "frequency", name, "Hz")
-        self.misalignment = _offset(misalignment, "misalignment", name)
+        _set_rf_fields(self, length, voltage, phase, frequency, misalignment, name, positive=False)
         self.tilt = _scalar(tilt, "tilt", name)
 
     def _coordinates_after(self, coordinates, energy, species, expand=lambda a: a):
@@ -1042,9 +1043,12 @@ class TransverseDeflectingCavity(Element):
         bottom = jnp.broadcast_to(jnp.eye(7)[6], (*top.shape[:-2], 1, 7))
         return _affine.from_array(jnp.concatenate([top, bottom], -2))
 
+    def tracks_itself(self, incoming):
+        return isinstance(incoming, ParticleBeam)
+
     def track(self, incoming: Beam) -> Beam:
         """Particles drift-kick-drift (Cheetah's model); moments through :meth:`linear_map`."""
-        if not isinstance(incoming, ParticleBeam):
+        if not self.tracks_itself(incoming):
             return super().track(incoming)
         settings = (self.length, self.voltage, self.phase, self.frequency, self.tilt)
         batch = jnp.broadcast_shapes(

@@ -176,8 +176,8 @@ class Segment(eqx.Module):
         element's map is taken at the reference energy entering it (cavities change it)."""
         maps = []
         for element in self.elements:
-            maps.append(element.linear_map(energy, species))
-            energy = element.outgoing_energy(energy, species)
+            linear_map, energy = element.map_and_energy(energy, species)
+            maps.append(linear_map)
         return _affine.compose_all(maps)
 
     def outgoing_energy(self, energy: ArrayLike, species: Species = ELECTRON) -> Array:
@@ -211,7 +211,7 @@ class Segment(eqx.Module):
             return self._track_mixed(incoming, reproduce_cheetah)[-1]
         beam, run = incoming, []
         for element in self.elements:
-            if element.tracks_itself:
+            if element.tracks_itself(beam):
                 beam = element.track(_apply_run(run, beam) if run else beam)
                 run = []
             else:
@@ -258,7 +258,7 @@ class Segment(eqx.Module):
             )
         beam = incoming
         for element in self.elements:
-            if element.tracks_itself:
+            if element.tracks_itself(beam):
                 beam = element.track(beam)
                 continue
             tensor = element.second_order_map(
@@ -279,7 +279,7 @@ class Segment(eqx.Module):
         beams = [incoming]
         start, total, s = incoming, _affine.identity(), jnp.zeros(())  # since the last cavity
         for element in self.elements:
-            if element.tracks_itself:
+            if element.tracks_itself(start):
                 start, total, s = element.track(beams[-1]), _affine.identity(), jnp.zeros(())
                 beams.append(start)
                 continue

@@ -41,3 +41,26 @@ def assert_map_close(ours, theirs, rtol=1e-12):
     scale = np.abs(theirs).max(axis=-1, keepdims=True)
     error = np.abs(ours - theirs)
     assert np.all(error <= rtol * scale), np.max(error / np.where(scale > 0, scale, 1.0))
+
+
+def assert_round_trips(ours, path):
+    """``ours`` (a Segment) written as Cheetah LatticeJSON to ``path`` reads back equal, and
+    Cheetah's segment loaded from that file converts back equal, as does ``to_cheetah`` of
+    ours. Returns Cheetah's loaded segment (for tracking comparisons)."""
+    import equinox as eqx
+    from cheetah import latticejson
+
+    from diffdesign.beamline.convert import from_cheetah, to_cheetah
+    from diffdesign.beamline.lattice_json import read_lattice_json, write_lattice_json
+
+    def assert_same_elements(segment):
+        pairs = zip(segment.elements, ours.elements, strict=True)
+        assert [type(a) for a in segment.elements] == [type(b) for b in ours.elements]
+        assert all(eqx.tree_equal(a, b) for a, b in pairs)
+
+    write_lattice_json(ours, path)
+    assert_same_elements(read_lattice_json(path))
+    theirs = latticejson.load_cheetah_model(str(path))
+    assert_same_elements(from_cheetah(theirs))
+    assert_same_elements(from_cheetah(to_cheetah(ours)))
+    return theirs

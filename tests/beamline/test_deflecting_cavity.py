@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 import diffdesign.beamline as bl
-from diffdesign.beamline.convert import from_cheetah, to_cheetah
-from diffdesign.beamline.lattice_json import read_lattice_json, write_lattice_json
+from diffdesign.beamline.convert import to_cheetah
 
-from .cheetah_helpers import N, T, assert_vector_close, cheetah
+from .cheetah_helpers import N, T, assert_round_trips, assert_vector_close, cheetah
 from .gradient_helpers import assert_gradients_match_central_differences
 
 latticejson = pytest.importorskip("cheetah.latticejson")
@@ -108,16 +107,8 @@ def test_file_and_converter_round_trips(tmp_path):
          bl.TransverseDeflectingCavity(1.0, 1e6, 0.1, 2.998e9, MISALIGNMENT, np.pi / 2, "TDC")],
         "line",
     )  # fmt: skip
-    path = tmp_path / "line.json"
-    write_lattice_json(ours, path)
-    back = read_lattice_json(path)
-    assert all(eqx.tree_equal(a, b) for a, b in zip(back.elements, ours.elements, strict=True))
-    theirs = latticejson.load_cheetah_model(str(path))
+    theirs = assert_round_trips(ours, tmp_path / "line.json")
     assert theirs.elements[1].tracking_method == "drift_kick_drift"
-    for segment in (from_cheetah(theirs), from_cheetah(to_cheetah(ours))):
-        assert all(
-            eqx.tree_equal(a, b) for a, b in zip(segment.elements, ours.elements, strict=True)
-        )
     beam = _particles()
     assert_vector_close(
         _track(ours, beam).particles, N(theirs.track(to_cheetah(beam)).particles), rtol=1e-12
