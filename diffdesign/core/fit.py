@@ -597,7 +597,11 @@ def _multistart(fit: Fit, starts: PyTree, key: PRNGKeyArray, steps: int):
         path_params = to_physical(fit.problem.spec, best_z)
         return params, final, history, path_params, best_loss
 
-    params, final, history, path_params, path_loss = jax.vmap(one)(starts)
+    if _members(starts) == 1:  # one start: no batching transform (half the trace and compile)
+        out = one(jax.tree.map(lambda a: a[0], starts))
+        params, final, history, path_params, path_loss = jax.tree.map(lambda a: a[None], out)
+    else:
+        params, final, history, path_params, path_loss = jax.vmap(one)(starts)
     finite = jnp.isfinite(final)
     best = jnp.where(finite, final, jnp.inf).argmin()
     best = eqx.error_if(best, ~jnp.any(finite), f"{fit.problem.name}: every start diverged")

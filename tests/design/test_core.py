@@ -186,6 +186,14 @@ def test_multistart_equals_separate_runs_and_never_picks_a_diverged_start():
         np.testing.assert_allclose(result.params["x"][i], single.params["x"], rtol=1e-12)
         np.testing.assert_allclose(result.history[i], [r["loss"] for r in single.history],
                                    rtol=1e-12)  # fmt: skip
+        # one start alone runs unbatched (no vmap): the same path, leading axis kept
+        alone = design.multistart(problem, {"x": starts["x"][i : i + 1]}, steps=50,
+                                  key=jax.random.key(0))  # fmt: skip
+        assert alone.params["x"].shape == (1, 3) and alone.history.shape == (1, 50)
+        np.testing.assert_allclose(alone.params["x"][0], result.params["x"][i], rtol=1e-12)
+        np.testing.assert_allclose(alone.path_params["x"][0], result.path_params["x"][i],
+                                   rtol=1e-12)  # fmt: skip
+        assert int(alone.best) == 0
 
     class Cliff(design.Problem):
         @property
