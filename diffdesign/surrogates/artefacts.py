@@ -229,9 +229,12 @@ def load_surrogate(
         raise _mismatch("weights.sha256", recorded, digest)
     with np.load(weights_path, allow_pickle=False) as data:
         arrays = {key: data[key] for key in data.files}
-    template = _arrays(init(flow, jax.random.key(0), 0, c_dim))
+    # the flow's parameter shapes, traced only (initialising the network runs it op by op)
+    template = jax.eval_shape(lambda: init(flow, jax.random.key(0), 0, c_dim))
+    wanted = {f"params/{path}": value.shape for path, value in
+              traverse_util.flatten_dict(template.params, sep="/").items()}  # fmt: skip
+    wanted |= {field: getattr(template, field).shape for field in _STANDARDISATION}
     shapes = {key: value.shape for key, value in arrays.items()}
-    wanted = {key: value.shape for key, value in template.items()}
     if shapes != wanted:
         missing = sorted(set(wanted) - set(shapes))
         extra = sorted(set(shapes) - set(wanted))
