@@ -109,9 +109,12 @@ class Lattice(eqx.Module):
         elements = description.elements
         if not elements:
             raise ValueError(f"lattice {description.source or description.name!r} has no elements")
-        width = 2
+        width = 2  # the most coefficients any element's pass uses (AT's stop at MaxOrder)
         for e in elements:
-            width = max(width, len(e.get("PolynomB", ())), len(e.get("PolynomA", ())))
+            used = max(len(e.get("PolynomB", ())), len(e.get("PolynomA", ())))
+            if "MaxOrder" in e:
+                used = min(used, int(e["MaxOrder"]) + 1)
+            width = max(width, used)
         n = len(elements)
         columns: dict[str, list[Any]] = {k: [] for k in _FIELDS}
         polynom_a = np.zeros((n, width))

@@ -83,6 +83,27 @@ def test_hmba_optics_match_pyat(pyat, machine_data):
         assert (other.energy, other.periodicity) == (hmba.energy, hmba.periodicity)
 
 
+def test_err_closed_orbit_and_optics_match_pyat(pyat, machine_data):
+    """A ring with errors (a 0.6 mm closed orbit through 4,175 elements, skew errors that
+    couple the planes): the orbit at every element entrance to 1e-12 m, tunes to 1e-9 and
+    the normal-mode beta to 1e-8 relative against pyAT's Sagan-Rubin optics (``linopt4``,
+    our definition; its default ``linopt6`` defines coupled beta otherwise, 3e-4 apart
+    here). Its PolynomB rows run to 17 coefficients but every MaxOrder is 8, so the lattice
+    keeps 9 (AT's passes stop at MaxOrder; the 17-wide table made the optics 2.4x slower)."""
+    with pytest.warns(UserWarning, match="err.mat: 1620 fields"):
+        lattice = ring.load_lattice(machine_data / "err.mat")
+    assert lattice.params.polynom_b.shape == (4175, 9)
+    theirs = pyat.load(machine_data / "err.mat").disable_6d(copy=True)
+    _, data, elements = theirs.get_optics(refpts=range(4176), method=pyat.at.linopt4)
+    optics = ring.linear_optics(lattice, None)
+    np.testing.assert_allclose(optics["tunes"], data.tune[:2], rtol=0, atol=1e-9)
+    beta = np.stack([optics["beta_x"], optics["beta_y"]], axis=1)
+    np.testing.assert_allclose(beta, elements.beta, rtol=1e-8)
+    orbit = ring.closed_orbit(lattice).orbit
+    assert np.max(np.abs(elements.closed_orbit[:, 0])) > 5e-4  # the errors' orbit
+    np.testing.assert_allclose(orbit[:, :4], elements.closed_orbit[:, :4], rtol=0, atol=1e-12)
+
+
 # --------------------------------------------------------------------------- written files
 
 
