@@ -17,6 +17,11 @@ def is_concrete(value) -> bool:
     return not isinstance(value, jax.core.Tracer)
 
 
+def known_zero(value) -> bool:
+    """True for a concrete value that is zero everywhere (False under tracing)."""
+    return is_concrete(value) and not np.any(np.asarray(value))
+
+
 def refuse_traced_or_known(value, probe, bad, message: str, explain):
     """``value``, refused where ``probe`` is invalid — one rule for checks that must also hold
     under ``jit``/``vmap``. A known ``probe`` is handed to ``explain(probe_as_numpy)``, which

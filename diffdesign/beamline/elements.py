@@ -25,6 +25,7 @@ from diffdesign._validation import (
     check_trailing_shape,
     float_array,
     is_concrete,
+    known_zero,
     refuse_traced_or_known,
 )
 from diffdesign.beamline import (
@@ -658,7 +659,7 @@ class _RFCavity(Element):
 
     def tracks_itself(self, incoming):
         del incoming
-        return not _known_zero(self.voltage)  # unpowered: a drift (see _cavity)
+        return not known_zero(self.voltage)  # unpowered: a drift (see _cavity)
 
     def map_and_energy(self, energy, species):
         rf = self._reference(energy, species)
@@ -700,11 +701,6 @@ class _RFCavity(Element):
         )  # fmt: skip
         particles = beam.particles.at[..., 4].set(tau).at[..., 5].set(p)
         return eqx.tree_at(lambda b: (b.particles, b.energy), beam, (particles, rf.energy1))
-
-
-def _known_zero(value: Array) -> bool:
-    """True for a concrete value that is zero everywhere (False under tracing)."""
-    return is_concrete(value) and not np.any(np.asarray(value))
 
 
 def _check_not_stopped(margin: np.ndarray, name: str, mass_eV: float) -> None:
