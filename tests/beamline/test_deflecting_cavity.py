@@ -101,6 +101,32 @@ def test_gradients_match_central_differences(rng):
     assert_gradients_match_central_differences(loss, fields, rng)
 
 
+def test_moment_gradients_match_central_differences(rng):
+    """A ParameterBeam's map is the Jacobian (autodiff) of the particles' model: its
+    gradient w.r.t. every field (a derivative of that Jacobian) against central
+    differences, for the mean and the covariance."""
+    beam = _particles(8).as_parameter_beam()
+    mean_weights = jnp.asarray(rng.normal(size=7)) * jnp.asarray(
+        [1e4, 1e5, 1e4, 1e5, 1e5, 1e3, 0.0]
+    )
+    cov_weights = jnp.asarray(rng.normal(size=(7, 7)))
+
+    @jax.jit
+    @jax.value_and_grad
+    def loss(fields):
+        out = bl.Segment([bl.TransverseDeflectingCavity(**fields)]).track(beam)
+        scale = jnp.sqrt(jnp.outer(jnp.diag(beam.cov), jnp.diag(beam.cov))) + 1e-30
+        return jnp.vdot(mean_weights, out.mu) + jnp.sum(cov_weights * out.cov / scale)
+
+    fields = {
+        "length": 1.0, "voltage": 1e6, "phase": 0.1, "frequency": 2.998e9,
+        "misalignment": MISALIGNMENT, "tilt": 0.3,
+    }  # fmt: skip
+    fields = {k: jnp.asarray(v, dtype=float) for k, v in fields.items()}
+    # steps of at least 1e-6 (misalignment 2e-4 m): a step of 2e-9 m is roundoff-bound
+    assert_gradients_match_central_differences(loss, fields, rng, smallest=0.1)
+
+
 def test_file_and_converter_round_trips(tmp_path):
     ours = bl.Segment(
         [bl.Drift(0.3, "D"),
