@@ -32,6 +32,7 @@ the number of solver steps).
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import diffrax
@@ -193,14 +194,16 @@ def track_envelope(
     _check_beam(incoming)
     options = {"rtol": rtol, "atol": atol, "max_steps": max_steps}
     k = perveance(incoming)
-    beam, run = incoming, []
-    for element in segment.elements:
-        if isinstance(element, WITH_SPACE_CHARGE) and not known_zero(element.length):
-            run.append(element)
-            continue
-        beam = Segment([element]).track(_through_run(run, beam, k, options) if run else beam)
-        run = []
-    return _through_run(run, beam, k, options) if run else beam
+    beam = incoming
+
+    def charged(element):
+        return isinstance(element, WITH_SPACE_CHARGE) and not known_zero(element.length)
+
+    # runs of consecutive elements: with space charge one scanned solve, without one map
+    for with_charge, run in itertools.groupby(segment.elements, key=charged):
+        run = list(run)
+        beam = _through_run(run, beam, k, options) if with_charge else Segment(run).track(beam)
+    return beam
 
 
 def _through_run(elements: list[Element], beam: ParameterBeam, k: Array, options) -> ParameterBeam:
