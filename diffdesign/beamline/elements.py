@@ -34,6 +34,7 @@ from diffdesign.beamline import (
     _cavity,
     _deflector,
     _maps,
+    _poisson,
     _screen,
     _second_order,
 )
@@ -1062,6 +1063,124 @@ class TransverseDeflectingCavity(Element):
         return eqx.tree_at(
             lambda b: (b.particles, b.s), incoming, (particles, incoming.s + self.length)
         )
+
+
+class SpaceChargeKick(Element):
+    """Space charge of a ParticleBeam over ``effect_length``, as one momentum kick
+    (Cheetah's ``SpaceChargeKick``): the bunch's field from its charge on a 3-D grid, an
+    integrated Green function and an FFT convolution with open boundaries (``_poisson``).
+
+    The kick changes momenta only; place it between the halves of a drift or magnet
+    (e.g. ``Drift(L / 2), SpaceChargeKick(L), Drift(L / 2)``). The grid is centred on the
+    bunch and spans ``grid_extent_*`` rms sizes either side; charge outside it exerts no
+    force and particles outside feel none. A ParameterBeam has no particles to kick:
+    :func:`diffdesign.beamline.space_charge.track_envelope` integrates its envelope
+    equations instead (and passes these elements by). Its first-order map is the identity
+    (space charge depends on the beam, not on the lattice).
+
+    Args:
+        effect_length: length in m over which the space charge acts, >= 0.
+        grid_shape: number of nodes in x, y and z (each >= 4).
+        grid_extent_x: grid half-width in rms beam sizes, > 0 (Cheetah's default 3).
+        grid_extent_y: likewise in y.
+        grid_extent_tau: likewise along the bunch.
+        name: name within a segment.
+
+    Raises:
+        ValueError: naming the field, for a negative or NaN effect_length, extents that are
+            not finite and > 0, a grid_shape that is not three integers >= 4.
+    """
+
+    effect_length: Array
+    grid_extent_x: Array
+    grid_extent_y: Array
+    grid_extent_tau: Array
+    grid_shape: tuple[int, int, int] = eqx.field(static=True)
+    name: str = eqx.field(static=True)
+    settings: ClassVar[tuple[str, ...]] = (
+        "effect_length", "grid_extent_x", "grid_extent_y", "grid_extent_tau",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        effect_length: ArrayLike,
+        grid_shape: tuple[int, int, int] = (32, 32, 32),
+        grid_extent_x: ArrayLike = 3.0,
+        grid_extent_y: ArrayLike = 3.0,
+        grid_extent_tau: ArrayLike = 3.0,
+        name: str = "",
+    ):
+        self.name = name
+        self.effect_length = _non_negative(effect_length, "effect_length", name, "m")
+        for field, value in (("grid_extent_x", grid_extent_x), ("grid_extent_y", grid_extent_y),
+                             ("grid_extent_tau", grid_extent_tau)):  # fmt: skip
+            value = float_array(value, field, f"element '{name}'")
+            check_positive(value, field, f"element '{name}'")
+            check_finite(value, field, f"element '{name}'")
+            setattr(self, field, value)
+        shape = tuple(np.ravel(np.asarray(grid_shape)).tolist())
+        if len(shape) != 3 or any(int(n) != n or n < 4 for n in shape):
+            raise ValueError(
+                f"grid_shape must be three integers >= 4 (nodes in x, y, z); got {grid_shape!r} "
+                f"for element '{name}'"
+            )
+        self.grid_shape = tuple(int(n) for n in shape)
+
+    @property
+    def length(self) -> Array:
+        return jnp.zeros(())
+
+    def tracks_itself(self, incoming):
+        return True
+
+    def linear_map(self, energy, species):
+        return _affine.identity()
+
+    def track(self, incoming: Beam) -> Beam:
+        """The particles with their momenta kicked by the bunch's own field; batched
+        settings, energies and beams broadcast.
+
+        Raises:
+            TypeError: a ParameterBeam (use ``space_charge.track_envelope``).
+            ValueError: a beam with no spread in x, y or tau (the grid would have no size).
+        """
+        if not isinstance(incoming, ParticleBeam):
+            raise TypeError(
+                f"SpaceChargeKick '{self.name}' needs a ParticleBeam; got "
+                f"{type(incoming).__name__} (for moments, space_charge.track_envelope(segment, "
+                "beam) integrates the envelope equations with space charge)"
+            )
+        species = incoming.species
+        if is_concrete(incoming.particles):
+            spread = np.std(np.asarray(incoming.particles)[..., [0, 2, 4]], axis=-2)
+            for plane, value in zip(("x", "y", "tau"), np.moveaxis(spread, -1, 0), strict=True):
+                if np.any(value == 0.0):
+                    raise ValueError(
+                        f"SpaceChargeKick '{self.name}': the beam has no spread in {plane}; "
+                        "the grid spans a multiple of the rms size in each plane"
+                    )
+        kick = functools.partial(
+            _poisson.kick, shape=self.grid_shape, mass_eV=species.mass_eV,
+            num_elementary_charges=species.num_elementary_charges,
+        )  # fmt: skip
+        extent = jnp.stack(
+            jnp.broadcast_arrays(self.grid_extent_x, self.grid_extent_y, self.grid_extent_tau), -1
+        )
+        beam = (incoming.particles, incoming.particle_charges, incoming.survival_probabilities)
+        settings = (incoming.energy, self.effect_length, extent)
+        cores = (2, 1, 1, 0, 0, 1)
+        batch = jnp.broadcast_shapes(
+            *(
+                jnp.shape(a)[: jnp.ndim(a) - core]
+                for a, core in zip(beam + settings, cores, strict=True)
+            )
+        )
+        args = [
+            jnp.broadcast_to(a, batch + jnp.shape(a)[jnp.ndim(a) - core :])
+            for a, core in zip(beam + settings, cores, strict=True)
+        ]
+        particles = jnp.vectorize(kick, signature="(n,k),(n),(n),(),(),(d)->(n,k)")(*args)
+        return eqx.tree_at(lambda b: b.particles, incoming, particles)
 
 
 class _ThinDiagnostic(Element):

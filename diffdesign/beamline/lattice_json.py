@@ -56,6 +56,7 @@ from diffdesign.beamline.elements import (
     Screen,
     Sextupole,
     Solenoid,
+    SpaceChargeKick,
     TransverseDeflectingCavity,
     TravelingWaveCavity,
     Undulator,
@@ -220,6 +221,14 @@ _BUILDERS: dict[str, Callable[[_Features], Element]] = {
         f.array("length"), f.array("period", 1.0), f.array("kx"), f.array("ky"), name=f.name
     ),
     "Aperture": _aperture,
+    "SpaceChargeKick": lambda f: SpaceChargeKick(
+        f.array("effect_length"),
+        tuple(int(n) for n in f.take("grid_shape", (32, 32, 32))),
+        f.array("grid_extent_x", 3.0),
+        f.array("grid_extent_y", 3.0),
+        f.array("grid_extent_tau", 3.0),
+        f.name,
+    ),
 }
 
 
@@ -413,6 +422,10 @@ _FEATURES: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
         "length": _value(e.length), "voltage": _value(e.voltage), "phase": _value(e.phase),
         "frequency": _value(e.frequency), "misalignment": _value(e.misalignment),
         "tilt": _value(e.tilt)}),
+    SpaceChargeKick: ("SpaceChargeKick", lambda e: {
+        "effect_length": _value(e.effect_length), "grid_shape": list(e.grid_shape),
+        "grid_extent_x": _value(e.grid_extent_x), "grid_extent_y": _value(e.grid_extent_y),
+        "grid_extent_tau": _value(e.grid_extent_tau)}),
     Marker: ("Marker", lambda e: {}),
     BPM: ("BPM", lambda e: {
         "misalignment": _value(e.misalignment), "is_active": bool(e.is_active)}),
@@ -427,7 +440,9 @@ _FEATURES: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
 #: ``defining_features`` (so its own files drop them): read from live objects as well.
 HIDDEN_FEATURES: dict[str, tuple[str, ...]] = {"BPM": ("misalignment",)}
 #: Parameters that are vectors in one element (others with dimensions are batched settings).
-_VECTOR = ("misalignment", "pixel_size", "resolution", "predefined_transfer_map")
+_VECTOR = (
+    "misalignment", "pixel_size", "resolution", "predefined_transfer_map", "grid_shape",
+)  # fmt: skip
 #: Cheetah classes whose constructor takes ``tracking_method``.
 _TRACKED = ("Drift", "Quadrupole", "Sextupole", "Dipole")
 

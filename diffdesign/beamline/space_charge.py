@@ -12,8 +12,9 @@ where ``S`` is the linear space-charge force of the rms-equivalent uniform ellip
     py' += K / (2 sigma_y (sigma_x + sigma_y)) (y - mu_y),
 
 with ``K = 2 I / (I_0 beta^3 gamma^3)`` the generalised perveance, ``I_0 = 4 pi eps_0 m c^3 / q``
-(17,045 A for electrons) and ``I = |Q| beta c / (sqrt(2 pi) sigma_tau)`` the peak current of
-a Gaussian bunch of charge ``Q`` and rms length ``sigma_tau`` (m). In a drift with zero
+(17,045 A for electrons) and ``I = |Q| c / (sqrt(2 pi) sigma_tau)`` the peak current of
+a Gaussian bunch of charge ``Q`` and rms duration ``sigma_tau / c`` (tau = c dt, Cheetah's
+coordinate: the bunch is beta sigma_tau long). In a drift with zero
 emittance a round beam's size X then obeys X'' = K / (4 X), with emittance and focusing
 k the matched size solves k X^4 - K X^2 / 4 - eps^2 = 0.
 
@@ -28,6 +29,12 @@ diagnostics) acts through its own tracking, without space charge over its length
 Gradients: w.r.t. the beam (moments, charge, energy) and every element field, by diffrax's
 adjoint (``RecursiveCheckpointAdjoint`` by default: reverse-mode memory does not grow with
 the number of solver steps).
+
+Particles: :func:`track_particles` cuts the same elements into slices, each a half-slice
+map, a :class:`~diffdesign.beamline.SpaceChargeKick` of the slice's length and another
+half-slice map, run as one checkpointed scan (reverse-mode memory set by the number of
+checkpoints, not of kicks). :func:`track_envelope` passes explicit ``SpaceChargeKick``
+elements by: the envelope equations already carry the space charge along the lengths.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import math
 
 import diffrax
 import equinox as eqx
+import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,8 +53,9 @@ from scipy.constants import c as SPEED_OF_LIGHT
 from scipy.constants import epsilon_0
 
 from diffdesign._validation import check_positive, is_concrete, known_zero
-from diffdesign.beamline.beams import ParameterBeam
-from diffdesign.beamline.elements import Drift, Element, Quadrupole, Solenoid
+from diffdesign.beamline import _poisson
+from diffdesign.beamline.beams import ParameterBeam, ParticleBeam
+from diffdesign.beamline.elements import Drift, Element, Quadrupole, Solenoid, SpaceChargeKick
 from diffdesign.beamline.segment import Segment
 
 #: Elements that get space charge along their length (their maps are exp(G l)).
@@ -67,14 +76,10 @@ def characteristic_current(beam: ParameterBeam) -> float:
 
 
 def peak_current(beam: ParameterBeam) -> Array:
-    """Peak current (A) of a Gaussian bunch: |Q| beta c / (sqrt(2 pi) sigma_tau)."""
+    """Peak current (A) of a Gaussian bunch: |Q| c / (sqrt(2 pi) sigma_tau), tau = c dt
+    (its rms length beta sigma_tau travels at beta c)."""
     sigma_tau = jnp.sqrt(beam.cov[..., 4, 4])
-    return (
-        jnp.abs(beam.total_charge)
-        * beam.relativistic_beta
-        * SPEED_OF_LIGHT
-        / (math.sqrt(2.0 * math.pi) * sigma_tau)
-    )
+    return jnp.abs(beam.total_charge) * SPEED_OF_LIGHT / (math.sqrt(2.0 * math.pi) * sigma_tau)
 
 
 def perveance(beam: ParameterBeam) -> Array:
@@ -173,7 +178,9 @@ def track_envelope(
 
     Elements of :data:`WITH_SPACE_CHARGE` with a nonzero length are integrated with
     diffrax (Tsit5, adaptive steps to ``rtol``/``atol``); the others track as in
-    :meth:`Segment.track`. With zero charge the result equals ``segment.track(incoming)``.
+    :meth:`Segment.track`; :class:`SpaceChargeKick` elements are passed by (their space
+    charge is the one integrated here). With zero charge the result equals
+    ``segment.track(incoming)`` (without its kicks).
 
     Raises:
         TypeError: ``incoming`` not a ParameterBeam; settings or beams with batch axes
@@ -196,14 +203,17 @@ def track_envelope(
     k = perveance(incoming)
     beam = incoming
 
-    def charged(element):
-        return isinstance(element, WITH_SPACE_CHARGE) and not known_zero(element.length)
-
     # runs of consecutive elements: with space charge one scanned solve, without one map
-    for with_charge, run in itertools.groupby(segment.elements, key=charged):
+    elements = [e for e in segment.elements if not isinstance(e, SpaceChargeKick)]
+    for with_charge, run in itertools.groupby(elements, key=_charged):
         run = list(run)
         beam = _through_run(run, beam, k, options) if with_charge else Segment(run).track(beam)
     return beam
+
+
+def _charged(element: Element) -> bool:
+    """Whether space charge acts along the element (a length that may be nonzero)."""
+    return isinstance(element, WITH_SPACE_CHARGE) and not known_zero(element.length)
 
 
 def _through_run(elements: list[Element], beam: ParameterBeam, k: Array, options) -> ParameterBeam:
@@ -239,3 +249,80 @@ def _check_beam(beam: ParameterBeam) -> None:
             cov[4, 4], "sigma_tau^2 (the bunch length sets the peak current)",
             "track_envelope", "m^2",
         )  # fmt: skip
+
+
+def track_particles(
+    segment: Segment,
+    incoming: ParticleBeam,
+    *,
+    slices: int,
+    grid_shape: tuple[int, int, int] = (32, 32, 32),
+    grid_extent: tuple[float, float, float] = (3.0, 3.0, 3.0),
+    checkpoints: int = 8,
+) -> ParticleBeam:
+    """Particles through ``segment`` with space-charge kicks along its drifts, quadrupoles
+    and solenoids (:data:`WITH_SPACE_CHARGE`).
+
+    Each such element of nonzero length is cut into ``slices`` equal slices, tracked as a
+    half-slice map, a :class:`SpaceChargeKick` of the slice's length (``grid_shape``, and
+    ``grid_extent`` in rms sizes in x, y, tau) and another half-slice map: a split-step
+    scheme whose error falls as the square of the slice length. Consecutive elements run
+    as one scan of their slices, checkpointed (``equinox.internal.scan``): reverse-mode
+    memory holds ``checkpoints`` copies of the particles, whatever the number of kicks
+    (more kicks cost recomputation instead). It is differentiable in reverse mode only
+    (``jax.grad``, not ``jax.jvp``). Other elements track as in :meth:`Segment.track`.
+
+    Raises:
+        TypeError: ``incoming`` not a ParticleBeam; settings or beams with batch axes
+            (vmap the call instead).
+        ValueError: ``slices`` or ``checkpoints`` not a positive integer.
+    """
+    if not isinstance(incoming, ParticleBeam):
+        raise TypeError(f"incoming must be a ParticleBeam; got {type(incoming).__name__}")
+    if incoming.particles.ndim != 2:
+        raise TypeError(
+            f"track_particles tracks one beam (particles of shape (n, 7)); got "
+            f"{incoming.particles.shape}: vmap it over batches"
+        )
+    for field, value in (("slices", slices), ("checkpoints", checkpoints)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{field} must be an integer >= 1; got {value!r}")
+    kick = SpaceChargeKick(0.0, grid_shape, *grid_extent, name="track_particles")
+    extent = jnp.stack([kick.grid_extent_x, kick.grid_extent_y, kick.grid_extent_tau])
+    species = incoming.species
+
+    beam = incoming
+    for with_charge, run in itertools.groupby(segment.elements, key=_charged):
+        run = list(run)
+        if not with_charge:
+            beam = Segment(run).track(beam)
+            continue
+        halves, lengths = [], []
+        for element in run:
+            half = element.replace(length=element.length / (2 * slices))
+            matrix = half.transfer_map(beam.energy, species)
+            if matrix.shape != (7, 7):
+                raise TypeError(
+                    f"element '{element.name}' has batched settings (map of shape "
+                    f"{matrix.shape}); track_particles takes one setting: vmap it over batches"
+                )
+            halves += [matrix] * slices
+            lengths += [jnp.asarray(element.length, dtype=float) / slices] * slices
+
+        def one(particles, step, beam=beam):
+            matrix, length = step
+            particles = particles @ matrix.T
+            particles = _poisson.kick(
+                particles, beam.particle_charges, beam.survival_probabilities, beam.energy,
+                length, extent, shape=kick.grid_shape, mass_eV=species.mass_eV,
+                num_elementary_charges=species.num_elementary_charges,
+            )  # fmt: skip
+            return particles @ matrix.T, None
+
+        particles, _ = eqxi.scan(
+            one, beam.particles, (jnp.stack(halves), jnp.stack(lengths)),
+            kind="checkpointed", checkpoints=min(checkpoints, len(lengths)),
+        )  # fmt: skip
+        total = sum(jnp.asarray(e.length, dtype=float) for e in run)
+        beam = eqx.tree_at(lambda b: (b.particles, b.s), beam, (particles, beam.s + total))
+    return beam

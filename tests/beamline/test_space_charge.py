@@ -29,12 +29,13 @@ def _beam(charge=1e-9, sigma=1e-3, sigma_px=1e-9, sigma_tau=1e-3, **extra):
 
 
 def test_perveance_of_a_gaussian_bunch():
-    """I_0 = 4 pi eps_0 m c^3 / e = 17,045 A for electrons; I = Q beta c / (sqrt(2 pi) sigma_z)."""
+    """I_0 = 4 pi eps_0 m c^3 / e = 17,045 A for electrons; I = Q beta c / (sqrt(2 pi) sigma_z)
+    with sigma_z = beta sigma_tau (tau = c dt, the delay behind the reference particle)."""
     beam = _beam()
     np.testing.assert_allclose(sc.characteristic_current(beam), 17045.09, rtol=1e-6)
     gamma = ENERGY / 510998.95
     beta = math.sqrt(1 - 1 / gamma**2)
-    current = 1e-9 * beta * 299792458.0 / (math.sqrt(2 * math.pi) * 1e-3)
+    current = 1e-9 * beta * 299792458.0 / (math.sqrt(2 * math.pi) * beta * 1e-3)
     np.testing.assert_allclose(sc.peak_current(beam), current, rtol=1e-8)
     expected = 2 * current / (17045.09 * (beta * gamma) ** 3)
     np.testing.assert_allclose(sc.perveance(beam), expected, rtol=1e-6)

@@ -285,8 +285,11 @@ def test_converters_round_trip(rng):
 
 
 def test_unsupported_cheetah_element_is_named():
-    segment = cheetah.Segment([cheetah.Drift(T(1.0)), cheetah.SpaceChargeKick(T(0.5), name="SC1")])
-    with pytest.raises(ValueError, match=r"element 'SC1' of Cheetah type SpaceChargeKick has no"):
+    superimposed = cheetah.Superimposed(
+        cheetah.Drift(T(1.0)), cheetah.Marker(name="M"), name="SUP1"
+    )
+    segment = cheetah.Segment([cheetah.Drift(T(1.0)), superimposed])
+    with pytest.raises(ValueError, match=r"element 'SUP1' of Cheetah type Superimposed has no"):
         from_cheetah(segment)
 
 
