@@ -32,6 +32,7 @@ from diffdesign.beamline.elements import (
     TravelingWaveCavity,
     Undulator,
     VerticalCorrector,
+    superimpose,
 )
 from diffdesign.beamline.segment import Segment
 from diffdesign.beamline.species import ELECTRON, Species
@@ -64,4 +65,5 @@ __all__ = [
     "TravelingWaveCavity",
     "Undulator",
     "VerticalCorrector",
+    "superimpose",
 ]

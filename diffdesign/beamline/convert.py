@@ -30,11 +30,6 @@ def _array(tensor) -> np.ndarray:
     return np.asarray(tensor.detach().cpu().numpy(), dtype=float)
 
 
-def _plain(value):
-    """A Cheetah attribute as the lattice-JSON value: tensors become numbers or lists."""
-    return _array(value) if hasattr(value, "detach") else value
-
-
 def _features(element) -> dict:
     """A Cheetah element's constructor parameters: its ``defining_features`` and those
     Cheetah keeps outside them (``lattice_json.HIDDEN_FEATURES``, a BPM's misalignment)."""
@@ -42,6 +37,14 @@ def _features(element) -> dict:
     names = [n for n in element.defining_features if n != "name"]
     names += [n for n in hidden if hasattr(element, n)]
     return {n: _plain(getattr(element, n)) for n in names}
+
+
+def _plain(value):
+    """A Cheetah attribute as the lattice-JSON value: tensors become numbers or lists, an
+    element (a Superimposed's parts) its (class, name, parameters)."""
+    if hasattr(value, "defining_features"):
+        return (type(value).__name__, value.name, _features(value))
+    return _array(value) if hasattr(value, "detach") else value
 
 
 def _leaves(segment, cheetah) -> list:
@@ -160,9 +163,11 @@ def to_cheetah(obj):
         raise TypeError(
             f"to_cheetah takes a Segment, an Element or a beam; got {type(obj).__name__}"
         ) from None
-    vectors = ("resolution",)  # kept as plain sequences; every other number is a tensor
+    vectors = ("resolution", "grid_shape")  # plain sequences; every other number a tensor
     arguments = {
         k: t(v) if isinstance(v, float | list) and k not in vectors else v
         for k, v in features.items()
     }
+    if "grid_shape" in arguments:
+        arguments["grid_shape"] = tuple(arguments["grid_shape"])
     return getattr(cheetah, kind)(**arguments, **named(obj))

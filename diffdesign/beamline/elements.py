@@ -1326,3 +1326,36 @@ def _frame_arrays(misalignment: Array, tilt: Array | None) -> tuple[Array, Array
     """Entry and exit frames of a displaced, rolled magnet as (..., 7, 7) arrays."""
     entry, leave = _maps.magnet_frames(misalignment, tilt)
     return _affine.to_array(entry), _affine.to_array(leave)
+
+
+#: Elements uniform along their length (half of one is the same element over half the length):
+#: the bases a zero-length element can be superimposed on.
+UNIFORM = (Drift, Quadrupole, Sextupole, Solenoid)
+
+
+def superimpose(base: Element, element: Element) -> tuple[Element, Element, Element]:
+    """``element`` (of zero length) placed at the centre of ``base``: the first half of
+    ``base``, ``element``, the second half (Cheetah's ``Superimposed``, as its
+    ``flattened()`` lays it out). Both halves keep ``base``'s name, so
+    ``segment.with_settings({"Q1.k1": ...})`` sets both.
+
+    Raises:
+        TypeError: a base that is not uniform along its length (:data:`UNIFORM`).
+        ValueError: an ``element`` of nonzero length.
+
+    Example:
+        >>> Segment([Drift(1.0), *superimpose(Quadrupole(0.2, 4.0, name="Q1"), BPM(name="B"))])
+    """
+    if not isinstance(base, UNIFORM):
+        raise TypeError(
+            f"cannot superimpose '{element.name}' on '{base.name}' ({type(base).__name__}): "
+            f"only elements uniform along their length split in halves "
+            f"({', '.join(cls.__name__ for cls in UNIFORM)})"
+        )
+    length = element.length
+    if not is_concrete(length) or np.any(np.asarray(length) != 0.0):
+        raise ValueError(
+            f"the superimposed element '{element.name}' must have zero length; got {length} m"
+        )
+    half = base.replace(length=base.length / 2.0)
+    return half, element, half

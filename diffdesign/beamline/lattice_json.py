@@ -61,6 +61,7 @@ from diffdesign.beamline.elements import (
     TravelingWaveCavity,
     Undulator,
     VerticalCorrector,
+    superimpose,
 )
 from diffdesign.beamline.segment import Segment
 
@@ -251,32 +252,60 @@ def element_from_features(kind: str, features: Mapping[str, Any], name: str) -> 
     return f.done(_BUILDERS[kind](f))
 
 
+def _placed(kind: str, name: str, features: Mapping[str, Any]) -> list[tuple[Element, str, str]]:
+    """The elements one entry places, each with its tracking method and Cheetah class: one,
+    or for a ``Superimposed`` its base's halves around the superimposed element, whose
+    entries are ``(class, name, parameters)`` triples."""
+    if kind != "Superimposed":
+        method = str(features.get("tracking_method", "linear"))
+        return [(element_from_features(kind, features, name), method, kind)]
+    f = _Features(kind, features, name)
+    parts = []
+    for key in ("base_element", "superimposed_element"):
+        entry = f.take(key, None)
+        if not (isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[2], Mapping)):
+            raise f.error(f"{key} must name an element of the file; got {entry!r}")
+        (placed,) = _placed(*entry)
+        parts.append(placed)
+    if f.left:
+        raise f.error(f"unknown parameters {sorted(f.left)}")
+    (base, base_method, base_kind), (on_top, method, top_kind) = parts
+    try:
+        first, middle, second = superimpose(base, on_top)
+    except (TypeError, ValueError) as error:
+        raise f.error(str(error)) from None
+    return [(first, base_method, base_kind), (middle, method, top_kind),
+            (second, base_method, base_kind)]  # fmt: skip
+
+
 def segment_from_features(
     items: list[tuple[str, str, Mapping[str, Any]]], name: str = ""
 ) -> Segment:
     """A segment from ``(class, name, parameters)`` triples in beam order, keeping each
     element's ``tracking_method`` (``"second_order"`` marks it in ``Segment.second_order``).
+    A ``Superimposed`` entry's ``base_element`` and ``superimposed_element`` are triples too;
+    it places the base's two halves (each with the base's name) around the other element,
+    as Cheetah's ``flattened()`` does.
 
     Raises:
         ValueError: an element that cannot be converted, or elements tracked with a method
             that cannot be kept (drift-kick-drift), named.
     """
-    methods = [str(features.get("tracking_method", "linear")) for _, _, features in items]
+    placed = [part for kind, n, features in items for part in _placed(kind, n, features)]
     refused = [
-        n
-        for (kind, n, _), m in zip(items, methods, strict=True)
-        if m in REFUSED_METHODS and kind not in DRIFT_KICK_DRIFT_NATIVE
+        element.name
+        for element, method, kind in placed
+        if method in REFUSED_METHODS and kind not in DRIFT_KICK_DRIFT_NATIVE
     ]
     if refused:
         raise ValueError(
             f"elements {refused} use tracking methods "
-            f"{sorted(set(methods) & set(REFUSED_METHODS))}, which diffdesign cannot keep "
-            "(drift-kick-drift tracking is not built yet); set their tracking_method to "
-            "'linear' or 'second_order' to convert them"
+            f"{sorted({m for _, m, _ in placed} & set(REFUSED_METHODS))}, which diffdesign "
+            "cannot keep (drift-kick-drift tracking is not built yet); set their "
+            "tracking_method to 'linear' or 'second_order' to convert them"
         )
-    elements = [element_from_features(kind, features, n) for kind, n, features in items]
-    marked = [i for i, m in enumerate(methods) if m == "second_order"]
-    return Segment(elements, name, second_order=marked)
+    marked = [i for i, (_, method, _) in enumerate(placed) if method == "second_order"]
+    return Segment([element for element, _, _ in placed], name, second_order=marked)
 
 
 def read_lattice_json(path: str | os.PathLike) -> Segment:
@@ -321,11 +350,24 @@ def read_lattice_json(path: str | os.PathLike) -> Segment:
                         f"{path.name}: element {child!r} must be [CLASS, {{parameters}}]; "
                         f"got {entry!r}"
                     )
-                items.append((str(entry[0]), child, entry[1]))
+                items.append((str(entry[0]), child, _resolved(entry[1], child)))
             else:
                 raise ValueError(f"{path.name}: lattice {name!r} names {child!r}, which is "
                                  "neither an element nor a lattice")  # fmt: skip
         return items
+
+    def _resolved(features: dict, owner: str) -> dict:
+        """A Superimposed's element names replaced by their (class, name, parameters)."""
+        out = dict(features)
+        for key in ("base_element", "superimposed_element"):
+            value = out.get(key)
+            if isinstance(value, str) and value in elements:
+                entry = elements[value]
+                if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict)):
+                    raise ValueError(f"{path.name}: element {value!r} (the {key} of {owner!r}) "
+                                     f"must be [CLASS, {{parameters}}]; got {entry!r}")  # fmt: skip
+                out[key] = (str(entry[0]), value, _resolved(entry[1], value))
+        return out
 
     root = document["root"]
     if root not in lattices:

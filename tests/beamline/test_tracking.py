@@ -284,12 +284,21 @@ def test_converters_round_trip(rng):
     np.testing.assert_array_equal(back.particles, particles.particles)
 
 
+class _Wiggler(cheetah.Element):
+    """A user's own Cheetah element class, which has no counterpart here."""
+
+    def __init__(self, name=None):
+        super().__init__(name=name, sanitize_name=False)
+
+    is_skippable = False
+
+    def plot(self, s, vector_idx=None, ax=None):
+        return ax
+
+
 def test_unsupported_cheetah_element_is_named():
-    superimposed = cheetah.Superimposed(
-        cheetah.Drift(T(1.0)), cheetah.Marker(name="M"), name="SUP1"
-    )
-    segment = cheetah.Segment([cheetah.Drift(T(1.0)), superimposed])
-    with pytest.raises(ValueError, match=r"element 'SUP1' of Cheetah type Superimposed has no"):
+    segment = cheetah.Segment([cheetah.Drift(T(1.0)), _Wiggler(name="W1")])
+    with pytest.raises(ValueError, match=r"element 'W1' of Cheetah type _Wiggler has no"):
         from_cheetah(segment)
 
 
