@@ -63,11 +63,13 @@ def antiderivative(x: Array, y: Array, z: Array) -> Array:
     )
 
 
-def _mirror(n: int) -> np.ndarray:
-    """Index into offsets 0..n-1 for each position of a doubled circular axis of 2n points
-    (position k holds offset k for k < n and k - 2n beyond; position n is never read)."""
-    k = np.arange(2 * n)
-    return np.minimum(np.where(k < n, k, 2 * n - k), n - 1)
+def _mirrored(table: Array, axis: int) -> Array:
+    """Offsets 0..n-1 along ``axis`` laid out on a doubled circular axis of 2n points:
+    offset k at position k, offset -k at position 2n - k; position n (never read by the
+    physical half of the convolution) is zero. Concatenation, not a gather (fast on CPU)."""
+    rest = jnp.flip(jax.lax.slice_in_dim(table, 1, table.shape[axis], axis=axis), axis)
+    gap = jnp.zeros_like(jax.lax.slice_in_dim(table, 0, 1, axis=axis))
+    return jnp.concatenate([table, gap, rest], axis)
 
 
 def integrated_green_function(
@@ -78,9 +80,8 @@ def integrated_green_function(
     corners = [(jnp.arange(n + 1) - 0.5) * cell[axis] for axis, n in enumerate(shape)]
     table = antiderivative(*jnp.meshgrid(*corners, indexing="ij"))
     for axis in range(3):
-        table = jnp.diff(table, axis=axis)  # offsets 0..n-1 along each axis
-    ix, iy, iz = (_mirror(n) for n in shape)
-    return table[ix[:, None, None], iy[None, :, None], iz[None, None, :]]
+        table = _mirrored(jnp.diff(table, axis=axis), axis)  # offsets 0..n-1, then mirrored
+    return table
 
 
 def cloud_in_cell(node_position: Float[Array, "n 3"], shape: tuple[int, int, int]):
