@@ -19,6 +19,10 @@ SUBSETS = ({"settings", "positions", "resolutions"}, {"positions", "resolutions"
            {"settings"}, {"settings", "positions"})  # fmt: skip
 
 
+#: whole joint designs (one compiled multistart each): 30-60 s per test
+pytestmark = pytest.mark.slow
+
+
 def _design(**free):
     """The study's one-screen CalibrationDesign (every variable free unless ``free=``)."""
     settings = study.random_settings(CONFIG, CONFIG.n_settings)

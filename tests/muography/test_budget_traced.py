@@ -21,6 +21,7 @@ REFERENCE = {
 }  # fmt: skip
 
 
+@pytest.mark.slow  # two whole design runs: ~50 s
 def test_two_budgets_compile_the_design_step_once_with_unchanged_results():
     compiled: list[str] = []
 

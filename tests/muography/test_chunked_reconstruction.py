@@ -38,6 +38,7 @@ def setting():
     return detector, muons, passage
 
 
+@pytest.mark.slow  # three compiled reconstructions with gradients: 60-80 s each
 @pytest.mark.parametrize(
     "estimator",
     [lambda chunk_size: ESTIMATORS["poca"],

@@ -93,6 +93,7 @@ def small():
     return ring.load_lattice(SMALL_RING)
 
 
+@pytest.mark.slow  # generic forward mode over the whole ring: ~80 s
 def test_k1_jacobian_equals_generic_forward_mode_and_differences(small):
     # k1_jacobian's core is jitted: called directly it shares its one compiled program with
     # test_k1_jacobian_refuses_a_displaced_orbit (the ESRF fixture covers it inside jax.jit)

@@ -35,6 +35,7 @@ CONFIG = LgsoConfig(epsilon=0.3, n_points=4, samples_per_point=400, gradient_sam
                     train_steps=300, flow_hidden=(32, 32), flow_bins=8)  # fmt: skip
 
 
+@pytest.mark.slow  # a whole L-GSO run: ~50 s
 def test_lgso_finds_the_minimum_and_counts_calls():
     def evaluate(psi):
         return float(np.sum((psi - CENTRE) ** 2))

@@ -98,6 +98,7 @@ def _moments(result: CmcResult) -> tuple[np.ndarray, np.ndarray]:
     return draws.mean(axis=0), draws.std(axis=0, ddof=1)
 
 
+@pytest.mark.slow  # NUTS chains: 25-35 s each
 def test_posterior_recovers_truth(single):
     assert single.names == tuple(TRUTH)
     mean, std = _moments(single)
@@ -115,6 +116,7 @@ def test_posterior_recovers_truth(single):
     assert std[-1] < 0.006
 
 
+@pytest.mark.slow  # NUTS chains: 25-35 s each
 def test_consensus_of_four_shards_matches_one_run(single, sharded):
     assert sharded.n_shards == 4
     mean_1, std_1 = _moments(single)
@@ -159,6 +161,7 @@ def test_scaling_gaussian_is_the_exact_chi2_in_contrast_and_offset(data):
     np.testing.assert_allclose(shifted.chi2_min, gauss.chi2_min, rtol=1e-7)
 
 
+@pytest.mark.slow  # NUTS chains: 25-35 s each
 def test_marginalised_scalings_match_sampling_them(data, warm_start, single):
     """NUTS on the physics with contrast/offset integrated out and drawn afterwards (the
     default) gives the posterior of NUTS on every parameter, with fewer leapfrog steps."""
@@ -315,6 +318,7 @@ def two_devices(two_device_process) -> dict:
     return {"report": json.loads(lines[-1]), "lines": lines, **np.load(path)}
 
 
+@pytest.mark.slow  # NUTS chains: 25-35 s each
 def test_credible_intervals_cover_the_truth(two_devices):
     """Calibration: 40 tiny data sets (24 frames) sampled in one vmapped NUTS computation
     (:func:`_calibration_draws`, split over 2 devices).
@@ -332,6 +336,7 @@ def test_credible_intervals_cover_the_truth(two_devices):
     assert draws[..., 0].std(axis=1).mean() < 0.5 * CALIBRATION_PRIORS["D0"][1]
 
 
+@pytest.mark.slow  # NUTS chains: 25-35 s each
 def test_two_devices_give_the_one_device_draws(two_devices):
     """4 shards x 2 chains split over 2 (emulated) devices with shard_map, against 1 device.
 
@@ -350,6 +355,7 @@ def test_two_devices_give_the_one_device_draws(two_devices):
     assert progress[-1] == "cmc: sampling 10/10 (100%)"
 
 
+@pytest.mark.slow  # NUTS chains: 25-35 s each
 def test_netcdf_round_trip(single, tmp_path):
     path = single.save(tmp_path / "posterior.nc")
     idata = az.from_netcdf(str(path))
