@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from diffdesign.beamline.beams import Beam, ParameterBeam, ParticleBeam
+from diffdesign.beamline.elements import DriftKickDrift
 from diffdesign.beamline.lattice_json import HIDDEN_FEATURES, features_of, segment_from_features
 from diffdesign.beamline.segment import Segment
 from diffdesign.beamline.species import KNOWN_SPECIES, Species
@@ -132,6 +133,8 @@ def to_cheetah(obj):
         elements = [to_cheetah(e) for e in obj.elements]
         for position, element in enumerate(elements):
             # explicit both ways: Cheetah's Sextupole defaults to second order
+            if isinstance(obj.elements[position], DriftKickDrift):
+                continue  # its features carry tracking_method="drift_kick_drift"
             if "linear" in element.supported_tracking_methods:
                 marked = position in obj.second_order
                 element.tracking_method = "second_order" if marked else "linear"

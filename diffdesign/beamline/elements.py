@@ -31,6 +31,7 @@ from diffdesign._validation import (
 from diffdesign.beamline import (
     _affine,
     _aperture,
+    _bmad,
     _cavity,
     _deflector,
     _maps,
@@ -1062,6 +1063,106 @@ class TransverseDeflectingCavity(Element):
         particles = jnp.stack([*out, particles[..., 6]], -1)
         return eqx.tree_at(
             lambda b: (b.particles, b.s), incoming, (particles, incoming.s + self.length)
+        )
+
+
+class DriftKickDrift(Element):
+    """A drift or quadrupole tracked nonlinearly (Cheetah's ``tracking_method=
+    "drift_kick_drift"``, Bmad's model; see ``_bmad``): the drift exactly, the quadrupole in
+    ``num_steps`` steps with each particle's own strength k1 / (1 + pz) and its path length.
+    A ParameterBeam passes through the element's first-order map, as the neighbours' do.
+
+    Fields and settings are the wrapped element's: ``segment.with_settings({"Q1.k1": 3.0})``
+    reaches it, and ``name`` and ``length`` are its own.
+
+    Args:
+        element: a :class:`Drift` or :class:`Quadrupole`.
+        num_steps: steps through a quadrupole, an integer >= 1 (Cheetah's default 1; a drift
+            is exact in one).
+
+    Raises:
+        TypeError: another element (Cheetah tracks only these, its dipoles and its
+            deflecting cavity so; dipoles are not built here yet).
+        ValueError: a num_steps that is not an integer >= 1.
+
+    Example:
+        >>> DriftKickDrift(Quadrupole(0.2, 8.0, name="Q1"), num_steps=5)
+    """
+
+    element: Element
+    num_steps: int = eqx.field(static=True)
+
+    def __init__(self, element: Element, num_steps: int = 1):
+        if not isinstance(element, Drift | Quadrupole):
+            raise TypeError(
+                f"drift-kick-drift tracking is built for Drift and Quadrupole; got "
+                f"{type(element).__name__} '{getattr(element, 'name', '')}'"
+            )
+        if isinstance(num_steps, bool) or int(num_steps) != num_steps or num_steps < 1:
+            raise ValueError(
+                f"num_steps must be an integer >= 1; got {num_steps!r} for element '{element.name}'"
+            )
+        self.element = element
+        self.num_steps = int(num_steps)
+
+    @property
+    def name(self) -> str:
+        return self.element.name
+
+    @property
+    def length(self) -> Array:
+        return self.element.length
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        return type(self.element).settings
+
+    def replace(self, **changes) -> DriftKickDrift:
+        num_steps = changes.pop("num_steps", self.num_steps)
+        return DriftKickDrift(self.element.replace(**changes), num_steps)
+
+    def linear_map(self, energy, species):
+        return self.element.linear_map(energy, species)
+
+    def second_order_map(self, energy, species=ELECTRON, *, reproduce_cheetah=False):
+        return self.element.second_order_map(energy, species, reproduce_cheetah=reproduce_cheetah)
+
+    def tracks_itself(self, incoming):
+        return isinstance(incoming, ParticleBeam)
+
+    def track(self, incoming: Beam) -> Beam:
+        """Particles nonlinearly (Bmad's drift or quadrupole); moments at first order."""
+        if not self.tracks_itself(incoming):
+            return super().track(incoming)
+        element = self.element
+        misalignment = getattr(element, "misalignment", jnp.zeros(2))
+        tilt = getattr(element, "tilt", None)
+        tilt = jnp.zeros(()) if tilt is None else tilt
+        settings = (element.length, getattr(element, "k1", jnp.zeros(())), tilt)
+        batch = jnp.broadcast_shapes(
+            incoming.particles.shape[:-2], jnp.shape(incoming.energy),
+            misalignment.shape[:-1], *(jnp.shape(a) for a in settings),
+        )  # fmt: skip
+        particles = jnp.broadcast_to(incoming.particles, (*batch, *incoming.particles.shape[-2:]))
+
+        def per_particle(a):
+            return jnp.broadcast_to(a, batch)[..., None]
+
+        coordinates = tuple(particles[..., i] for i in range(6))
+        energy = per_particle(jnp.asarray(incoming.energy, dtype=float))
+        mass = incoming.species.mass_eV
+        if isinstance(element, Drift):
+            out = _bmad.drift(coordinates, length=per_particle(element.length), energy=energy,
+                              mass_eV=mass)  # fmt: skip
+        else:
+            out = _bmad.quadrupole(
+                coordinates, length=per_particle(element.length), k1=per_particle(element.k1),
+                dx=per_particle(misalignment[..., 0]), dy=per_particle(misalignment[..., 1]),
+                tilt=per_particle(tilt), num_steps=self.num_steps, energy=energy, mass_eV=mass,
+            )  # fmt: skip
+        particles = jnp.stack([*out, particles[..., 6]], -1)
+        return eqx.tree_at(
+            lambda b: (b.particles, b.s), incoming, (particles, incoming.s + element.length)
         )
 
 

@@ -48,6 +48,7 @@ from diffdesign.beamline.elements import (
     CustomTransferMap,
     Dipole,
     Drift,
+    DriftKickDrift,
     Element,
     EllipticalAperture,
     HorizontalCorrector,
@@ -65,10 +66,11 @@ from diffdesign.beamline.elements import (
 )
 from diffdesign.beamline.segment import Segment
 
-#: Cheetah tracking methods a converted segment cannot keep.
+#: Cheetah tracking methods a converted segment cannot keep (for the classes below).
 REFUSED_METHODS = ("drift_kick_drift",)
-#: Cheetah classes whose one model is drift-kick-drift, which our class tracks as Cheetah.
-DRIFT_KICK_DRIFT_NATIVE = ("TransverseDeflectingCavity",)
+#: Cheetah classes whose drift-kick-drift tracking is kept: the deflecting cavity (its one
+#: model, which our class tracks as Cheetah) and drifts and quadrupoles (DriftKickDrift).
+DRIFT_KICK_DRIFT_NATIVE = ("TransverseDeflectingCavity", "Drift", "Quadrupole")
 #: Versions of Cheetah's format this reader knows (the layout is the same).
 VERSIONS = ("cheetah-0.7", "cheetah-0.8")
 
@@ -258,7 +260,10 @@ def _placed(kind: str, name: str, features: Mapping[str, Any]) -> list[tuple[Ele
     entries are ``(class, name, parameters)`` triples."""
     if kind != "Superimposed":
         method = str(features.get("tracking_method", "linear"))
-        return [(element_from_features(kind, features, name), method, kind)]
+        element = element_from_features(kind, features, name)
+        if method == "drift_kick_drift" and isinstance(element, Drift | Quadrupole):
+            element = DriftKickDrift(element, int(features.get("num_steps", 1)))
+        return [(element, method, kind)]
     f = _Features(kind, features, name)
     parts = []
     for key in ("base_element", "superimposed_element"):
@@ -301,7 +306,8 @@ def segment_from_features(
         raise ValueError(
             f"elements {refused} use tracking methods "
             f"{sorted({m for _, m, _ in placed} & set(REFUSED_METHODS))}, which diffdesign "
-            "cannot keep (drift-kick-drift tracking is not built yet); set their "
+            "cannot keep for them (drift-kick-drift tracking is built for drifts, "
+            "quadrupoles and deflecting cavities, not yet for dipoles); set their "
             "tracking_method to 'linear' or 'second_order' to convert them"
         )
     marked = [i for i, (_, method, _) in enumerate(placed) if method == "second_order"]
@@ -478,6 +484,15 @@ _FEATURES: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
 }  # fmt: skip
 
 
+def _drift_kick_drift_features(e: DriftKickDrift) -> dict[str, Any]:
+    _, features = features_of(e.element)
+    steps = {"num_steps": e.num_steps} if isinstance(e.element, Quadrupole) else {}
+    return features | steps | {"tracking_method": "drift_kick_drift"}
+
+
+_FEATURES[DriftKickDrift] = ("", _drift_kick_drift_features)  # the class: its element's
+
+
 #: Constructor parameters of Cheetah classes that Cheetah keeps outside their
 #: ``defining_features`` (so its own files drop them): read from live objects as well.
 HIDDEN_FEATURES: dict[str, tuple[str, ...]] = {"BPM": ("misalignment",)}
@@ -499,6 +514,8 @@ def features_of(element: Element) -> tuple[str, dict[str, Any]]:
     for kind in type(element).__mro__:
         if kind in _FEATURES:
             cheetah_class, features = _FEATURES[kind]
+            if isinstance(element, DriftKickDrift):
+                cheetah_class = features_of(element.element)[0]
             return cheetah_class, features(element)
     raise TypeError(f"no Cheetah counterpart for {type(element).__name__}")
 
@@ -523,7 +540,7 @@ def write_lattice_json(
             raise ValueError(
                 f"element '{element.name}' has batched settings {batched}: write one setting"
             )
-        if kind in _TRACKED:
+        if kind in _TRACKED and "tracking_method" not in features:
             marked = position in segment.second_order
             features["tracking_method"] = "second_order" if marked else "linear"
         entry = [kind, features]

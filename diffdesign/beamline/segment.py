@@ -159,7 +159,7 @@ class Segment(eqx.Module):
                 raise ValueError(f"setting keys look like 'ELEMENT.field'; got '{key}'")
             positions = self.indices(element_name) or [self.index(element_name)]  # names it
             for index in positions:
-                allowed = type(self.elements[index]).settings
+                allowed = self.elements[index].settings
                 if field not in allowed:
                     raise ValueError(
                         f"element '{element_name}' ({type(self.elements[index]).__name__}) has "

@@ -182,7 +182,8 @@ CASES = {
 #: elements with no first-order map in Cheetah (it raises NotImplementedError): their
 #: parity with Cheetah's tracking is tested where named.
 KICK_PARITY = {
-    bl.SpaceChargeKick: "test_space_charge_kick.py::test_solver_reproduces_cheetah_given_its_two_choices"
+    bl.SpaceChargeKick: "test_space_charge_kick.py::test_solver_reproduces_cheetah_given_its_two_choices",
+    bl.DriftKickDrift: "test_drift_kick_drift.py::test_particles_match_cheetah",
 }
 CASE_IDS = [(cls, i) for cls, makers in CASES.items() for i in range(len(makers))]
 

@@ -62,12 +62,12 @@ def test_second_order_elements_refuse_a_parameter_beam_as_cheetah_does():
         segment.track(bl.ParameterBeam.from_parameters(energy=1e8))
 
 
-def test_drift_kick_drift_is_refused_by_name():
+def test_drift_kick_drift_dipoles_are_refused_by_name():
     theirs = cheetah.Segment(
-        [cheetah.Drift(T(0.3), name="D1"),
-         cheetah.Quadrupole(T(0.2), T(3.0), tracking_method="drift_kick_drift", name="QK")]
+        [cheetah.Drift(T(0.3), name="D1", tracking_method="drift_kick_drift"),
+         cheetah.Dipole(T(0.5), T(0.1), tracking_method="drift_kick_drift", name="BK")]
     )  # fmt: skip
-    with pytest.raises(ValueError, match=r"\['QK'\] use tracking methods \['drift_kick_drift'\]"):
+    with pytest.raises(ValueError, match=r"\['BK'\] use tracking methods \['drift_kick_drift'\]"):
         from_cheetah(theirs)
 
 

@@ -1,0 +1,142 @@
+"""Nonlinear ("drift-kick-drift", Bmad's) particle tracking through drifts and quadrupoles.
+
+Internally the coordinates are Bmad's: x, px = Px / P0, y, py, z = -beta tau (the distance
+ahead of the reference particle) and pz = P / P0 - 1; in and out they are Cheetah's
+(x, px, y, py, tau, p = dE / P0 c). Every function acts on arrays that broadcast.
+
+- The drift is exact: with ps = sqrt(1 - (px^2 + py^2) / (1 + pz)^2), x += L px / ((1 + pz)
+  ps) and z += L (beta / beta0 - 1 / ps), written without cancellation (Bmad's drift).
+- A quadrupole of ``num_steps`` steps transports each step with the 2x2 matrices of the
+  particle's own strength k1 / (1 + pz), adds the path length of the oscillation to second
+  order (z -= integral of x'^2 / 2 over the step, in closed form) and the velocity
+  difference beta / beta0 - 1 over the step: its map depends nonlinearly on the energy and
+  is symplectic, but not on the transverse amplitudes beyond the path length (Bmad's).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+
+def sqrt_one(x: Array) -> Array:
+    """sqrt(1 + x) - 1 without cancellation for small x."""
+    return x / (jnp.sqrt(1.0 + x) + 1.0)
+
+
+def exact_drift(length, x, px, y, py, z, pz, p0c, mass_eV):
+    """x, y, z after Bmad's exact drift of ``length`` (m)."""
+    momentum = 1.0 + pz
+    px_, py_ = px / momentum, py / momentum
+    transverse2 = px_**2 + py_**2
+    longitudinal = jnp.sqrt(1.0 - transverse2)
+    dz = length * (
+        sqrt_one(mass_eV**2 * (2.0 * pz + pz**2) / ((p0c * momentum) ** 2 + mass_eV**2))
+        + sqrt_one(-transverse2) / longitudinal
+    )
+    return x + length * px_ / longitudinal, y + length * py_ / longitudinal, z + dz
+
+
+def velocity(pz: Array, p0c: Array, mass_eV: float) -> Array:
+    """beta of a particle of relative momentum deviation ``pz``."""
+    momentum = (1.0 + pz) * p0c
+    return momentum / jnp.sqrt(momentum**2 + mass_eV**2)
+
+
+def from_cheetah(tau: Array, p: Array, energy: Array, mass_eV: float):
+    """(z, pz, p0c) from Cheetah's tau and p at reference total ``energy`` (eV)."""
+    p0c = jnp.sqrt(energy**2 - mass_eV**2)
+    particle_energy = energy + p * p0c
+    particle_momentum = jnp.sqrt(particle_energy**2 - mass_eV**2)
+    return -particle_momentum / particle_energy * tau, (particle_momentum - p0c) / p0c, p0c
+
+
+def to_cheetah(z: Array, pz: Array, p0c: Array, mass_eV: float):
+    """(tau, p) from Bmad's z and pz; p = 0 stays exactly 0."""
+    momentum = (1.0 + pz) * p0c
+    particle_energy = jnp.sqrt(momentum**2 + mass_eV**2)
+    tau = -z * particle_energy / momentum
+    return tau, (particle_energy - jnp.sqrt(p0c**2 + mass_eV**2)) / p0c
+
+
+def into_frame(x, px, y, py, dx, dy, tilt):
+    """Transverse coordinates in the frame of an element displaced by (dx, dy), rolled by
+    ``tilt`` (rad)."""
+    c, s = jnp.cos(tilt), jnp.sin(tilt)
+    x, y = x - dx, y - dy
+    return x * c + y * s, px * c + py * s, -x * s + y * c, -px * s + py * c
+
+
+def out_of_frame(x, px, y, py, dx, dy, tilt):
+    """The inverse of :func:`into_frame`."""
+    c, s = jnp.cos(tilt), jnp.sin(tilt)
+    return x * c - y * s + dx, px * c - py * s, x * s + y * c + dy, px * s + py * c
+
+
+def velocity_lag(length: Array, pz: Array, p0c: Array, mass_eV: float) -> Array:
+    """length (beta / beta0 - 1): how far a particle of ``pz`` runs ahead of the reference
+    over ``length`` of path, in a form without cancellation:
+    beta / beta0 - 1 = m^2 pz (2 + pz) / (E (E0 (1 + pz) + E))."""
+    energy0 = jnp.sqrt(p0c**2 + mass_eV**2)
+    energy = jnp.sqrt(((1.0 + pz) * p0c) ** 2 + mass_eV**2)
+    return length * mass_eV**2 * pz * (2.0 + pz) / (energy * (energy0 * (1.0 + pz) + energy))
+
+
+def _plane(strength: Array, length: Array, momentum: Array, u: Array, pu: Array):
+    """One plane of a quadrupole step (x'' = strength x, strength > 0 defocusing, already
+    divided by 1 + pz): (u, pu) after it and the path-length change -integral(u'^2) / 2."""
+    small = jnp.abs(strength) * length**2 < 1e-8  # phase < 1e-4: the series below
+    root = jnp.sqrt(jnp.where(small, 1.0, jnp.abs(strength)))
+    phase = root * length
+    focusing = strength < 0.0
+    cos_like = jnp.where(
+        small, 1.0 + strength * length**2 / 2.0 + strength**2 * length**4 / 24.0,
+        jnp.where(focusing, jnp.cos(phase), jnp.cosh(phase)),
+    )  # fmt: skip
+    sin_like = jnp.where(
+        small, length * (1.0 + strength * length**2 / 6.0 + strength**2 * length**4 / 120.0),
+        jnp.where(focusing, jnp.sin(phase), jnp.sinh(phase)) / root,
+    )  # sin(sqrt(-K) L) / sqrt(-K), or its series near K = 0  # fmt: skip
+    slope = pu / momentum  # u'
+    u_out = cos_like * u + sin_like * slope
+    pu_out = (strength * sin_like * u + cos_like * slope) * momentum
+    # -1/2 integral of u'^2 with u' = K S u0 + C u0', using int C^2 = (L + C S) / 2,
+    # int S^2 = (C S - L) / (2 K), int C S = S^2 / 2
+    dz = (
+        strength * (length - cos_like * sin_like) / 4.0 * u**2
+        - strength * sin_like**2 / 2.0 * u * slope
+        - (length + cos_like * sin_like) / 4.0 * slope**2
+    )
+    return u_out, pu_out, dz
+
+
+def quadrupole(coordinates, *, length, k1, dx, dy, tilt, num_steps, energy, mass_eV):
+    """Cheetah's (x, px, y, py, tau, p) after a quadrupole tracked in ``num_steps`` steps."""
+    x, px, y, py, tau, p = coordinates
+    z, pz, p0c = from_cheetah(tau, p, energy, mass_eV)
+    x, px, y, py = into_frame(x, px, y, py, dx, dy, tilt)
+    step = length / num_steps
+    momentum = 1.0 + pz
+    strength = k1 / momentum
+    lag = velocity_lag(step, pz, p0c, mass_eV)
+
+    def one_step(_, state):
+        x, px, y, py, z = state
+        x, px, dzx = _plane(-strength, step, momentum, x, px)
+        y, py, dzy = _plane(strength, step, momentum, y, py)
+        return x, px, y, py, z + dzx + dzy + lag
+
+    x, px, y, py, z = jax.lax.fori_loop(0, num_steps, one_step, (x, px, y, py, z))
+    x, px, y, py = out_of_frame(x, px, y, py, dx, dy, tilt)
+    tau, p = to_cheetah(z, pz, p0c, mass_eV)
+    return x, px, y, py, tau, p
+
+
+def drift(coordinates, *, length, energy, mass_eV):
+    """Cheetah's (x, px, y, py, tau, p) after Bmad's exact drift of ``length`` (m)."""
+    x, px, y, py, tau, p = coordinates
+    z, pz, p0c = from_cheetah(tau, p, energy, mass_eV)
+    x, y, z = exact_drift(length, x, px, y, py, z, pz, p0c, mass_eV)
+    tau, p = to_cheetah(z, pz, p0c, mass_eV)
+    return x, px, y, py, tau, p
