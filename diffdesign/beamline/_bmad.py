@@ -92,12 +92,12 @@ def _plane(strength: Array, length: Array, momentum: Array, u: Array, pu: Array)
     focusing = strength < 0.0
     cos_like = jnp.where(
         small, 1.0 + strength * length**2 / 2.0 + strength**2 * length**4 / 24.0,
-        jnp.where(focusing, jnp.cos(phase), jnp.cosh(phase)),
+        jnp.where(focusing, jnp.cos(phase), jnp.cosh(jnp.where(focusing, 0.0, phase))),
     )  # fmt: skip
     sin_like = jnp.where(
         small, length * (1.0 + strength * length**2 / 6.0 + strength**2 * length**4 / 120.0),
-        jnp.where(focusing, jnp.sin(phase), jnp.sinh(phase)) / root,
-    )  # sin(sqrt(-K) L) / sqrt(-K), or its series near K = 0  # fmt: skip
+        jnp.where(focusing, jnp.sin(phase), jnp.sinh(jnp.where(focusing, 0.0, phase))) / root,
+    )  # sin(sqrt(-K) L) / sqrt(-K), or its series; the unused sinh/cosh kept finite  # fmt: skip
     slope = pu / momentum  # u'
     u_out = cos_like * u + sin_like * slope
     pu_out = (strength * sin_like * u + cos_like * slope) * momentum

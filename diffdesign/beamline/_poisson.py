@@ -23,7 +23,9 @@ Like charges repel whatever sign the macro-particles' charges are given with (Ch
 gives electron bunches positive charges); charge outside the grid is left out, as in
 Cheetah. Differences from Cheetah 0.8.4, on purpose: Cheetah's grid is centred on the
 axis, not on the bunch, and it reads the force half a cell away from where it deposits
-the charge (a symmetric bunch gets a net kick); its longitudinal extent is in units of
+the charge (a symmetric bunch gets a net kick); it drops the charge of a particle outside
+the grid whole (here its share on the nodes inside is kept) and sets the field on the
+grid's faces to zero (here one-sided differences); its longitudinal extent is in units of
 ``sigma_tau`` where the positions are z = -beta tau (the same for beta = 1).
 
 Coordinates are Cheetah's (x, px, y, py, tau, p, 1), with z = -beta0 tau the distance

@@ -68,8 +68,10 @@ def from_cheetah(segment) -> Segment:
     Each element's ``tracking_method`` is kept: ``"second_order"`` elements become the
     segment's ``second_order`` positions (``track(beam, reproduce_cheetah=True)`` then
     tracks as Cheetah does; the default uses MAD8's second-order integrals, which differ
-    from Cheetah's for sextupoles and combined-function bends). ``"drift_kick_drift"`` has
-    no counterpart here yet and is refused.
+    from Cheetah's for sextupoles and combined-function bends). ``"drift_kick_drift"``
+    drifts and quadrupoles become :class:`~diffdesign.beamline.DriftKickDrift` elements;
+    dipoles tracked so are refused (not built yet). A ``Superimposed`` places its base's
+    halves around its element (:func:`~diffdesign.beamline.superimpose`).
 
     Raises:
         ValueError: naming the first element whose type or parameter has no counterpart

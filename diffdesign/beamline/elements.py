@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
+import inspect
 from typing import ClassVar
 
 import equinox as eqx
@@ -165,7 +166,11 @@ class Element(eqx.Module):
         Example:
             >>> Quadrupole(0.122, k1=10.0, name="Q1").replace(k1=-5.0).k1
         """
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        accepted = inspect.signature(type(self).__init__).parameters
+        # a field the constructor does not take (a thin element's length) is derived
+        fields = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in accepted
+        }
         unknown = sorted(set(changes) - set(fields))
         if unknown:
             raise ValueError(
@@ -1098,7 +1103,8 @@ class DriftKickDrift(Element):
                 f"drift-kick-drift tracking is built for Drift and Quadrupole; got "
                 f"{type(element).__name__} '{getattr(element, 'name', '')}'"
             )
-        if isinstance(num_steps, bool) or int(num_steps) != num_steps or num_steps < 1:
+        integral = isinstance(num_steps, int | np.integer) and not isinstance(num_steps, bool)
+        if not integral or num_steps < 1:
             raise ValueError(
                 f"num_steps must be an integer >= 1; got {num_steps!r} for element '{element.name}'"
             )
@@ -1252,14 +1258,7 @@ class SpaceChargeKick(Element):
                 "beam) integrates the envelope equations with space charge)"
             )
         species = incoming.species
-        if is_concrete(incoming.particles):
-            spread = np.std(np.asarray(incoming.particles)[..., [0, 2, 4]], axis=-2)
-            for plane, value in zip(("x", "y", "tau"), np.moveaxis(spread, -1, 0), strict=True):
-                if np.any(value == 0.0):
-                    raise ValueError(
-                        f"SpaceChargeKick '{self.name}': the beam has no spread in {plane}; "
-                        "the grid spans a multiple of the rms size in each plane"
-                    )
+        check_spread(incoming, f"SpaceChargeKick '{self.name}'")
         kick = functools.partial(
             _poisson.kick, shape=self.grid_shape, mass_eV=species.mass_eV,
             num_elementary_charges=species.num_elementary_charges,
@@ -1282,6 +1281,24 @@ class SpaceChargeKick(Element):
         ]
         particles = jnp.vectorize(kick, signature="(n,k),(n),(n),(),(),(d)->(n,k)")(*args)
         return eqx.tree_at(lambda b: b.particles, incoming, particles)
+
+
+def check_spread(beam: ParticleBeam, owner: str) -> None:
+    """Refuse (concrete) beams whose surviving particles have no spread in x, y or tau, or
+    fewer than two survivors: a space-charge grid spans a multiple of the rms sizes."""
+    if not (is_concrete(beam.particles) and is_concrete(beam.survival_probabilities)):
+        return
+    particles = np.asarray(beam.particles)[..., [0, 2, 4]]
+    alive = np.broadcast_to(np.asarray(beam.survival_probabilities) > 0, particles.shape[:-1])
+    if np.any(alive.sum(-1) < 2):
+        raise ValueError(f"{owner}: fewer than two surviving particles; space charge needs a bunch")
+    for i, plane in enumerate(("x", "y", "tau")):
+        values = np.where(alive, particles[..., i], np.nan)
+        if np.any(np.nanmax(values, -1) == np.nanmin(values, -1)):
+            raise ValueError(
+                f"{owner}: the beam has no spread in {plane}; the grid spans a multiple of "
+                "the rms size in each plane"
+            )
 
 
 class _ThinDiagnostic(Element):
@@ -1447,6 +1464,10 @@ def superimpose(base: Element, element: Element) -> tuple[Element, Element, Elem
     Example:
         >>> Segment([Drift(1.0), *superimpose(Quadrupole(0.2, 4.0, name="Q1"), BPM(name="B"))])
     """
+    if isinstance(base, DriftKickDrift):  # Cheetah's split keeps the tracking method
+        first, middle, _ = superimpose(base.element, element)
+        half = DriftKickDrift(first, base.num_steps)
+        return half, middle, half
     if not isinstance(base, UNIFORM):
         raise TypeError(
             f"cannot superimpose '{element.name}' on '{base.name}' ({type(base).__name__}): "
@@ -1454,7 +1475,12 @@ def superimpose(base: Element, element: Element) -> tuple[Element, Element, Elem
             f"({', '.join(cls.__name__ for cls in UNIFORM)})"
         )
     length = element.length
-    if not is_concrete(length) or np.any(np.asarray(length) != 0.0):
+    if not is_concrete(length):
+        raise ValueError(
+            f"the superimposed element '{element.name}' must have a concrete zero length; "
+            "got a traced one"
+        )
+    if np.any(np.asarray(length) != 0.0):
         raise ValueError(
             f"the superimposed element '{element.name}' must have zero length; got {length} m"
         )

@@ -192,6 +192,10 @@ def _screen(f: _Features) -> Screen:
     )  # fmt: skip
 
 
+def _missing(f: _Features, key: str):
+    raise f.error(f"{key} is required (Cheetah's constructor has no default)")
+
+
 _BUILDERS: dict[str, Callable[[_Features], Element]] = {
     "Drift": lambda f: Drift(f.array("length"), f.name),
     "Quadrupole": _quadrupole,
@@ -225,8 +229,8 @@ _BUILDERS: dict[str, Callable[[_Features], Element]] = {
     ),
     "Aperture": _aperture,
     "SpaceChargeKick": lambda f: SpaceChargeKick(
-        f.array("effect_length"),
-        tuple(int(n) for n in f.take("grid_shape", (32, 32, 32))),
+        f.array("effect_length") if "effect_length" in f.left else _missing(f, "effect_length"),
+        tuple(f.take("grid_shape", (32, 32, 32))),
         f.array("grid_extent_x", 3.0),
         f.array("grid_extent_y", 3.0),
         f.array("grid_extent_tau", 3.0),
@@ -254,6 +258,15 @@ def element_from_features(kind: str, features: Mapping[str, Any], name: str) -> 
     return f.done(_BUILDERS[kind](f))
 
 
+def _steps(value: Any, kind: str, name: str) -> int:
+    """Cheetah's num_steps, refused unless an integer >= 1 (not truncated)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise ValueError(
+            f"element '{name}' ({kind}): num_steps must be an integer >= 1; got {value!r}"
+        )
+    return int(value)
+
+
 def _placed(kind: str, name: str, features: Mapping[str, Any]) -> list[tuple[Element, str, str]]:
     """The elements one entry places, each with its tracking method and Cheetah class: one,
     or for a ``Superimposed`` its base's halves around the superimposed element, whose
@@ -262,7 +275,7 @@ def _placed(kind: str, name: str, features: Mapping[str, Any]) -> list[tuple[Ele
         method = str(features.get("tracking_method", "linear"))
         element = element_from_features(kind, features, name)
         if method == "drift_kick_drift" and isinstance(element, Drift | Quadrupole):
-            element = DriftKickDrift(element, int(features.get("num_steps", 1)))
+            element = DriftKickDrift(element, _steps(features.get("num_steps", 1), kind, name))
         return [(element, method, kind)]
     f = _Features(kind, features, name)
     parts = []
@@ -270,8 +283,10 @@ def _placed(kind: str, name: str, features: Mapping[str, Any]) -> list[tuple[Ele
         entry = f.take(key, None)
         if not (isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[2], Mapping)):
             raise f.error(f"{key} must name an element of the file; got {entry!r}")
-        (placed,) = _placed(*entry)
-        parts.append(placed)
+        placed = _placed(*entry)
+        if len(placed) != 1:
+            raise f.error(f"{key} must be one element; got a {entry[0]}")
+        parts.append(placed[0])
     if f.left:
         raise f.error(f"unknown parameters {sorted(f.left)}")
     (base, base_method, base_kind), (on_top, method, top_kind) = parts
@@ -362,17 +377,19 @@ def read_lattice_json(path: str | os.PathLike) -> Segment:
                                  "neither an element nor a lattice")  # fmt: skip
         return items
 
-    def _resolved(features: dict, owner: str) -> dict:
+    def _resolved(features: dict, owner: str, within: tuple[str, ...] = ()) -> dict:
         """A Superimposed's element names replaced by their (class, name, parameters)."""
         out = dict(features)
         for key in ("base_element", "superimposed_element"):
             value = out.get(key)
+            if isinstance(value, str) and value in (*within, owner):
+                raise ValueError(f"{path.name}: element {owner!r} contains itself ({key})")
             if isinstance(value, str) and value in elements:
                 entry = elements[value]
                 if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict)):
                     raise ValueError(f"{path.name}: element {value!r} (the {key} of {owner!r}) "
                                      f"must be [CLASS, {{parameters}}]; got {entry!r}")  # fmt: skip
-                out[key] = (str(entry[0]), value, _resolved(entry[1], value))
+                out[key] = (str(entry[0]), value, _resolved(entry[1], value, (*within, owner)))
         return out
 
     root = document["root"]

@@ -55,7 +55,15 @@ from scipy.constants import epsilon_0
 from diffdesign._validation import check_positive, is_concrete, known_zero
 from diffdesign.beamline import _poisson
 from diffdesign.beamline.beams import ParameterBeam, ParticleBeam
-from diffdesign.beamline.elements import Drift, Element, Quadrupole, Solenoid, SpaceChargeKick
+from diffdesign.beamline.elements import (
+    Drift,
+    DriftKickDrift,
+    Element,
+    Quadrupole,
+    Solenoid,
+    SpaceChargeKick,
+    check_spread,
+)
 from diffdesign.beamline.segment import Segment
 
 #: Elements that get space charge along their length (their maps are exp(G l)).
@@ -179,8 +187,9 @@ def track_envelope(
     Elements of :data:`WITH_SPACE_CHARGE` with a nonzero length are integrated with
     diffrax (Tsit5, adaptive steps to ``rtol``/``atol``); the others track as in
     :meth:`Segment.track`; :class:`SpaceChargeKick` elements are passed by (their space
-    charge is the one integrated here). With zero charge the result equals
-    ``segment.track(incoming)`` (without its kicks).
+    charge is the one integrated here) and :class:`DriftKickDrift` elements count as the
+    drift or quadrupole they wrap (moments see their first-order map). With zero charge the
+    result equals ``segment.track(incoming)`` (without its kicks).
 
     Raises:
         TypeError: ``incoming`` not a ParameterBeam; settings or beams with batch axes
@@ -204,7 +213,12 @@ def track_envelope(
     beam = incoming
 
     # runs of consecutive elements: with space charge one scanned solve, without one map
-    elements = [e for e in segment.elements if not isinstance(e, SpaceChargeKick)]
+    # moments: a DriftKickDrift element acts through its element's first-order map
+    elements = [
+        e.element if isinstance(e, DriftKickDrift) else e
+        for e in segment.elements
+        if not isinstance(e, SpaceChargeKick)
+    ]
     for with_charge, run in itertools.groupby(elements, key=_charged):
         run = list(run)
         beam = _through_run(run, beam, k, options) if with_charge else Segment(run).track(beam)
@@ -270,12 +284,17 @@ def track_particles(
     as one scan of their slices, checkpointed (``equinox.internal.scan``): reverse-mode
     memory holds ``checkpoints`` copies of the particles, whatever the number of kicks
     (more kicks cost recomputation instead). It is differentiable in reverse mode only
-    (``jax.grad``, not ``jax.jvp``). Other elements track as in :meth:`Segment.track`.
+    (``jax.grad``, not ``jax.jvp``). Other elements track as in :meth:`Segment.track`;
+    :class:`SpaceChargeKick` elements already in the segment are passed by (the kicks are
+    placed here).
 
     Raises:
         TypeError: ``incoming`` not a ParticleBeam; settings or beams with batch axes
-            (vmap the call instead).
-        ValueError: ``slices`` or ``checkpoints`` not a positive integer.
+            (vmap the call instead); a :class:`DriftKickDrift` element or elements marked
+            for second-order tracking (the slices are first-order maps: neither would be
+            tracked as marked).
+        ValueError: ``slices`` or ``checkpoints`` not a positive integer; a beam whose
+            surviving particles have no spread in x, y or tau.
     """
     if not isinstance(incoming, ParticleBeam):
         raise TypeError(f"incoming must be a ParticleBeam; got {type(incoming).__name__}")
@@ -287,12 +306,22 @@ def track_particles(
     for field, value in (("slices", slices), ("checkpoints", checkpoints)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{field} must be an integer >= 1; got {value!r}")
+    nonlinear = [e.name for e in segment.elements if isinstance(e, DriftKickDrift)]
+    if nonlinear or segment.second_order:
+        marked = [segment.elements[p].name for p in segment.second_order]
+        raise TypeError(
+            f"track_particles slices elements into first-order maps; drift-kick-drift "
+            f"elements {nonlinear} and second-order elements {marked} would not be tracked "
+            "as marked: unwrap them (DriftKickDrift.element, Segment(segment.elements))"
+        )
+    check_spread(incoming, "track_particles")
     kick = SpaceChargeKick(0.0, grid_shape, *grid_extent, name="track_particles")
     extent = jnp.stack([kick.grid_extent_x, kick.grid_extent_y, kick.grid_extent_tau])
     species = incoming.species
 
     beam = incoming
-    for with_charge, run in itertools.groupby(segment.elements, key=_charged):
+    elements = [e for e in segment.elements if not isinstance(e, SpaceChargeKick)]
+    for with_charge, run in itertools.groupby(elements, key=_charged):
         run = list(run)
         if not with_charge:
             beam = Segment(run).track(beam)

@@ -327,3 +327,10 @@ def test_displaced_quadrupole_steers_towards_its_displacement():
 def test_bad_element_input_is_named(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+@pytest.mark.parametrize(("cls", "case"), CASE_IDS, ids=lambda v: getattr(v, "__name__", v))
+def test_replace_without_changes_is_the_same_element(cls, case, rng):
+    """replace() rebuilds every element class (thin elements derive their length)."""
+    ours, _ = CASES[cls][case](rng)
+    assert ours.replace() == ours

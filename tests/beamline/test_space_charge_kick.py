@@ -439,3 +439,57 @@ def test_track_particles_refuses_moments(kicked_line):
     _, segment = kicked_line
     with pytest.raises(TypeError, match="incoming must be a ParticleBeam; got ParameterBeam"):
         track_particles(segment, bl.ParameterBeam.from_parameters(), slices=2)
+
+
+def test_kick_settings_are_set_by_name():
+    segment = bl.Segment([bl.Drift(1.0), bl.SpaceChargeKick(1.0, (8, 8, 8), name="SC")])
+    changed = segment.with_settings({"SC.effect_length": 2.5, "SC.grid_extent_y": 4.0})
+    assert changed["SC"].effect_length == 2.5 and changed["SC"].grid_extent_y == 4.0
+    assert changed["SC"].grid_shape == (8, 8, 8)
+
+
+def test_envelope_counts_drift_kick_drift_elements_as_their_element(kicked_line):
+    beam, _ = kicked_line
+    moments = beam.as_parameter_beam()
+    wrapped = bl.Segment(
+        [bl.DriftKickDrift(bl.Drift(0.5)), bl.DriftKickDrift(bl.Quadrupole(0.2, 5.0))]
+    )
+    plain = bl.Segment([bl.Drift(0.5), bl.Quadrupole(0.2, 5.0)])
+    np.testing.assert_array_equal(
+        track_envelope(wrapped, moments).cov, track_envelope(plain, moments).cov
+    )
+
+
+def test_track_particles_refuses_what_it_would_not_track_as_marked(kicked_line):
+    beam, _ = kicked_line
+    wrapped = bl.Segment([bl.DriftKickDrift(bl.Quadrupole(0.2, 5.0, name="QK")), bl.Drift(0.5)])
+    with pytest.raises(TypeError, match=r"drift-kick-drift elements \['QK'\]"):
+        track_particles(wrapped, beam, slices=2)
+    marked = bl.Segment([bl.Sextupole(0.2, 10.0, name="S1"), bl.Drift(0.5)], second_order=[0])
+    with pytest.raises(TypeError, match=r"second-order elements \['S1'\]"):
+        track_particles(marked, beam, slices=2)
+
+
+def test_track_particles_passes_explicit_kicks_by(kicked_line):
+    beam, _ = kicked_line
+    with_kick = bl.Segment([bl.Drift(0.5), bl.SpaceChargeKick(0.5, (8, 8, 8)), bl.Drift(0.5)])
+    plain = bl.Segment([bl.Drift(0.5), bl.Drift(0.5)])
+    np.testing.assert_array_equal(
+        track_particles(with_kick, beam, slices=1, grid_shape=(8, 8, 8)).particles,
+        track_particles(plain, beam, slices=1, grid_shape=(8, 8, 8)).particles,
+    )
+
+
+def test_beams_whose_survivors_have_no_spread_are_refused():
+    particles = np.zeros((4, 7))
+    particles[:, 6] = 1.0
+    particles[:, [0, 2, 4]] = [[1e-3, 2e-3, 3e-3], [-1e-3, 1e-3, 0.0], [5e-4, 5e-4, 5e-4],
+                               [0.0, 0.0, 0.0]]  # fmt: skip
+    one_left = bl.ParticleBeam(particles, 1e8, survival_probabilities=[1.0, 0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="S': fewer than two surviving particles"):
+        bl.SpaceChargeKick(1.0, name="S").track(one_left)
+    same_y = particles.copy()
+    same_y[:2, 2] = 7e-4
+    flat = bl.ParticleBeam(same_y, 1e8, survival_probabilities=[1.0, 1.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="track_particles: the beam has no spread in y"):
+        track_particles(bl.Segment([bl.Drift(1.0)]), flat, slices=1)

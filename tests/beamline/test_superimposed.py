@@ -97,3 +97,50 @@ def test_bases_that_do_not_halve_and_long_elements_are_refused(tmp_path):
         ValueError, match=r"element 'S' \(Superimposed\): base_element must name an element"
     ):
         read_lattice_json(tmp_path / "missing.json")
+
+
+def test_a_drift_kick_drift_base_keeps_its_tracking(rng):
+    """Cheetah's split keeps the base's tracking method and steps: so do the halves here."""
+    quadrupole = cheetah.Quadrupole(T(0.3), T(9.0), num_steps=2, tracking_method="drift_kick_drift",
+                                    name="Q1")  # fmt: skip
+    theirs = cheetah.Segment([cheetah.Superimposed(quadrupole, cheetah.Marker(name="M"))])
+    ours = from_cheetah(theirs)
+    assert [type(e).__name__ for e in ours.elements] == [
+        "DriftKickDrift",
+        "Marker",
+        "DriftKickDrift",
+    ]
+    assert ours.elements[0].num_steps == 2
+    particles = np.zeros((50, 7))
+    particles[:, :4] = rng.normal(0.0, 1e-3, (50, 4))
+    particles[:, 5] = rng.normal(0.0, 1e-2, 50)
+    particles[:, 6] = 1.0
+    out = ours.track(bl.ParticleBeam(particles, 1e8)).particles
+    their_out = theirs.track(cheetah.ParticleBeam(T(particles), T(1e8))).particles.numpy()
+    assert_vector_close(np.asarray(out)[:, :4], their_out[:, :4], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("elements", "match"),
+    [
+        ({"S": ["Superimposed", {"base_element": "S", "superimposed_element": "M"}],
+          "M": ["Marker", {}]}, r"element 'S' contains itself"),
+        ({"S": ["Superimposed", {"base_element": "T", "superimposed_element": "M"}],
+          "T": ["Superimposed", {"base_element": "D", "superimposed_element": "M"}],
+          "D": ["Drift", {"length": 1.0}], "M": ["Marker", {}]},
+         r"element 'S' \(Superimposed\): base_element must be one element; got a Superimposed"),
+        ({"S": ["Quadrupole", {"length": 0.1, "num_steps": 2.7,
+                               "tracking_method": "drift_kick_drift"}]},
+         r"element 'S' \(Quadrupole\): num_steps must be an integer >= 1; got 2.7"),
+        ({"S": ["SpaceChargeKick", {"grid_shape": [8, 8, 8]}]},
+         r"element 'S' \(SpaceChargeKick\): effect_length is required"),
+    ],
+)  # fmt: skip
+def test_malformed_entries_are_named(tmp_path, elements, match):
+    import json
+
+    document = {"version": "cheetah-0.8", "title": "t", "info": "", "root": "line",
+                "elements": elements, "lattices": {"line": ["S"]}}  # fmt: skip
+    (tmp_path / "bad.json").write_text(json.dumps(document))
+    with pytest.raises(ValueError, match=match):
+        read_lattice_json(tmp_path / "bad.json")
