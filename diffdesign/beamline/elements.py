@@ -845,13 +845,7 @@ class _Aperture(Element):
             return incoming
         settings = [self.x_max, self.y_max, self.misalignment[..., 0]]
         settings += [] if self.edge_width is None else [self.edge_width]
-        batch = jnp.broadcast_shapes(
-            incoming.particles.shape[:-2], *(jnp.shape(a) for a in settings)
-        )
-        particles = jnp.broadcast_to(incoming.particles, (*batch, *incoming.particles.shape[-2:]))
-
-        def per_particle(a):
-            return jnp.broadcast_to(a, batch)[..., None]
+        particles, per_particle = _over_batch(incoming.particles, *settings)
 
         x = particles[..., 0] - per_particle(self.misalignment[..., 0])
         y = particles[..., 2] - per_particle(self.misalignment[..., 1])
@@ -1053,15 +1047,10 @@ class TransverseDeflectingCavity(Element):
         """Particles drift-kick-drift (Cheetah's model); moments through :meth:`linear_map`."""
         if not self.tracks_itself(incoming):
             return super().track(incoming)
-        settings = (self.length, self.voltage, self.phase, self.frequency, self.tilt)
-        batch = jnp.broadcast_shapes(
-            incoming.particles.shape[:-2], jnp.shape(incoming.energy),
-            self.misalignment.shape[:-1], *(jnp.shape(a) for a in settings),
+        particles, per_particle = _over_batch(
+            incoming.particles, incoming.energy, self.misalignment[..., 0], self.length,
+            self.voltage, self.phase, self.frequency, self.tilt,
         )  # fmt: skip
-        particles = jnp.broadcast_to(incoming.particles, (*batch, *incoming.particles.shape[-2:]))
-
-        def per_particle(a):
-            return jnp.broadcast_to(a, batch)[..., None]
 
         coordinates = tuple(particles[..., i] for i in range(6))
         out = self._coordinates_after(coordinates, incoming.energy, incoming.species, per_particle)
@@ -1144,15 +1133,10 @@ class DriftKickDrift(Element):
         misalignment = getattr(element, "misalignment", jnp.zeros(2))
         tilt = getattr(element, "tilt", None)
         tilt = jnp.zeros(()) if tilt is None else tilt
-        settings = (element.length, getattr(element, "k1", jnp.zeros(())), tilt)
-        batch = jnp.broadcast_shapes(
-            incoming.particles.shape[:-2], jnp.shape(incoming.energy),
-            misalignment.shape[:-1], *(jnp.shape(a) for a in settings),
+        particles, per_particle = _over_batch(
+            incoming.particles, incoming.energy, misalignment[..., 0], element.length,
+            getattr(element, "k1", jnp.zeros(())), tilt,
         )  # fmt: skip
-        particles = jnp.broadcast_to(incoming.particles, (*batch, *incoming.particles.shape[-2:]))
-
-        def per_particle(a):
-            return jnp.broadcast_to(a, batch)[..., None]
 
         coordinates = tuple(particles[..., i] for i in range(6))
         energy = per_particle(jnp.asarray(incoming.energy, dtype=float))
@@ -1422,6 +1406,18 @@ class Screen(_ThinDiagnostic):
         images are differentiable either way. Multiply by the beam's charge for coulombs.
         """
         return _screen.image(self, beam)
+
+
+def _over_batch(particles: Array, *settings: ArrayLike):
+    """``particles`` (..., n, 7) broadcast over the batch of theirs and the settings', and a
+    function giving a setting (or any array of the batch) one value per particle (..., 1)."""
+    batch = jnp.broadcast_shapes(particles.shape[:-2], *(jnp.shape(a) for a in settings))
+    particles = jnp.broadcast_to(particles, (*batch, *particles.shape[-2:]))
+
+    def per_particle(a):
+        return jnp.broadcast_to(a, batch)[..., None]
+
+    return particles, per_particle
 
 
 def apply_map(linear_map: Map, incoming: Beam, length: Array) -> Beam:
