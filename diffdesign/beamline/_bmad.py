@@ -1,4 +1,5 @@
-"""Nonlinear ("drift-kick-drift", Bmad's) particle tracking through drifts and quadrupoles.
+"""Nonlinear ("drift-kick-drift", Bmad's) particle tracking through drifts, quadrupoles and
+sector bends.
 
 Internally the coordinates are Bmad's: x, px = Px / P0, y, py, z = -beta tau (the distance
 ahead of the reference particle) and pz = P / P0 - 1; in and out they are Cheetah's
@@ -11,6 +12,9 @@ ahead of the reference particle) and pz = P / P0 - 1; in and out they are Cheeta
   order (z -= integral of x'^2 / 2 over the step, in closed form) and the velocity
   difference beta / beta0 - 1 over the step: its map depends nonlinearly on the energy and
   is symplectic, but not on the transverse amplitudes beyond the path length (Bmad's).
+- A bend without gradient is exact: the body moves each particle on its helix from the
+  entrance face to the exit face (closed forms in :func:`bend_body`), between Bmad's linear
+  edges (:func:`edge_kick`).
 """
 
 from __future__ import annotations
@@ -138,5 +142,104 @@ def drift(coordinates, *, length, energy, mass_eV):
     x, px, y, py, tau, p = coordinates
     z, pz, p0c = from_cheetah(tau, p, energy, mass_eV)
     x, y, z = exact_drift(length, x, px, y, py, z, pz, p0c, mass_eV)
+    tau, p = to_cheetah(z, pz, p0c, mass_eV)
+    return x, px, y, py, tau, p
+
+
+def _guarded(small: Array, series: Array, exact) -> Array:
+    """``series`` where ``small``, else ``exact(...)`` evaluated on safe inputs only (so
+    neither branch's gradient is NaN)."""
+    return jnp.where(small, series, exact())
+
+
+def sinc(t: Array) -> Array:
+    """sin(t) / t, 1 at t = 0."""
+    small = jnp.abs(t) < 1e-4
+    safe = jnp.where(small, 1.0, t)
+    return _guarded(small, 1.0 - t**2 / 6.0 + t**4 / 120.0, lambda: jnp.sin(safe) / safe)
+
+
+def asinc(w: Array) -> Array:
+    """asin(w) / w, 1 at w = 0."""
+    small = jnp.abs(w) < 1e-4
+    safe = jnp.where(small, 0.5, w)
+    return _guarded(small, 1.0 + w**2 / 6.0 + 3.0 * w**4 / 40.0, lambda: jnp.arcsin(safe) / safe)
+
+
+def bend_body(x, px, y, py, z, pz, *, length, angle, p0c, mass_eV):
+    """Bmad's coordinates after the body of a sector bend without gradient, exactly: each
+    particle moves on a helix whose projection on the bending plane is a circle of radius
+    p_h / g (p_h = sqrt((1 + pz)^2 - py^2), g = angle / length), from the entrance face to
+    the exit face (both radial).
+
+    Where the exit face meets that circle gives the closed forms used here (derived for
+    this module): px_out = px cos(theta) + (p_s - 1 - g x) sin(theta) with
+    p_s = sqrt((1 + pz)^2 - px^2 - py^2); with a = asin(px_out / p_h) and
+    b = asin(px / p_h) + theta, x_out = x cos(theta) - (1 - cos(theta)) / g
+    + (1 + g x) (sin(theta) / g) tan((a + b) / 2), and the projected path
+    sigma = p_h (b - a) / g = (1 + g x) (sin(theta) / g) asinc(w) / cos((a + b) / 2),
+    w = (1 + g x) sin(theta) / (2 p_h cos((a + b) / 2)) — smooth as g -> 0 (a drift).
+    Where |b| >= pi / 2 (bends past a right angle) the direct forms are used instead.
+    y advances by py sigma / p_h; z by L (beta / beta0 - 1) + L - (1 + pz) sigma / p_h.
+    """
+    momentum = 1.0 + pz
+    p_h = jnp.sqrt(momentum**2 - py**2)
+    p_s = jnp.sqrt(p_h**2 - px**2)
+    g = angle / length
+    c, s = jnp.cos(angle), jnp.sin(angle)
+    radial = 1.0 + g * x
+    along = length * sinc(angle)  # sin(theta) / g
+    px_out = px * c + (p_s - radial) * s
+    p_s_out = jnp.sqrt(p_h**2 - px_out**2)
+    sin_b, cos_b = (px * c + p_s * s) / p_h, (p_s * c - px * s) / p_h
+    turned = jnp.abs(jnp.arctan2(sin_b, cos_b)) >= jnp.pi / 2  # |b| >= pi / 2
+
+    # b below a right angle: half-angle forms without cancellation
+    denominator = jnp.where(turned, 1.0, p_s_out / p_h + cos_b)
+    tan_m = (px_out / p_h + sin_b) / denominator
+    cos_m = 1.0 / jnp.sqrt(1.0 + tan_m**2)
+    half_sin = 0.5 * length * sinc(angle / 2.0) ** 2 * angle  # (1 - cos(theta)) / g
+    x_near = x * c - half_sin + radial * along * tan_m
+    w = radial * along * g / (2.0 * p_h * cos_m)
+    sigma_near = radial * along * asinc(jnp.where(turned, 0.0, w)) / cos_m
+    # past a right angle (g is then far from 0)
+    g_safe = jnp.where(turned, g, 1.0)
+    x_far = x * c - half_sin + (p_s_out - p_h * cos_b) / g_safe
+    angle_b = jnp.arctan2(sin_b, cos_b)
+    sigma_far = p_h * (angle_b - jnp.arcsin(px_out / p_h)) / g_safe
+
+    x_out = jnp.where(turned, x_far, x_near)
+    sigma = jnp.where(turned, sigma_far, sigma_near)
+    y_out = y + py * sigma / p_h
+    path = sigma * momentum / p_h
+    z_out = z + velocity_lag(length, pz, p0c, mass_eV) + (length - path)
+    return x_out, px_out, y_out, py, z_out, pz
+
+
+def edge_kick(x, px, y, py, *, curvature, face, fringe_phase):
+    """Bmad's linear edge of a bend (the thin edge focusing of the first-order map, applied
+    to canonical momenta, so the same for every energy): px += g tan(e) x,
+    py -= g tan(e - psi) y."""
+    return (
+        px + curvature * jnp.tan(face) * x,
+        py - curvature * jnp.tan(face - fringe_phase) * y,
+    )
+
+
+def bend(coordinates, *, length, angle, e1, e2, phase1, phase2, tilt, energy, mass_eV):
+    """Cheetah's (x, px, y, py, tau, p) after a sector bend of ``angle`` tracked exactly,
+    with linear edges of pole faces ``e1``, ``e2`` and fringe-field phases ``phase1``,
+    ``phase2`` (MAD's psi), rolled by ``tilt``."""
+    x, px, y, py, tau, p = coordinates
+    z, pz, p0c = from_cheetah(tau, p, energy, mass_eV)
+    zero = jnp.zeros_like(tilt)
+    x, px, y, py = into_frame(x, px, y, py, zero, zero, tilt)
+    g = angle / length
+    px, py = edge_kick(x, px, y, py, curvature=g, face=e1, fringe_phase=phase1)
+    x, px, y, py, z, pz = bend_body(
+        x, px, y, py, z, pz, length=length, angle=angle, p0c=p0c, mass_eV=mass_eV
+    )
+    px, py = edge_kick(x, px, y, py, curvature=g, face=e2, fringe_phase=phase2)
+    x, px, y, py = out_of_frame(x, px, y, py, zero, zero, tilt)
     tau, p = to_cheetah(z, pz, p0c, mass_eV)
     return x, px, y, py, tau, p

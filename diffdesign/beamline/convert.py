@@ -69,8 +69,9 @@ def from_cheetah(segment) -> Segment:
     segment's ``second_order`` positions (``track(beam, reproduce_cheetah=True)`` then
     tracks as Cheetah does; the default uses MAD8's second-order integrals, which differ
     from Cheetah's for sextupoles and combined-function bends). ``"drift_kick_drift"``
-    drifts and quadrupoles become :class:`~diffdesign.beamline.DriftKickDrift` elements;
-    dipoles tracked so are refused (not built yet). A ``Superimposed`` places its base's
+    drifts, quadrupoles and bends become :class:`~diffdesign.beamline.DriftKickDrift`
+    elements (a bend with k1 != 0 is refused: Cheetah ignores its k1 then). A
+    ``Superimposed`` places its base's
     halves around its element (:func:`~diffdesign.beamline.superimpose`).
 
     Raises:

@@ -1061,23 +1061,26 @@ class TransverseDeflectingCavity(Element):
 
 
 class DriftKickDrift(Element):
-    """A drift or quadrupole tracked nonlinearly (Cheetah's ``tracking_method=
+    """A drift, quadrupole or bend tracked nonlinearly (Cheetah's ``tracking_method=
     "drift_kick_drift"``, Bmad's model; see ``_bmad``): the drift exactly, the quadrupole in
-    ``num_steps`` steps with each particle's own strength k1 / (1 + pz) and its path length.
-    A ParameterBeam passes through the element's first-order map, as the neighbours' do.
+    ``num_steps`` steps with each particle's own strength k1 / (1 + pz) and its path length,
+    the bend's body exactly (each particle on its own helix from face to face) between
+    linear edges. A ParameterBeam passes through the element's first-order map, as the
+    neighbours' do.
 
     Fields and settings are the wrapped element's: ``segment.with_settings({"Q1.k1": 3.0})``
     reaches it, and ``name`` and ``length`` are its own.
 
     Args:
-        element: a :class:`Drift` or :class:`Quadrupole`.
+        element: a :class:`Drift`, :class:`Quadrupole` or :class:`Dipole` (k1 = 0: Bmad's
+            exact bend has no gradient; Cheetah ignores a dipole's k1 in this mode).
         num_steps: steps through a quadrupole, an integer >= 1 (Cheetah's default 1; a drift
-            is exact in one).
+            and a bend are exact in one).
 
     Raises:
-        TypeError: another element (Cheetah tracks only these, its dipoles and its
-            deflecting cavity so; dipoles are not built here yet).
-        ValueError: a num_steps that is not an integer >= 1.
+        TypeError: another element (Cheetah tracks only these and its deflecting cavity so).
+        ValueError: a num_steps that is not an integer >= 1; a dipole with k1 != 0 (also
+            when it is set later inside ``jit``: the tracked call then fails).
 
     Example:
         >>> DriftKickDrift(Quadrupole(0.2, 8.0, name="Q1"), num_steps=5)
@@ -1087,9 +1090,9 @@ class DriftKickDrift(Element):
     num_steps: int = eqx.field(static=True)
 
     def __init__(self, element: Element, num_steps: int = 1):
-        if not isinstance(element, Drift | Quadrupole):
+        if not isinstance(element, Drift | Quadrupole | Dipole):
             raise TypeError(
-                f"drift-kick-drift tracking is built for Drift and Quadrupole; got "
+                f"drift-kick-drift tracking is built for Drift, Quadrupole and Dipole; got "
                 f"{type(element).__name__} '{getattr(element, 'name', '')}'"
             )
         integral = isinstance(num_steps, int | np.integer) and not isinstance(num_steps, bool)
@@ -1097,6 +1100,8 @@ class DriftKickDrift(Element):
             raise ValueError(
                 f"num_steps must be an integer >= 1; got {num_steps!r} for element '{element.name}'"
             )
+        if isinstance(element, Dipole) and is_concrete(element.k1):
+            _no_gradient(np.asarray(element.k1), element.name)
         self.element = element
         self.num_steps = int(num_steps)
 
@@ -1144,6 +1149,8 @@ class DriftKickDrift(Element):
         if isinstance(element, Drift):
             out = _bmad.drift(coordinates, length=per_particle(element.length), energy=energy,
                               mass_eV=mass)  # fmt: skip
+        elif isinstance(element, Dipole):
+            out = self._track_bend(coordinates, per_particle, tilt, energy, mass)
         else:
             out = _bmad.quadrupole(
                 coordinates, length=per_particle(element.length), k1=per_particle(element.k1),
@@ -1153,6 +1160,33 @@ class DriftKickDrift(Element):
         particles = jnp.stack([*out, particles[..., 6]], -1)
         return eqx.tree_at(
             lambda b: (b.particles, b.s), incoming, (particles, incoming.s + element.length)
+        )
+
+    def _track_bend(self, coordinates, per_particle, tilt, energy, mass):
+        bend = self.element
+        k1 = refuse_traced_or_known(
+            bend.k1, bend.k1, lambda k1: jnp.any(k1 != 0.0),
+            f"drift-kick-drift tracking of dipole '{bend.name}' needs k1 = 0",
+            lambda k1: _no_gradient(k1, bend.name),
+        )  # fmt: skip
+        exit_integral = (
+            bend.fringe_integral if bend.fringe_integral_exit is None else bend.fringe_integral_exit
+        )
+        hx = bend.hx + 0.0 * k1  # carries the traced check into the program
+        return _bmad.bend(
+            coordinates, length=per_particle(bend.length), angle=per_particle(bend.angle),
+            e1=per_particle(bend.e1), e2=per_particle(bend.e2),
+            phase1=per_particle(_maps.fringe_phase(hx, bend.e1, bend.gap, bend.fringe_integral)),
+            phase2=per_particle(_maps.fringe_phase(hx, bend.e2, bend.gap, exit_integral)),
+            tilt=per_particle(tilt), energy=energy, mass_eV=mass,
+        )  # fmt: skip
+
+
+def _no_gradient(k1: np.ndarray, name: str) -> None:
+    if np.any(k1 != 0.0):
+        raise ValueError(
+            f"drift-kick-drift tracking of dipole '{name}' needs k1 = 0 (Bmad's exact bend has "
+            f"no gradient); got k1 = {k1} 1/m^2: track it with its first-order map instead"
         )
 
 

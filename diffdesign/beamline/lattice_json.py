@@ -69,8 +69,9 @@ from diffdesign.beamline.segment import Segment
 #: Cheetah tracking methods a converted segment cannot keep (for the classes below).
 REFUSED_METHODS = ("drift_kick_drift",)
 #: Cheetah classes whose drift-kick-drift tracking is kept: the deflecting cavity (its one
-#: model, which our class tracks as Cheetah) and drifts and quadrupoles (DriftKickDrift).
-DRIFT_KICK_DRIFT_NATIVE = ("TransverseDeflectingCavity", "Drift", "Quadrupole")
+#: model, which our class tracks as Cheetah) and drifts, quadrupoles and bends
+#: (DriftKickDrift).
+DRIFT_KICK_DRIFT_NATIVE = ("TransverseDeflectingCavity", "Drift", "Quadrupole", "Dipole", "RBend")
 #: Versions of Cheetah's format this reader knows (the layout is the same).
 VERSIONS = ("cheetah-0.7", "cheetah-0.8")
 
@@ -274,7 +275,7 @@ def _placed(kind: str, name: str, features: Mapping[str, Any]) -> list[tuple[Ele
     if kind != "Superimposed":
         method = str(features.get("tracking_method", "linear"))
         element = element_from_features(kind, features, name)
-        if method == "drift_kick_drift" and isinstance(element, Drift | Quadrupole):
+        if method == "drift_kick_drift" and isinstance(element, Drift | Quadrupole | Dipole):
             element = DriftKickDrift(element, _steps(features.get("num_steps", 1), kind, name))
         return [(element, method, kind)]
     f = _Features(kind, features, name)
@@ -322,7 +323,7 @@ def segment_from_features(
             f"elements {refused} use tracking methods "
             f"{sorted({m for _, m, _ in placed} & set(REFUSED_METHODS))}, which diffdesign "
             "cannot keep for them (drift-kick-drift tracking is built for drifts, "
-            "quadrupoles and deflecting cavities, not yet for dipoles); set their "
+            "quadrupoles, bends and deflecting cavities); set their "
             "tracking_method to 'linear' or 'second_order' to convert them"
         )
     marked = [i for i, (_, method, _) in enumerate(placed) if method == "second_order"]

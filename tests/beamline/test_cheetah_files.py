@@ -126,7 +126,8 @@ def _document(**changes):
         (_document(elements={"A": ["Aperture", {"x_max": -1e-3}]}, lattices={"line": ["A"]}), r"x_max must lie in \[0, inf\] m \(inf for an open side\); got -0.001 m for element 'A'"),
         (_document(elements={"B": ["Dipole", {"length": 1.0, "angle": 0.1, "fringe_at": "entrance"}]}, lattices={"line": ["B"]}), r"'B' \(Dipole\): fringe_at = 'entrance' cannot be represented"),
         (_document(elements={"B": ["Dipole", {"length": 1.0, "gap": 0.02, "gap_exit": 0.03}]}, lattices={"line": ["B"]}), r"gap_exit = 0.03 cannot be represented"),
-        (_document(elements={"B": ["Dipole", {"length": 0.5, "angle": 0.1, "tracking_method": "drift_kick_drift"}]}, lattices={"line": ["B"]}), r"elements \['B'\] use tracking methods \['drift_kick_drift'\]"),
+        (_document(elements={"S": ["Sextupole", {"length": 0.5, "k2": 10.0, "tracking_method": "drift_kick_drift"}]}, lattices={"line": ["S"]}), r"elements \['S'\] use tracking methods \['drift_kick_drift'\]"),
+        (_document(elements={"B": ["Dipole", {"length": 0.5, "angle": 0.1, "k1": 2.0, "tracking_method": "drift_kick_drift"}]}, lattices={"line": ["B"]}), r"dipole 'B' needs k1 = 0"),
     ],
 )  # fmt: skip
 def test_malformed_files_are_named(tmp_path, content, message):

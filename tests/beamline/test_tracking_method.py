@@ -62,12 +62,14 @@ def test_second_order_elements_refuse_a_parameter_beam_as_cheetah_does():
         segment.track(bl.ParameterBeam.from_parameters(energy=1e8))
 
 
-def test_drift_kick_drift_dipoles_are_refused_by_name():
+def test_drift_kick_drift_bends_with_a_gradient_are_refused_by_name():
+    """Cheetah drops a dipole's k1 when it tracks it drift-kick-drift; we refuse it."""
     theirs = cheetah.Segment(
         [cheetah.Drift(T(0.3), name="D1", tracking_method="drift_kick_drift"),
-         cheetah.Dipole(T(0.5), T(0.1), tracking_method="drift_kick_drift", name="BK")]
+         cheetah.Dipole(T(0.5), T(0.1), k1=T(0.8), tracking_method="drift_kick_drift",
+                        name="BK")]
     )  # fmt: skip
-    with pytest.raises(ValueError, match=r"\['BK'\] use tracking methods \['drift_kick_drift'\]"):
+    with pytest.raises(ValueError, match=r"dipole 'BK' needs k1 = 0.*got k1 = 0.8 1/m\^2"):
         from_cheetah(theirs)
 
 
