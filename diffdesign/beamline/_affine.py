@@ -79,38 +79,106 @@ def compose_all(maps: list[Map]) -> Map:
     skipped: a few dozen fused element-wise operations for a short beamline). A long
     lattice would unroll into ~350 scalar operations per element once its running product
     is dense, which XLA compiles super-linearly (minutes for 200 elements) and runs slowly;
-    its maps are instead multiplied as dense arrays, pairwise (log2(n) batched products
-    per run of maps with one batch shape).
+    its maps are instead stacked and multiplied pairwise (:func:`product`), per run of maps
+    with one batch shape.
     """
     if len(maps) > DENSE_FROM:
-        return from_array(_dense_product(maps))
+        total = identity()
+        for run in runs(maps, batch_shape):
+            total = compose(product(stack(run), len(run)), total)
+        return total
     total = identity()
     for m in maps:
         total = compose(m, total)
     return total
 
 
-def _dense_product(maps: list[Map]) -> Array:
-    """Product of the maps as arrays. Consecutive maps with one batch shape are stacked and
-    multiplied pairwise; the runs are then chained, so unbatched elements are never
-    broadcast to a batch of settings (10^5 settings x 200 elements would not fit)."""
-    runs: list[list[Array]] = []
-    for m in maps:
-        array = to_array(m)
-        if runs and runs[-1][0].shape == array.shape:
-            runs[-1].append(array)
+def runs(items: list, shape_of) -> list[list]:
+    """Consecutive items with one batch shape: a batch of settings on one magnet is never
+    broadcast over the rest of the lattice (10^5 settings x 1,000 elements would not fit)."""
+    found: list[list] = []
+    for item in items:
+        if found and shape_of(found[-1][0]) == shape_of(item):
+            found[-1].append(item)
         else:
-            runs.append([array])
-    total = None
-    for run in runs:
-        stack = jnp.stack(run)
-        eye = jnp.broadcast_to(jnp.eye(SIZE), stack.shape[1:])[None]
-        while stack.shape[0] > 1:  # beam order: the later map of each pair on the left
-            if stack.shape[0] % 2:
-                stack = jnp.concatenate([stack, eye])
-            stack = stack[1::2] @ stack[0::2]
-        total = stack[0] if total is None else stack[0] @ total
-    return total
+            found.append([item])
+    return found
+
+
+def stack(maps: list[Map]) -> Map:
+    """Maps of one batch shape as one map whose array entries have a leading axis over the
+    maps; an entry that is the same known constant in every map stays that constant."""
+    shape = batch_shape(maps[0])
+    return tuple(
+        tuple(_stacked_entry([m[i][j] for m in maps], shape) for j in range(SIZE))
+        for i in range(SIZE)
+    )
+
+
+def _stacked_entry(column: list[Entry], shape: tuple[int, ...]) -> Entry:
+    if all(isinstance(e, float) for e in column) and len(set(column)) == 1:
+        return column[0]
+    return jnp.stack([_as_array(e, shape) for e in column])
+
+
+def concatenate(stacks: list[Map], counts: list[int]) -> Map:
+    """Stacked maps (``counts[k]`` maps in ``stacks[k]``, one batch shape) as one stack."""
+    shape = next(
+        (jnp.shape(e)[1:] for m in stacks for row in m for e in row if not isinstance(e, float)),
+        (),
+    )
+
+    def entry(i: int, j: int) -> Entry:
+        column = [m[i][j] for m in stacks]
+        if all(isinstance(e, float) for e in column) and len(set(column)) == 1:
+            return column[0]
+        return jnp.concatenate(
+            [_as_array(e, (n, *shape)) for e, n in zip(column, counts, strict=True)]
+        )
+
+    return tuple(tuple(entry(i, j) for j in range(SIZE)) for i in range(SIZE))
+
+
+def take(stacked: Map, index) -> Map:
+    """The maps at ``index`` (a NumPy integer array) of a stack, in that order."""
+    return tuple(
+        tuple(e if isinstance(e, float) else jnp.take(e, index, axis=0) for e in row)
+        for row in stacked
+    )
+
+
+def product(stacked: Map, count: int) -> Map:
+    """The product of ``count`` stacked maps in beam order (the first acts first), pairwise:
+    log2(count) levels of entry-wise products over the stack, each skipping the entries that
+    are structurally zero or one in every map of the level — a lattice without coupling or
+    dispersion keeps its 2x2 blocks, so a level costs ~30 multiplications per pair, not the
+    343 of a dense 7x7 product."""
+    while count > 1:
+        if count % 2:
+            stacked = _append_identity(stacked, count)
+            count += 1
+        first = tuple(tuple(e if isinstance(e, float) else e[0::2] for e in row) for row in stacked)
+        second = tuple(
+            tuple(e if isinstance(e, float) else e[1::2] for e in row) for row in stacked
+        )
+        stacked, count = compose(second, first), count // 2
+    return tuple(tuple(e if isinstance(e, float) else e[0] for e in row) for row in stacked)
+
+
+def _append_identity(stacked: Map, count: int) -> Map:
+    """The stack with the identity appended (so that it pairs up)."""
+    shape = next((jnp.shape(e)[1:] for row in stacked for e in row if not isinstance(e, float)), ())
+
+    def entry(e: Entry, one: float) -> Entry:
+        if isinstance(e, float) and e == one:
+            return e
+        array = _as_array(e, (count, *shape))
+        return jnp.concatenate([array, jnp.full((1, *shape), one)])
+
+    return tuple(
+        tuple(entry(e, one) for e, one in zip(row, eye_row, strict=True))
+        for row, eye_row in zip(stacked, identity(), strict=True)
+    )
 
 
 def transpose(m: Map) -> Map:

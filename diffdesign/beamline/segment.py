@@ -19,7 +19,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from diffdesign._validation import check_positive
-from diffdesign.beamline import _affine, _second_order
+from diffdesign.beamline import _affine, _second_order, _stacked
 from diffdesign.beamline._affine import Map
 from diffdesign.beamline.beams import Beam, ParticleBeam
 from diffdesign.beamline.elements import BPM, Drift, Element, Quadrupole, Screen, apply_map
@@ -343,6 +343,5 @@ def _check_beam(incoming) -> None:
 
 def _apply_run(elements: list[Element], incoming: Beam) -> Beam:
     """``incoming`` through consecutive elements composed into one map at its energy."""
-    energy, species = incoming.energy, incoming.species
-    linear_map = _affine.compose_all([e.linear_map(energy, species) for e in elements])
-    return apply_map(linear_map, incoming, sum((e.length for e in elements), jnp.zeros(())))
+    linear_map = _stacked.composed_map(elements, incoming.energy, incoming.species)
+    return apply_map(linear_map, incoming, _stacked.total_length(elements))
