@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 #: Idle time before each measurement (s): OpenMP worker threads of the library measured
 #: just before keep spinning for a while after their last job (Intel's KMP_BLOCKTIME is
@@ -65,3 +66,22 @@ def environment() -> dict:
         "jax_enable_x64": x64,
         "precision": "float64" if x64 else "float32",
     }
+
+
+def write_report(out: str, benchmark: str, results: dict, *, smoke: bool, versions: dict) -> Path:
+    """Write a benchmark's report (name, date, environment, the peers' versions, results)
+    as JSON to ``out``, creating its folder; returns the path."""
+    import json
+
+    report = {
+        "benchmark": benchmark,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "smoke": smoke,
+        "environment": environment(),
+        "versions": versions,
+        "results": results,
+    }
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    return path

@@ -27,16 +27,14 @@ envelope's (or, when none is that accurate, over the most accurate one: a lower 
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import cheetah
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from _timing import environment, timed  # benchmarks/_timing.py (scripts run from their folder)
+from _timing import timed, write_report  # benchmarks/_timing.py (scripts run from their folder)
 
 import diffdesign.beamline as bl
 from diffdesign.beamline.convert import to_cheetah
@@ -219,17 +217,10 @@ def main() -> None:
     else:
         results = run((10_000, 100_000), (2, 4, 8, 16), (200_000, 32),
                       ((10_000, 4), (100_000, 4)), reps=5, kicks=(8, 32, 128))  # fmt: skip
-    report = {
-        "benchmark": "space charge: envelope vs particle kicks vs Cheetah",
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "smoke": args.smoke,
-        "environment": environment(),
-        "versions": {"cheetah": cheetah.__version__, "torch": torch.__version__},
-        "results": results,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    out = write_report(
+        args.out, "space charge: envelope vs particle kicks vs Cheetah", results, smoke=args.smoke,
+        versions={"cheetah": cheetah.__version__, "torch": torch.__version__},
+    )  # fmt: skip
     ratio = results["envelope_cost_ratio"]
     print(
         f"envelope error {ratio['envelope_max_relative_error']:.2e}; particle run "

@@ -154,6 +154,8 @@ def product(stacked: Map, count: int) -> Map:
     dispersion keeps its 2x2 blocks, so a level costs ~30 multiplications per pair, not the
     343 of a dense 7x7 product."""
     while count > 1:
+        if _products(stacked) > DENSE_LEVEL:  # coupled and dispersive: dense from here on
+            return from_array(_dense_product(_as_stacked_array(stacked, count)))
         if count % 2:
             stacked = _append_identity(stacked, count)
             count += 1
@@ -163,6 +165,43 @@ def product(stacked: Map, count: int) -> Map:
         )
         stacked, count = compose(second, first), count // 2
     return tuple(tuple(e if isinstance(e, float) else e[0] for e in row) for row in stacked)
+
+
+#: Multiplications per pair above which a level of :func:`product` multiplies dense 7x7
+#: arrays instead (one batched product rather than hundreds of element-wise operations,
+#: which XLA compiles slowly).
+DENSE_LEVEL = 120
+
+
+def _products(m: Map) -> int:
+    """Non-trivial multiplications of the product of two maps with ``m``'s structure."""
+    trivial = [[_is_zero(e) for e in row] for row in m]
+    return sum(
+        1
+        for i in range(SIZE)
+        for j in range(SIZE)
+        for k in range(SIZE)
+        if not (trivial[i][k] or trivial[k][j] or _is_one(m[i][k]) or _is_one(m[k][j]))
+    )
+
+
+def _as_stacked_array(stacked: Map, count: int) -> Array:
+    shape = next(
+        (jnp.shape(e)[1:] for row in stacked for e in row if not isinstance(e, float)), ()
+    )
+    return jnp.stack(
+        [jnp.stack([_as_array(e, (count, *shape)) for e in row], -1) for row in stacked], -2
+    )
+
+
+def _dense_product(stack: Array) -> Array:
+    """Product of stacked (n, ..., 7, 7) arrays in beam order, pairwise."""
+    eye = jnp.broadcast_to(jnp.eye(SIZE), stack.shape[1:])[None]
+    while stack.shape[0] > 1:  # beam order: the later map of each pair on the left
+        if stack.shape[0] % 2:
+            stack = jnp.concatenate([stack, eye])
+        stack = stack[1::2] @ stack[0::2]
+    return stack[0]
 
 
 def _append_identity(stacked: Map, count: int) -> Map:
