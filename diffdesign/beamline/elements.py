@@ -1324,7 +1324,7 @@ class _ThinDiagnostic(Element):
 
     @property
     def length(self) -> Array:
-        return jnp.zeros(())
+        return np.zeros(())  # known also inside jit (a traced zero would stage operations)
 
     def linear_map(self, energy, species):
         return _affine.identity()
