@@ -109,8 +109,11 @@ def _merge_known(elements: list, energy, species) -> list:
             run.append(element)
             continue
         if len(run) >= MERGE_FROM:
-            with jax.ensure_compile_time_eval():
-                pieces.append(_structural(_composed(run, energy, species)))
+            # its own program, compiled and run now on the known values (evaluated op by op,
+            # e.g. under ensure_compile_time_eval, a vmapped runtime check such as a
+            # cavity's would take both of its branches and fail)
+            program = jax.jit(lambda run, energy: _composed(run, energy, species))
+            pieces.append(_structural(program.lower(run, energy).compile()(run, energy)))
         else:
             pieces.extend(run)
         run = []
