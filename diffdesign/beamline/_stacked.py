@@ -34,13 +34,9 @@ def _anonymous(element):
 
 
 def _kinds(elements: list) -> list[tuple[list[int], object]]:
-    """(positions, stacked element) for each kind of element, in order of first appearance;
-    a map merged beforehand (a tuple) is a kind of its own."""
+    """(positions, stacked element) for each kind of element, in order of first appearance."""
     kinds: dict = {}
     for position, element in enumerate(elements):
-        if isinstance(element, tuple):
-            kinds[("merged", position)] = [(position, element)]
-            continue
         anonymous = _anonymous(element)
         leaves, treedef = jax.tree_util.tree_flatten(anonymous)
         key = (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
@@ -81,76 +77,12 @@ def _batch_shape(stacked_map: Map) -> tuple[int, ...]:
     return shapes[0] if shapes else ()
 
 
-#: Fewest consecutive elements with known settings merged into one map when a segment is
-#: traced (Cheetah's ``transfer_maps_merged``, done for every jitted call).
-MERGE_FROM = 8
-
-
 def composed_map(elements: list, energy, species) -> Map:
-    """The map of ``elements`` (none tracking itself) in beam order at one energy.
-
-    Under ``jit``, runs of at least :data:`MERGE_FROM` elements whose settings are all known
-    (not traced) are multiplied once, while tracing: a call then only composes the elements
-    whose settings it is given with those few constant maps."""
-    return _composed(_merge_known(elements, energy, species), energy, species)
-
-
-def _known(element) -> bool:
-    return all(is_concrete(leaf) for leaf in jax.tree_util.tree_leaves(element))
-
-
-def _merge_known(elements: list, energy, species) -> list:
-    if not is_concrete(energy) or all(_known(e) for e in elements):
-        return elements
-    pieces: list = []
-    run: list = []
-    for element in [*elements, None]:
-        if element is not None and _known(element):
-            run.append(element)
-            continue
-        if len(run) >= MERGE_FROM:
-            # its own program, compiled and run now on the known values (evaluated op by op,
-            # e.g. under ensure_compile_time_eval, a vmapped runtime check such as a
-            # cavity's would take both of its branches and fail)
-            program = jax.jit(lambda run, energy: _composed(run, energy, species))
-            pieces.append(_structural(program.lower(run, energy).compile()(run, energy)))
-        else:
-            pieces.extend(run)
-        run = []
-        if element is not None:
-            pieces.append(element)
-    return pieces
-
-
-def _structural(known: Map) -> Map:
-    """A known map whose entries that are exactly 0 or 1 everywhere become structural."""
-
-    def entry(e):
-        if isinstance(e, float):
-            return e
-        values = np.asarray(e)
-        for constant in (0.0, 1.0):
-            if np.all(values == constant):
-                return constant
-        return e
-
-    return tuple(tuple(entry(e) for e in row) for row in known)
-
-
-def _linear_map(piece, energy, species) -> Map:
-    return piece if isinstance(piece, tuple) else piece.linear_map(energy, species)
-
-
-def _composed(elements: list, energy, species) -> Map:
+    """The map of ``elements`` (none tracking itself) in beam order at one energy."""
     if len(elements) <= _affine.DENSE_FROM:
-        return _affine.compose_all([_linear_map(e, energy, species) for e in elements])
+        return _affine.compose_all([e.linear_map(energy, species) for e in elements])
     kinds = _kinds(elements)
-    maps = [
-        _affine.stack([stacked])
-        if isinstance(stacked, tuple)
-        else _stacked_maps(stacked, len(positions), energy, species)
-        for positions, stacked in kinds
-    ]
+    maps = [_stacked_maps(stacked, len(positions), energy, species) for positions, stacked in kinds]
     kind_of = np.empty(len(elements), dtype=int)
     index_in_kind = np.empty(len(elements), dtype=int)
     for k, (positions, _) in enumerate(kinds):

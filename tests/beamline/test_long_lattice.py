@@ -109,26 +109,3 @@ def test_long_line_gradient_matches_differences():
          for i, h in enumerate(np.diag(steps))], axis=1,
     )  # fmt: skip
     np.testing.assert_allclose(jacobian, difference, rtol=1e-6)
-
-
-def test_known_runs_are_merged_while_tracing(rng):
-    """Under jit, runs of elements whose settings are known are multiplied once while
-    tracing (Cheetah's transfer_maps_merged, automatically): the traced call with one
-    setting equals the eager track, and its program no longer depends on the lattice's
-    length (measured 497 operations for 260 and for 1,058 elements)."""
-    segment = _mixed_line(rng)
-    beam = bl.ParameterBeam.from_parameters(sigma_x=1e-4, sigma_y=2e-4, sigma_p=1e-3, energy=1e8)
-    jitted = jax.jit(lambda k1: segment.with_settings({"Q4.k1": k1}).track(beam))(1.5)
-    eager = segment.with_settings({"Q4.k1": 1.5}).track(beam)
-    for got, expected in ((jitted.cov, eager.cov), (jitted.mu, eager.mu)):
-        scale = np.abs(np.asarray(expected)).max()
-        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-13 * scale)
-
-    sizes = []
-    for cells in (36, 150):
-        line = _fodo_line(cells)
-        program = jax.make_jaxpr(
-            lambda k1, line=line: line.with_settings({"QF20.k1": k1}).track(beam).mu
-        )(4.0)
-        sizes.append(len(program.eqns))
-    assert sizes[0] == sizes[1]
