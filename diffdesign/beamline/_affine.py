@@ -105,6 +105,11 @@ def runs(items: list, shape_of) -> list[list]:
     return found
 
 
+def stacked_batch_shape(stacked: Map) -> tuple[int, ...]:
+    """The batch shape of the maps in a stack (its array entries' shape after the stack axis)."""
+    return next((jnp.shape(e)[1:] for row in stacked for e in row if not isinstance(e, float)), ())
+
+
 def stack(maps: list[Map]) -> Map:
     """Maps of one batch shape as one map whose array entries have a leading axis over the
     maps; an entry that is the same known constant in every map stays that constant."""
@@ -123,10 +128,7 @@ def _stacked_entry(column: list[Entry], shape: tuple[int, ...]) -> Entry:
 
 def concatenate(stacks: list[Map], counts: list[int]) -> Map:
     """Stacked maps (``counts[k]`` maps in ``stacks[k]``, one batch shape) as one stack."""
-    shape = next(
-        (jnp.shape(e)[1:] for m in stacks for row in m for e in row if not isinstance(e, float)),
-        (),
-    )
+    shape = next((stacked_batch_shape(m) for m in stacks if stacked_batch_shape(m)), ())
 
     def entry(i: int, j: int) -> Entry:
         column = [m[i][j] for m in stacks]
@@ -186,9 +188,7 @@ def _products(m: Map) -> int:
 
 
 def _as_stacked_array(stacked: Map, count: int) -> Array:
-    shape = next(
-        (jnp.shape(e)[1:] for row in stacked for e in row if not isinstance(e, float)), ()
-    )
+    shape = stacked_batch_shape(stacked)
     return jnp.stack(
         [jnp.stack([_as_array(e, (count, *shape)) for e in row], -1) for row in stacked], -2
     )
@@ -206,7 +206,7 @@ def _dense_product(stack: Array) -> Array:
 
 def _append_identity(stacked: Map, count: int) -> Map:
     """The stack with the identity appended (so that it pairs up)."""
-    shape = next((jnp.shape(e)[1:] for row in stacked for e in row if not isinstance(e, float)), ())
+    shape = stacked_batch_shape(stacked)
 
     def entry(e: Entry, one: float) -> Entry:
         if isinstance(e, float) and e == one:

@@ -72,11 +72,6 @@ def _stacked_maps(stacked, count: int, energy, species) -> Map:
     )
 
 
-def _batch_shape(stacked_map: Map) -> tuple[int, ...]:
-    shapes = [jnp.shape(e)[1:] for row in stacked_map for e in row if not isinstance(e, float)]
-    return shapes[0] if shapes else ()
-
-
 def composed_map(elements: list, energy, species) -> Map:
     """The map of ``elements`` (none tracking itself) in beam order at one energy."""
     if len(elements) <= _affine.DENSE_FROM:
@@ -88,7 +83,7 @@ def composed_map(elements: list, energy, species) -> Map:
     for k, (positions, _) in enumerate(kinds):
         kind_of[positions] = k
         index_in_kind[positions] = np.arange(len(positions))
-    shapes = [_batch_shape(m) for m in maps]
+    shapes = [_affine.stacked_batch_shape(m) for m in maps]
 
     total = _affine.identity()
     for run in _affine.runs(list(range(len(elements))), lambda p: shapes[kind_of[p]]):
