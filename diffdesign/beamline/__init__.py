@@ -3,6 +3,8 @@
 Elements (`Drift`, `Quadrupole`, `Dipole`, correctors, `Screen`, `BPM`, ...) and beams
 (`ParameterBeam`, `ParticleBeam`) are immutable PyTrees; a `Segment` tracks a beam with
 pure functions that jit, vmap over settings and differentiate w.r.t. any numeric field.
+Optics functions (Twiss, phase advance, dispersion along a line; the periodic solution of a
+cell) are ``optics_along`` and ``periodic_optics``.
 Lattice files of every format the ring readers take (AT ``.m``/``.mat``, elegant ``.lte``,
 JSON) become segments with ``diffdesign.beamline.from_description.segment_from_description``
 (not imported here: it needs the ring package); Cheetah's lattice JSON files are read by
@@ -35,6 +37,7 @@ from diffdesign.beamline.elements import (
     VerticalCorrector,
     superimpose,
 )
+from diffdesign.beamline.optics import Optics, optics_along, periodic_optics, transfer_along
 from diffdesign.beamline.segment import Segment
 from diffdesign.beamline.species import ELECTRON, Species
 
@@ -53,6 +56,7 @@ __all__ = [
     "EllipticalAperture",
     "HorizontalCorrector",
     "Marker",
+    "Optics",
     "ParameterBeam",
     "ParticleBeam",
     "Quadrupole",
@@ -67,5 +71,8 @@ __all__ = [
     "TravelingWaveCavity",
     "Undulator",
     "VerticalCorrector",
+    "optics_along",
+    "periodic_optics",
     "superimpose",
+    "transfer_along",
 ]

@@ -157,7 +157,7 @@ def product(stacked: Map, count: int) -> Map:
     343 of a dense 7x7 product."""
     while count > 1:
         if _products(stacked) > DENSE_LEVEL:  # coupled and dispersive: dense from here on
-            return from_array(_dense_product(_as_stacked_array(stacked, count)))
+            return from_array(_dense_product(stacked_array(stacked, count)))
         if count % 2:
             stacked = _append_identity(stacked, count)
             count += 1
@@ -187,7 +187,8 @@ def _products(m: Map) -> int:
     )
 
 
-def _as_stacked_array(stacked: Map, count: int) -> Array:
+def stacked_array(stacked: Map, count: int) -> Array:
+    """A stack of ``count`` maps as a dense (count, ..., 7, 7) array."""
     shape = stacked_batch_shape(stacked)
     return jnp.stack(
         [jnp.stack([_as_array(e, (count, *shape)) for e in row], -1) for row in stacked], -2

@@ -17,6 +17,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array
 
 from diffdesign._validation import is_concrete
 from diffdesign.beamline import _affine
@@ -106,3 +107,27 @@ def total_length(elements: list):
         if not is_concrete(e.length):
             total = total + e.length
     return total
+
+
+def element_matrices(elements: list, energy, species) -> Array:
+    """The first-order maps of ``elements`` (none changing the reference energy) at one
+    energy as a dense (n, 7, 7) array in beam order, computed once per kind of element.
+
+    Raises:
+        ValueError: an element whose settings carry batch axes (one matrix per element).
+    """
+    kinds = _kinds(elements)
+    blocks, order = [], []
+    for positions, stacked in kinds:
+        maps = _stacked_maps(stacked, len(positions), energy, species)
+        batch = _affine.stacked_batch_shape(maps)
+        if batch:
+            element = elements[positions[0]]
+            raise ValueError(
+                f"element {positions[0]} '{element.name}' ({type(element).__name__}) has "
+                f"settings with batch shape {batch}: optics take one value per setting; "
+                "jax.vmap over the settings for a batch"
+            )
+        blocks.append(_affine.stacked_array(maps, len(positions)))
+        order.extend(positions)
+    return jnp.concatenate(blocks)[np.argsort(np.asarray(order))]
