@@ -408,3 +408,13 @@ def test_unstable_cell_is_refused_naming_the_mode():
 def test_bad_input_is_refused_by_name(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+def test_plot_writes_a_png_and_refuses_optics_of_another_segment(tmp_path):
+    from diffdesign.beamline.plot import plot_optics
+
+    cell = _thick_fodo()
+    path = plot_optics(cell, periodic_optics(cell, ENERGY), tmp_path / "cell.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match=r"len\(segment\) \+ 1 = 10 points"):
+        plot_optics(cell, periodic_optics(_thin_fodo(2.0, 1.5), ENERGY), tmp_path / "x.png")
