@@ -430,6 +430,29 @@ class Dipole(Element):
         roll = _affine.to_array(_maps.rotation(self.tilt))
         return _second_order.sandwich(jnp.swapaxes(roll, -1, -2), tensor, roll)
 
+    def split(self, n: int) -> list[Element]:
+        """``n`` pieces of the body (length and angle / n), the entrance face (e1 and its
+        fringe integral) on the first and the exit face on the last: at first order they
+        compose to the whole (the inner faces are square, without fringe correction)."""
+        exit_integral = (
+            self.fringe_integral if self.fringe_integral_exit is None else self.fringe_integral_exit
+        )
+        return [
+            Dipole(
+                self.length / n,
+                self.angle / n,
+                self.k1,
+                e1=self.e1 if i == 0 else 0.0,
+                e2=self.e2 if i == n - 1 else 0.0,
+                tilt=self.tilt,
+                gap=self.gap,
+                fringe_integral=self.fringe_integral if i == 0 else 0.0,
+                fringe_integral_exit=exit_integral if i == n - 1 else 0.0,
+                name=_piece_name(self.name, i),
+            )
+            for i in range(n)
+        ]
+
 
 def RBend(
     length: ArrayLike,

@@ -22,7 +22,15 @@ from diffdesign._validation import check_positive
 from diffdesign.beamline import _affine, _second_order, _stacked
 from diffdesign.beamline._affine import Map
 from diffdesign.beamline.beams import Beam, ParticleBeam
-from diffdesign.beamline.elements import BPM, Drift, Element, Quadrupole, Screen, apply_map
+from diffdesign.beamline.elements import (
+    BPM,
+    Dipole,
+    Drift,
+    Element,
+    Quadrupole,
+    Screen,
+    apply_map,
+)
 from diffdesign.beamline.species import ELECTRON, Species
 
 #: ``"NAME[k]"``: the k-th occurrence (from 0) of an element name placed several times.
@@ -303,10 +311,12 @@ class Segment(eqx.Module):
         return out
 
     def split(self, resolution: float) -> Segment:
-        """Drifts and quadrupoles cut into pieces no longer than ``resolution`` (m) in magnitude.
+        """Drifts, quadrupoles and bends cut into pieces no longer than ``resolution`` (m) in
+        magnitude.
 
-        The pieces compose exactly to the original element; other elements are kept.
-        Used to sample beam envelopes inside elements. Elements tracked at second order are
+        The pieces compose exactly to the original element (first order; a bend's faces go
+        to its first and last piece); other elements are kept. Used to sample beam envelopes
+        and optics inside elements. Elements tracked at second order are
         kept whole (the second-order maps of the pieces compose to the whole one's only up
         to third-order terms).
         """
@@ -317,7 +327,7 @@ class Segment(eqx.Module):
             if i in self.second_order:
                 marked.append(len(pieces))
                 pieces.append(element)
-            elif isinstance(element, Drift | Quadrupole):
+            elif isinstance(element, Drift | Quadrupole | Dipole):
                 n = max(1, int(jnp.ceil(jnp.max(jnp.abs(element.length)) / resolution)))
                 pieces.extend(element.split(n))
             else:

@@ -346,6 +346,13 @@ def test_split_keeps_the_map_and_handles_unnamed_elements():
     pieces = segment.split(0.25)
     assert len(pieces) == 4 + 2 + 8 and pieces.names[-1] == "D#7"
     np.testing.assert_allclose(pieces.transfer_map(1e9), segment.transfer_map(1e9), atol=1e-14)
+    # bends: faces, fringe fields (exit integral of its own), roll and a gradient
+    bend = bl.Dipole(0.9, 0.3, k1=0.4, e1=0.1, e2=-0.05, tilt=0.2, gap=0.03,
+                     fringe_integral=0.5, fringe_integral_exit=0.3, name="B")  # fmt: skip
+    pieces = bl.Segment([bend]).split(0.2)
+    assert pieces.names == ["B#0", "B#1", "B#2", "B#3", "B#4"]
+    np.testing.assert_allclose(pieces.transfer_map(1e9), bend.transfer_map(1e9), rtol=1e-13,
+                               atol=1e-15)  # fmt: skip
     with pytest.raises(ValueError, match="resolution must lie in"):
         segment.split(-0.1)
 
