@@ -135,14 +135,14 @@ def test_phase_advance_equals_the_integral_of_one_over_beta():
     ])  # fmt: skip
     optics = optics_along(segment, START, ENERGY)
     integral = _phase_by_quadrature(segment.split(0.1), START)  # beta reaches 0.04 m
-    np.testing.assert_allclose([optics.mu_x[-1], optics.mu_y[-1]], integral, rtol=1e-9)
+    np.testing.assert_allclose([optics.mu_x[-1], optics.mu_y[-1]], integral, rtol=1e-12)
     strong = float(optics.mu_x[6] - optics.mu_x[5])
     assert np.pi < strong < 2 * np.pi, strong
     # the same for a periodic solution's advance per cell, bends and edges included
     cell = periodic_optics(_thick_fodo(), ENERGY)
     start = Optics(cell.beta_x[0], cell.alpha_x[0], cell.beta_y[0], cell.alpha_y[0])
     integral = _phase_by_quadrature(_thick_fodo(), start)
-    np.testing.assert_allclose([cell.mu_x[-1], cell.mu_y[-1]], integral, rtol=1e-9)
+    np.testing.assert_allclose([cell.mu_x[-1], cell.mu_y[-1]], integral, rtol=1e-12)
 
 
 def test_negative_drift_goes_back_in_phase():
@@ -225,7 +225,6 @@ def test_cavity_damping_equals_cheetahs_tracked_beam(cheetah):
                                    atol=1e-12 * np.abs(theirs).max(), err_msg=name)  # fmt: skip
         tracked = [float(getattr(b, name)) for b in ours]
         np.testing.assert_allclose(getattr(optics, name), tracked, rtol=1e-12, atol=1e-12)
-    assert float(optics.beta_x[-1]) < float(expected["beta_x"][0])  # damped a lot (20 -> 67 MeV)
 
 
 @pytest.fixture(scope="module")
@@ -249,18 +248,20 @@ def nsls2_superperiod():
 def test_periodic_superperiod_of_nsls2_equals_pyat(nsls2_superperiod):
     """Periodic beta, alpha, unwrapped phase and dispersion at every element of a real
     superperiod (sextupoles, correctors, BPMs, combined-function bends) against pyAT's
-    ``get_optics``; dispersion converted from pyAT's delta to p (x beta0)."""
+    ``get_optics``; dispersion converted from pyAT's delta to p (x beta0). Measured: beta
+    1.8e-11, phase 2.8e-11 rad, dispersion 8e-11 m (of 0.46 m): pyAT's integrators at 400
+    steps are that close to the closed-form maps."""
     ours, theirs = nsls2_superperiod
     _, _, expected = theirs.get_optics(refpts=range(len(theirs) + 1))
     optics = periodic_optics(ours, 3e9)
     beta0 = np.sqrt(1 - (bl.ELECTRON.mass_eV / 3e9) ** 2)
     for i, plane in enumerate("xy"):
         np.testing.assert_allclose(getattr(optics, f"beta_{plane}"), expected.beta[:, i],
-                                   rtol=1e-9)  # fmt: skip
+                                   rtol=2e-10)  # fmt: skip
         np.testing.assert_allclose(getattr(optics, f"alpha_{plane}"), expected.alpha[:, i],
-                                   atol=1e-9 * np.abs(expected.alpha[:, i]).max())  # fmt: skip
+                                   atol=2e-10 * np.abs(expected.alpha[:, i]).max())  # fmt: skip
         np.testing.assert_allclose(getattr(optics, f"mu_{plane}"), expected.mu[:, i],
-                                   atol=1e-9)  # fmt: skip
+                                   atol=2e-10)  # fmt: skip
     np.testing.assert_allclose(np.asarray(optics.eta_x) * beta0, expected.dispersion[:, 0],
                                atol=1e-9 * np.abs(expected.dispersion[:, 0]).max())  # fmt: skip
     np.testing.assert_allclose(np.asarray(optics.etap_x) * beta0, expected.dispersion[:, 1],
