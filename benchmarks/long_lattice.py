@@ -11,7 +11,12 @@ Work measured (float64, CPU unless JAX finds an accelerator; one ParameterBeam):
       merged (Cheetah sets 450 attributes, then tracks);
   (c) 1,000 and 100,000 corrector settings in one batch (Cheetah merged, vectorised);
   (d) cost against length: 130 to 1,058 elements, ours (compile and steady) and Cheetah's;
-  (e) the ARES linac from its file: a track with new settings of its quadrupoles each call.
+  (e) the ARES linac from its file: a track with new settings of its quadrupoles each call;
+  (f) a ParticleBeam through the longest line, without and with space charge
+      (``space_charge.track_particles``, one kick per drift and quadrupole, 32^3 grid) and the
+      gradient of its exit rms size w.r.t. one quadrupole: time, compile time and the
+      compiled gradient's temporary memory; Cheetah tracks the particles without space
+      charge (its SpaceChargeKick on every element was not run: minutes per call).
 Compile time (first call minus the steady-state median) and steady-state medians apart;
 speed-up = Cheetah median / ours. Every case checks that both give the same beam.
 """
@@ -19,6 +24,7 @@ speed-up = Cheetah median / ours. Every case checks that both give the same beam
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import cheetah
@@ -31,6 +37,7 @@ from _timing import timed, write_report  # benchmarks/_timing.py (scripts run fr
 import diffdesign.beamline as bl
 from diffdesign.beamline.convert import to_cheetah
 from diffdesign.beamline.lattice_json import read_lattice_json
+from diffdesign.beamline.space_charge import track_particles
 
 torch.set_default_dtype(torch.float64)
 ARES_FILE = Path(__file__).parent / "data" / "ARESlatticeStage3v1_9.json"
@@ -89,7 +96,56 @@ def _set(segment, names, values) -> None:
             element.angle = value
 
 
-def run(reps: int, cells: tuple[int, ...], sizes: tuple[int, ...]) -> dict:
+def particles_case(line: bl.Segment, theirs, n: int, reps: int) -> dict:
+    """(f): particles without and with space charge, the gradient's time and memory."""
+    beam = bl.ParticleBeam.from_parameters(
+        n, jax.random.key(0), sigma_x=3e-4, sigma_px=2e-6, sigma_y=3e-4, sigma_py=2e-6,
+        sigma_tau=1e-3, energy=1.07e8, total_charge=1e-10,
+    )  # fmt: skip
+    charged = (bl.Drift, bl.Quadrupole, bl.Solenoid)
+    kicks = sum(isinstance(e, charged) and float(e.length) > 0 for e in line.elements)
+    entry: dict = {"elements": len(line), "particles": n, "kicks": kicks}
+    k1 = jnp.asarray(4.2 * 1.01)
+    cases = (
+        ("no_space_charge", lambda s: s.track(beam)),
+        ("space_charge", lambda s: track_particles(s, beam, slices=1)),
+    )
+    for label, through in cases:
+
+        def size(k, through=through):
+            return through(line.with_settings({"QF0.k1": k})).sigma_x
+
+        track, gradient = jax.jit(size), jax.jit(jax.grad(size))
+        slow = label == "space_charge"
+        timing = timed(ready(lambda track=track: track(k1)), 3 if slow else reps,
+                       warmup=1 if slow else 5)  # fmt: skip
+        start = time.perf_counter()
+        compiled = gradient.lower(k1).compile()
+        compile_s = time.perf_counter() - start
+        gradient_timing = timed(
+            ready(lambda c=compiled: c(k1)), 1 if slow else reps, warmup=0 if slow else 5
+        )
+        entry[label] = {
+            "diffdesign": timing,
+            "gradient": gradient_timing | {"compile_s": compile_s},
+            "gradient_temp_bytes": int(compiled.memory_analysis().temp_size_in_bytes),
+        }
+    their_beam = to_cheetah(beam)
+    _set(theirs, CORRECTORS, torch.zeros(4))  # (c) left batches in the shared correctors
+    _set(theirs, ["QF0"], torch.tensor([float(k1)]))
+    entry["no_space_charge"]["cheetah"] = timed(lambda: theirs.track(their_beam), reps)
+    ours = float(line.with_settings({"QF0.k1": k1}).track(beam).sigma_x)
+    entry["no_space_charge"]["sigma_x_relative_difference"] = abs(
+        ours / float(theirs.track(their_beam).sigma_x) - 1
+    )
+    _set(theirs, ["QF0"], torch.tensor([4.2]))
+    entry["space_charge_over_none_sigma_x"] = float(jax.jit(
+        lambda: track_particles(line, beam, slices=1).sigma_x)() / line.track(beam).sigma_x
+    )  # fmt: skip
+    return entry
+
+
+def run(reps: int, cells: tuple[int, ...], sizes: tuple[int, ...], particles: int) -> dict:
     rng = np.random.default_rng(0)
     beam = bl.ParameterBeam.from_parameters(
         sigma_x=1e-4, sigma_px=2e-6, sigma_y=1e-4, sigma_py=2e-6, energy=1.07e8
@@ -217,7 +273,13 @@ def run(reps: int, cells: tuple[int, ...], sizes: tuple[int, ...]) -> dict:
         "max_relative_difference": _difference(track_ares(j_ares), cheetah_ares()),
     }
 
+    results["f_particles"] = particles_case(line, theirs, particles, reps)
+
+    row = results["f_particles"]["no_space_charge"]
+    row["speedup_over_cheetah"] = row["cheetah"]["median_s"] / row["diffdesign"]["median_s"]
     for key, entry in results.items():
+        if key == "f_particles":
+            continue
         if key == "d_cost_against_length":
             for row in entry.values():
                 row["speedup"] = row["cheetah"]["median_s"] / row["diffdesign"]["median_s"]
@@ -236,15 +298,19 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="short lines, to check it runs")
     args = parser.parse_args()
     if args.smoke:
-        results = run(reps=3, cells=(5, 10), sizes=(10,))
+        results = run(reps=3, cells=(5, 10), sizes=(10,), particles=1_000)
     else:
-        results = run(reps=args.reps, cells=(18, 37, 75, 150), sizes=(1_000, 100_000))
+        results = run(
+            reps=args.reps, cells=(18, 37, 75, 150), sizes=(1_000, 100_000), particles=10_000
+        )
     out = write_report(
         args.out, "long beamlines: diffdesign vs Cheetah", results, smoke=args.smoke,
         versions={"cheetah": cheetah.__version__, "torch": torch.__version__},
     )  # fmt: skip
     print(f"{'work':28s} {'Cheetah':>10s} {'merged':>10s} {'ours':>10s} {'compile':>8s} {'x':>7s}")
     for name, entry in results.items():
+        if name == "f_particles":
+            continue
         rows = entry.items() if name == "d_cost_against_length" else [(name, entry)]
         for label, row in rows:
             theirs = row.get("cheetah", {}).get("median_s", float("nan"))
@@ -254,6 +320,19 @@ def main() -> None:
             print(f"{label:28s} {theirs * 1e3:8.3f}ms {merged * 1e3:8.3f}ms "
                   f"{ours['median_s'] * 1e3:8.4f}ms {ours['compile_s']:7.2f}s "
                   f"{best / ours['median_s']:6.0f}x")  # fmt: skip
+    f = results["f_particles"]
+    for label in ("no_space_charge", "space_charge"):
+        row = f[label]
+        print(
+            f"particles {label:16s} track {row['diffdesign']['median_s'] * 1e3:9.2f} ms "
+            f"(compile {row['diffdesign']['compile_s']:.1f} s), gradient "
+            f"{row['gradient']['median_s'] * 1e3:9.2f} ms (compile "
+            f"{row['gradient']['compile_s']:.1f} s, {row['gradient_temp_bytes'] / 1e6:.1f} MB)"
+        )
+    print(
+        f"Cheetah, particles without space charge: "
+        f"{f['no_space_charge']['cheetah']['median_s'] * 1e3:.2f} ms"
+    )
     print(f"wrote {out}")
 
 

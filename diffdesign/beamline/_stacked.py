@@ -125,7 +125,7 @@ def element_matrices(elements: list, energy, species) -> Array:
             element = elements[positions[0]]
             raise ValueError(
                 f"element {positions[0]} '{element.name}' ({type(element).__name__}) has "
-                f"settings with batch shape {batch}: optics take one value per setting; "
+                f"settings with batch shape {batch}: one value per setting is taken here; "
                 "jax.vmap over the settings for a batch"
             )
         blocks.append(_affine.stacked_array(maps, len(positions)))

@@ -53,7 +53,7 @@ from scipy.constants import c as SPEED_OF_LIGHT
 from scipy.constants import epsilon_0
 
 from diffdesign._validation import check_positive, is_concrete, known_zero
-from diffdesign.beamline import _poisson
+from diffdesign.beamline import _poisson, _stacked
 from diffdesign.beamline.beams import ParameterBeam, ParticleBeam
 from diffdesign.beamline.elements import (
     Drift,
@@ -225,6 +225,17 @@ def track_envelope(
     return beam
 
 
+def _kicked(particles: Array, step, beam: ParticleBeam, extent: Array, shape) -> Array:
+    """One split step: the map before, the space-charge kick of the slice, the map after."""
+    before, length, after = step
+    particles = _poisson.kick(
+        particles @ before.T, beam.particle_charges, beam.survival_probabilities, beam.energy,
+        length, extent, shape=shape, mass_eV=beam.species.mass_eV,
+        num_elementary_charges=beam.species.num_elementary_charges,
+    )  # fmt: skip
+    return particles @ after.T
+
+
 def _charged(element: Element) -> bool:
     """Whether space charge acts along the element (a length that may be nonzero)."""
     return isinstance(element, WITH_SPACE_CHARGE) and not known_zero(element.length)
@@ -317,41 +328,68 @@ def track_particles(
     check_spread(incoming, "track_particles")
     kick = SpaceChargeKick(0.0, grid_shape, *grid_extent, name="track_particles")
     extent = jnp.stack([kick.grid_extent_x, kick.grid_extent_y, kick.grid_extent_tau])
-    species = incoming.species
 
     beam = incoming
     elements = [e for e in segment.elements if not isinstance(e, SpaceChargeKick)]
-    for with_charge, run in itertools.groupby(elements, key=_charged):
-        run = list(run)
-        if not with_charge:
-            beam = Segment(run).track(beam)
-            continue
-        halves, lengths = [], []
-        for element in run:
-            half = element.replace(length=element.length / (2 * slices))
-            matrix = half.transfer_map(beam.energy, species)
-            if matrix.shape != (7, 7):
-                raise TypeError(
-                    f"element '{element.name}' has batched settings (map of shape "
-                    f"{matrix.shape}); track_particles takes one setting: vmap it over batches"
-                )
-            halves += [matrix] * slices
-            lengths += [jnp.asarray(element.length, dtype=float) / slices] * slices
+    # Steps of one scan: (map before the kick, slice length, map after it). Elements that
+    # are maps only (correctors, markers, bends without space charge over their length)
+    # are multiplied into the neighbouring step's maps, so a long line is one scan that
+    # only elements tracking themselves (cavities, apertures) interrupt. The maps of a
+    # run are computed per kind of element (``_stacked``), not element by element.
+    run: list[Element] = []
+    for element in elements:
+        if element.tracks_itself(beam) and not _charged(element):
+            beam = element.track(_through_steps(run, beam, slices, extent, kick, checkpoints))
+            run = []
+        else:
+            run.append(element)
+    return _through_steps(run, beam, slices, extent, kick, checkpoints)
 
-        def one(particles, step, beam=beam):
-            matrix, length = step
-            particles = particles @ matrix.T
-            particles = _poisson.kick(
-                particles, beam.particle_charges, beam.survival_probabilities, beam.energy,
-                length, extent, shape=kick.grid_shape, mass_eV=species.mass_eV,
-                num_elementary_charges=species.num_elementary_charges,
-            )  # fmt: skip
-            return particles @ matrix.T, None
 
+def _through_steps(
+    run: list[Element], beam: ParticleBeam, slices: int, extent: Array, kick, checkpoints: int
+) -> ParticleBeam:
+    """``beam`` through elements that are maps (none tracking itself): the charged ones cut
+    into split steps, the others folded into the neighbouring steps' maps."""
+    if not run:
+        return beam
+    pieces = [e.replace(length=e.length / (2 * slices)) if _charged(e) else e for e in run]
+    matrices = _stacked.element_matrices(pieces, beam.energy, beam.species)
+    steps: list[int] = []  # the piece of each step
+    before_fold: dict[int, list[int]] = {}  # step -> map-only pieces in front of it
+    after_fold: dict[int, list[int]] = {}  # step -> map-only pieces after it
+    leading: list[int] = []
+    for i, element in enumerate(run):
+        if _charged(element):
+            if leading and not steps:
+                before_fold[0] = leading
+            steps += [i] * slices
+        elif steps:
+            after_fold.setdefault(len(steps) - 1, []).append(i)
+        else:
+            leading.append(i)
+
+    def product(indices: list[int]) -> Array:
+        total = matrices[indices[0]]
+        for i in indices[1:]:
+            total = matrices[i] @ total
+        return total
+
+    particles = beam.particles
+    if steps:
+        index = np.asarray(steps)
+        before, after = matrices[index], matrices[index]
+        for step, indices in before_fold.items():
+            before = before.at[step].set(before[step] @ product(indices))
+        for step, indices in after_fold.items():
+            after = after.at[step].set(product(indices) @ after[step])
+        lengths = jnp.stack([jnp.asarray(run[i].length, dtype=float) / slices for i in steps])
         particles, _ = eqxi.scan(
-            one, beam.particles, (jnp.stack(halves), jnp.stack(lengths)),
-            kind="checkpointed", checkpoints=min(checkpoints, len(lengths)),
+            lambda p, step: (_kicked(p, step, beam, extent, kick.grid_shape), None),
+            particles, (before, lengths, after),
+            kind="checkpointed", checkpoints=min(checkpoints, len(steps)),
         )  # fmt: skip
-        total = sum(jnp.asarray(e.length, dtype=float) for e in run)
-        beam = eqx.tree_at(lambda b: (b.particles, b.s), beam, (particles, beam.s + total))
-    return beam
+    else:
+        particles = particles @ product(leading).T
+    length = _stacked.total_length(run)
+    return eqx.tree_at(lambda b: (b.particles, b.s), beam, (particles, beam.s + length))

@@ -93,6 +93,7 @@ def test_bounds_are_never_exceeded(rng):
     assert result.at_bound[0, 0] and result.at_bound[2, 1]
 
 
+@pytest.mark.slow  # ~32 s on 2 cores: in CI's second stage (-m slow)
 def test_nuts_posterior_agrees_with_least_squares(rng):
     settings = settings_for(rng, 10)
     clean = ares.screen_beam(settings, SEED_OFFSETS, INCOMING)

@@ -154,6 +154,7 @@ def test_one_screen_cannot_tell_offsets_from_the_beam_angle_a_second_can():
     assert np.sqrt(np.linalg.eigvalsh(covariance_two)[-1]) < 0.02 * DEFAULT_BOUND
 
 
+@pytest.mark.slow  # ~38 s on 2 cores: in CI's second stage (-m slow)
 def test_design_gradient_matches_central_differences():
     problem = CalibrationDesign(np.asarray(SETTINGS[:8]) * 0 + np.asarray(SETTINGS[:8]),
                                 Diagnostics((ScreenPlacement("S", "Drift_AREAMCHM1", 0.3,

@@ -96,6 +96,7 @@ def test_zero_charge_equals_linear_tracking():
     np.testing.assert_allclose(ours.s, linear.s, rtol=1e-15)
 
 
+@pytest.mark.slow  # ~58 s on 2 cores: in CI's second stage (-m slow)
 def test_gradients_match_central_differences(rng):
     """d sigma_x^2 / d charge and d sigma_x^2 / d k1 through diffrax's adjoint, to 1e-6."""
     beam = _beam(sigma_px=1e-4)

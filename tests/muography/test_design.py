@@ -46,6 +46,7 @@ ENTRIES = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow  # ~30 s on 2 cores: in CI's second stage (-m slow)
 @pytest.mark.parametrize("estimator", [Poca(), PathLikelihood(iterations=10)])
 def test_design_gradient_matches_finite_differences(sample, estimator):
     """d loss / d panel parameter by autodiff (through hits, fits, PoCA and the unrolled EM)
@@ -143,6 +144,7 @@ def test_estimator_must_be_an_object():
         PathLikelihood(iterations=0)
 
 
+@pytest.mark.slow  # ~50 s on 2 cores: in CI's second stage (-m slow)
 def test_bad_checkpoints(tmp_path):
     ckpt = tmp_path / "run.npz"
     ckpt.write_text("{not a checkpoint")

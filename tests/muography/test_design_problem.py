@@ -23,6 +23,7 @@ def test_spec_carries_the_bounds_and_steps_of_every_field():
         muography.detector_spec(muography.default_detector(VOLUME), VOLUME, steps={"colour": 1})
 
 
+@pytest.mark.slow  # ~54 s on 2 cores: in CI's second stage (-m slow)
 def test_a_second_run_with_other_volumes_does_not_retrace():
     """The design step compiles once per structure: a problem with other X0 maps, another
     start and another key reuses it (the old loop built a new optimiser per run)."""

@@ -23,6 +23,7 @@ def _vertical(n, p=5e9, z=1.0):
     return MuonBatch(jnp.full(n, 0.5), jnp.full(n, 0.5), zeros, zeros, jnp.full(n, p), z)
 
 
+@pytest.mark.slow  # ~36 s on 2 cores: in CI's second stage (-m slow)
 def test_zenith_distribution_follows_the_flux():
     """Sampled cos(zenith) against the flux through a horizontal plane integrated over
     energy by quadrature (scipy), in 10 bins: a chi^2 test at 40 000 muons."""

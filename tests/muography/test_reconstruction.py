@@ -102,6 +102,7 @@ def uniform_runs():
     return out
 
 
+@pytest.mark.slow  # ~33 s on 2 cores: in CI's second stage (-m slow)
 @pytest.mark.parametrize("name", ["iron", "beryllium"])
 def test_x0_inference_is_consistent_on_uniform_volumes(uniform_runs, name):
     """The path likelihood returns the volume's X0 in every layer (median over the inner

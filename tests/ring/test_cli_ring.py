@@ -42,6 +42,7 @@ def test_ring_optics_prints_and_writes_the_optics(tmp_path, capsys):
     assert (tmp_path / "optics.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # ~34 s on 2 cores: in CI's second stage (-m slow)
 def test_ring_optics_reports_unstable_optics(tmp_path, capsys):
     unstable = tmp_path / "unstable.m"
     unstable.write_text(SMALL_RING.read_text().replace(", 1.1, 'StrMPole", ", 4.0, 'StrMPole"))

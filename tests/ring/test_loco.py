@@ -21,6 +21,7 @@ def small():
     return ring.load_lattice(SMALL_RING)
 
 
+@pytest.mark.slow  # ~34 s on 2 cores: in CI's second stage (-m slow)
 def test_orm_jacobian_matches_central_differences(small):
     # (its chain rule is the one k1_jacobian shares, checked against jax.jacfwd to 1e-12)
     quads = small.indices("Quadrupole")
@@ -35,6 +36,7 @@ def test_orm_jacobian_matches_central_differences(small):
         np.testing.assert_allclose(d_orm[..., j], difference, rtol=0, atol=1e-7 * scale)
 
 
+@pytest.mark.slow  # ~33 s on 2 cores: in CI's second stage (-m slow)
 def test_loco_recovers_planted_errors_within_their_uncertainties(small):
     setup = loco.LocoSetup.from_lattice(small)
     q, b, h, v = setup.sizes

@@ -83,6 +83,7 @@ def test_hmba_optics_match_pyat(pyat, machine_data):
         assert (other.energy, other.periodicity) == (hmba.energy, hmba.periodicity)
 
 
+@pytest.mark.slow  # ~28 s on 2 cores: in CI's second stage (-m slow)
 def test_err_closed_orbit_and_optics_match_pyat(pyat, machine_data):
     """A ring with errors (a 0.6 mm closed orbit through 4,175 elements, skew errors that
     couple the planes): the orbit at every element entrance to 1e-12 m, tunes to 1e-9 and

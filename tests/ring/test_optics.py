@@ -125,6 +125,7 @@ def test_k1_jacobian_refuses_a_displaced_orbit(small):
         ring.k1_jacobian(kicked)
 
 
+@pytest.mark.slow  # ~55 s on 2 cores: in CI's second stage (-m slow)
 def test_unstable_optics_are_reported(small):
     too_strong = small.add_k1(small.indices("QF.*"), 5.0)
     with pytest.raises(ValueError, match=r"unstable optics.*mode a \(x\).*traces"):
@@ -301,6 +302,7 @@ def test_chromaticity_matches_pyat(small):
     np.testing.assert_allclose(ring.chromaticity(small), data.chromaticity, rtol=1e-6)
 
 
+@pytest.mark.slow  # ~33 s on 2 cores: in CI's second stage (-m slow)
 def test_exact_integrator_is_the_converged_limit_of_at_integration(small):
     """AT's 4th-order integrator converges to the exact flows as its steps grow."""
     exact = OPTICS(small.with_integrator("exact"))

@@ -50,6 +50,7 @@ def test_lgso_finds_the_minimum_and_counts_calls():
     assert result.records[0].true_objective > 0.5 > result.records[-1].true_objective
 
 
+@pytest.mark.slow  # ~51 s on 2 cores: in CI's second stage (-m slow)
 def test_interrupted_run_resumes_exactly(tmp_path):
     whole = minimise(bowl(), identity, [0.0, 0.0], CONFIG, max_calls=4 * 2000, seed=2,
                      progress=False)  # fmt: skip
@@ -65,6 +66,7 @@ def test_interrupted_run_resumes_exactly(tmp_path):
                  checkpoint=path, progress=False)  # fmt: skip
 
 
+@pytest.mark.slow  # ~32 s on 2 cores: in CI's second stage (-m slow)
 def test_surrogate_gradient_matches_finite_differences():
     flow = ConditionalFlow(y_dim=1, n_layers=1, n_bins=6, hidden=(8,))
     state = surrogate_model.init(flow, jax.random.key(0), 2, 1)

@@ -45,6 +45,7 @@ def surrogate_gradient(state, objective, psi, k=40_000):
         FLOW, objective, state, p, z, x))(jnp.asarray(psi, jnp.float32)))  # fmt: skip
 
 
+@pytest.mark.slow  # ~48 s on 2 cores: in CI's second stage (-m slow)
 def test_gaussian_simulator_likelihood_and_gradient():
     state = fitted(gaussian)
     rng = np.random.default_rng(9)

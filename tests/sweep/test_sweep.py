@@ -188,6 +188,7 @@ def _ares(tmp_path, name, blocks, **kwargs):
 AXES = [sweep.Values({"screen_noise": (1e-6, 1e-4)}), sweep.integers("seed", 0, 3)]
 
 
+@pytest.mark.slow  # ~30 s on 2 cores: in CI's second stage (-m slow)
 def test_batched_calibrations_equal_the_study_point_by_point(tmp_path):
     batched = _ares(tmp_path, "batched", AXES)
     separate = _ares(tmp_path, "separate", AXES, separate=True)
