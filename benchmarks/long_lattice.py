@@ -131,7 +131,6 @@ def particles_case(line: bl.Segment, theirs, n: int, reps: int) -> dict:
             "gradient_temp_bytes": int(compiled.memory_analysis().temp_size_in_bytes),
         }
     their_beam = to_cheetah(beam)
-    _set(theirs, CORRECTORS, torch.zeros(4))  # (c) left batches in the shared correctors
     _set(theirs, ["QF0"], torch.tensor([float(k1)]))
     entry["no_space_charge"]["cheetah"] = timed(lambda: theirs.track(their_beam), reps)
     ours = float(line.with_settings({"QF0.k1": k1}).track(beam).sigma_x)
@@ -222,6 +221,8 @@ def run(reps: int, cells: tuple[int, ...], sizes: tuple[int, ...], particles: in
             ),
             "max_relative_difference": _difference(track_correctors(j_batch.T), cheetah_batch()),
         }
+
+    _set(merged, CORRECTORS, torch.zeros(4))  # its correctors are theirs': no batch left
 
     # (d) cost against length
     scaling = {}
