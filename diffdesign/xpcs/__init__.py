@@ -1,10 +1,17 @@
-"""XPCS homodyne analysis: two-time models, data, least squares and Consensus Monte Carlo.
+"""XPCS analysis: two-time models, data, least squares and Consensus Monte Carlo.
 
-The model follows the `homodyne` package's conventions (Angstrom, 1/Angstrom, s, degrees).
+The homodyne model follows the `homodyne` package's conventions and the two-component
+(heterodyne) model `xpcsjax`'s (Angstrom, 1/Angstrom, s, degrees).
 """
 
 from diffdesign.xpcs.cmc import SCALING_TREATMENTS, CmcResult, fit_cmc, sample_shards
 from diffdesign.xpcs.data import Points, XpcsData, points, shard_points, validate
+from diffdesign.xpcs.heterodyne import (
+    TWO_COMPONENT_PARAMETERS,
+    sample_fraction,
+    two_component_g2,
+    two_component_pairs,
+)
 from diffdesign.xpcs.io import (
     DataConfig,
     TwoTimeRing,
@@ -45,6 +52,7 @@ from diffdesign.xpcs.model import (
     g2_pairs,
     mode_of,
     parameter_names,
+    symmetric_noise,
     synthetic_c2,
 )
 from diffdesign.xpcs.nlsq import NlsqResult, fit_nlsq
@@ -57,6 +65,7 @@ __all__ = [
     "SCALINGS",
     "SCALING_TREATMENTS",
     "STATIC_PARAMETERS",
+    "TWO_COMPONENT_PARAMETERS",
     "AveragedScaling",
     "CmcResult",
     "ConstantScaling",
@@ -90,11 +99,15 @@ __all__ = [
     "read_npz_metadata",
     "read_toml",
     "residuals",
+    "sample_fraction",
     "sample_shards",
     "scaling_from_name",
     "select_angles",
     "shard_points",
+    "symmetric_noise",
     "synthetic_c2",
+    "two_component_g2",
+    "two_component_pairs",
     "unpack",
     "validate",
     "write_aps_hdf5",

@@ -62,6 +62,7 @@ consensus is not a posterior of the whole data set).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -524,7 +525,7 @@ class CmcResult:
         divergences = diagnostics["divergences"].values
         settings = dict(diagnostics.attrs)
         return {
-            **{k: _plain(v) for k, v in settings.items()},
+            **{k: json.loads(v) if k == "fixed" else _plain(v) for k, v in settings.items()},
             "n_shards": self.n_shards,
             "wall_time_s": self.wall_time,
             "parameters": parameters,
@@ -577,6 +578,7 @@ def fit_cmc(
     scaling: Scaling = DEFAULT_SCALING,
     integral: str = "trapezoid",
     bounds: Mapping[str, tuple[float, float]] | None = None,
+    fixed: Mapping[str, float] | None = None,
     warm_start: NlsqResult | None = None,
     n_shards: int | None = None,
     num_warmup: int = 500,
@@ -592,12 +594,13 @@ def fit_cmc(
 
     Args:
         data: the measurement.
-        mode: ``"static"`` or ``"laminar_flow"``.
+        mode: ``"static"``, ``"laminar_flow"`` or ``"two_component"``.
         scaling: per-angle contrast/offset: ``IndividualScaling()`` (the default),
             ``AveragedScaling()`` or ``ConstantScaling()``.
         integral: ``"trapezoid"`` (homodyne's) or ``"exact"``.
         bounds: box per parameter name, overriding
             :data:`~diffdesign.xpcs.likelihood.DEFAULT_BOUNDS`; the prior's support.
+        fixed: physical parameters held at given values (not sampled).
         warm_start: a least-squares fit of the same problem (run with :func:`fit_nlsq` if None):
             the chains' start and initial inverse mass matrix.
         n_shards: shards of the points (1 = a single NUTS run over all of them); None picks
@@ -639,7 +642,9 @@ def fit_cmc(
         raise ValueError(f"seed must be an integer; got {seed!r}")
     if scalings not in SCALING_TREATMENTS:
         raise ValueError(f"scalings must be one of {SCALING_TREATMENTS}; got {scalings!r}")
-    problem = make_problem(data, mode, scaling=scaling, integral=integral, bounds=bounds)
+    problem = make_problem(
+        data, mode, scaling=scaling, integral=integral, bounds=bounds, fixed=fixed
+    )
     n_points = problem.points.size
     if n_shards is None:
         n_shards = default_shards(n_points, len(jax.devices() if devices is None else devices))
@@ -655,7 +660,9 @@ def fit_cmc(
             f"scaling {scaling.name!r} has {list(problem.names)}"
         )
     if warm_start is None:
-        warm_start = fit_nlsq(data, mode, scaling=scaling, integral=integral, bounds=bounds)
+        warm_start = fit_nlsq(
+            data, mode, scaling=scaling, integral=integral, bounds=bounds, fixed=fixed
+        )
 
     shards = _shard_points(problem.points, n_shards)
     start_time = time.perf_counter()
@@ -668,7 +675,10 @@ def fit_cmc(
     draws = jax.block_until_ready(draws)
     wall_time = time.perf_counter() - start_time
     settings = {
-        "mode": mode, "scaling": scaling.name, "integral": integral, "num_warmup": num_warmup,
+        "mode": mode, "scaling": scaling.name, "integral": integral,
+        # netCDF attributes are flat: the fixed parameters as a JSON object in a string.
+        "fixed": json.dumps({name: float(v) for name, v in problem.fixed.items()}),
+        "num_warmup": num_warmup,
         "num_samples": num_samples, "num_chains": num_chains, "seed": seed,
         "scalings": scalings, "n_points": n_points, "wall_time_s": wall_time,
     }  # fmt: skip

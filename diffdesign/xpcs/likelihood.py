@@ -34,6 +34,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from diffdesign.xpcs.data import Points, XpcsData, points
+from diffdesign.xpcs.heterodyne import two_component_pairs
 from diffdesign.xpcs.model import INTEGRALS, g1_pairs, parameter_names
 
 #: Default box bounds per parameter (homodyne's template ranges, widened where they exclude
@@ -46,6 +47,22 @@ DEFAULT_BOUNDS: dict[str, tuple[float, float]] = {
     "beta": (-2.0, 2.0),
     "gamma_dot_t_offset": (-0.1, 0.1),
     "phi0": (-90.0, 90.0),
+    # The two-component model (xpcsjax's ranges; D0 and v0 start at 1 and 1e-3 instead of 0
+    # because they move in log space, v_beta and phi0_het widened like beta and phi0).
+    "D0_ref": (1.0, 1e6),
+    "alpha_ref": (-2.0, 2.0),
+    "D_offset_ref": (-1e4, 1e4),
+    "D0_sample": (1.0, 1e6),
+    "alpha_sample": (-2.0, 2.0),
+    "D_offset_sample": (-1e4, 1e4),
+    "v0": (1e-3, 1e6),
+    "v_beta": (-2.0, 2.0),
+    "v_offset": (-100.0, 100.0),
+    "f0": (0.0, 1.0),
+    "f1": (-1.0, 1.0),
+    "f2": (-1.0, 1.0),
+    "f3": (-1.0, 1.0),
+    "phi0_het": (-90.0, 90.0),
     "contrast": (0.0, 1.0),
     "offset": (0.5, 1.5),
 }
@@ -220,7 +237,8 @@ class Problem(eqx.Module):
     """Data and model choices of one fit; a PyTree whose arrays are the data.
 
     Build it with :func:`make_problem`. ``fixed_contrast``/``fixed_offset`` (n_phi,) are used
-    only by :class:`ConstantScaling`.
+    only by :class:`ConstantScaling`; ``fixed`` holds physical parameters kept at given
+    values (absent from the parameter vector).
     """
 
     points: Points
@@ -230,13 +248,15 @@ class Problem(eqx.Module):
     L: Float[Array, ""]
     fixed_contrast: Float[Array, " n_phi"]
     fixed_offset: Float[Array, " n_phi"]
+    fixed: dict[str, Float[Array, ""]]
     mode: str = eqx.field(static=True)
     scaling: Scaling
     integral: str = eqx.field(static=True)
 
     @property
     def physical_names(self) -> tuple[str, ...]:
-        return parameter_names(self.mode)
+        """The physical parameters in the vector: the mode's, less the fixed ones."""
+        return tuple(n for n in parameter_names(self.mode) if n not in self.fixed)
 
     @property
     def n_phi(self) -> int:
@@ -265,21 +285,32 @@ def make_problem(
     integral: str = "trapezoid",
     include_diagonal: bool = False,
     bounds: Mapping[str, tuple[float, float]] | None = None,
+    fixed: Mapping[str, float] | None = None,
 ) -> Problem:
-    """The problem of fitting ``data`` in ``mode`` (``"static"`` or ``"laminar_flow"``) with
-    contrast and offset treated by ``scaling`` (a :class:`Scaling`).
+    """The problem of fitting ``data`` in ``mode`` (``"static"``, ``"laminar_flow"`` or
+    ``"two_component"``) with contrast and offset treated by ``scaling`` (a :class:`Scaling`)
+    and the physical parameters named in ``fixed`` held at their values.
 
     Raises:
         TypeError: ``scaling`` is not a :class:`Scaling`.
-        ValueError: an unknown mode or integral, or bad bounds.
+        ValueError: an unknown mode or integral (the two-component model has the trapezoid
+            only), bad bounds, or a fixed parameter unknown, not finite, outside its bounds,
+            or all of them fixed.
     """
     if not isinstance(data, XpcsData):
         raise TypeError(f"data must be an XpcsData; got {type(data).__name__}")
-    parameter_names(mode)
+    names = parameter_names(mode)
     check_scaling(scaling)
     if integral not in INTEGRALS:
         raise ValueError(f"integral must be one of {INTEGRALS}; got {integral!r}")
-    contrast, offset = scaling.fixed(data, resolve_bounds(bounds))
+    if mode == "two_component" and integral != "trapezoid":
+        raise ValueError(
+            f"integral: the two-component model integrates by xpcsjax's trapezoid only; "
+            f"got {integral!r}"
+        )
+    box = resolve_bounds(bounds)
+    held = check_fixed(fixed, names, box)
+    contrast, offset = scaling.fixed(data, box)
     return Problem(
         points=points(data, include_diagonal=include_diagonal),
         t=data.t,
@@ -288,10 +319,32 @@ def make_problem(
         L=data.L,
         fixed_contrast=jnp.asarray(contrast),
         fixed_offset=jnp.asarray(offset),
+        fixed={name: jnp.asarray(value, dtype=float) for name, value in held.items()},
         mode=mode,
         scaling=scaling,
         integral=integral,
     )
+
+
+def check_fixed(
+    fixed: Mapping[str, float] | None, names: tuple[str, ...], box: Mapping
+) -> dict[str, float]:
+    """``fixed`` as floats, each a parameter of the mode, finite and inside its bounds."""
+    held = {}
+    for name, value in dict(fixed or {}).items():
+        if name not in names:
+            raise ValueError(f"fixed: unknown parameter {name!r}; allowed {list(names)}")
+        lo, hi = box[name]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"fixed[{name!r}] must be a number; got {value!r}") from None
+        if not (np.isfinite(number) and lo <= number <= hi):
+            raise ValueError(f"fixed[{name!r}] = {value!r} lies outside its bounds [{lo}, {hi}]")
+        held[name] = number
+    if len(held) == len(names):
+        raise ValueError(f"fixed: every physical parameter is fixed ({list(names)}); free one")
+    return held
 
 
 def resolve_bounds(bounds: Mapping[str, tuple[float, float]] | None) -> dict:
@@ -322,7 +375,7 @@ def unpack(
 ) -> tuple[dict[str, Array], Float[Array, " n_phi"], Float[Array, " n_phi"]]:
     """The physical parameters (dict) and per-angle contrast and offset of a parameter vector."""
     names = problem.physical_names
-    params = {name: theta[k] for k, name in enumerate(names)}
+    params = {**problem.fixed, **{name: theta[k] for k, name in enumerate(names)}}
     contrast, offset = problem.scaling.unpack(theta[len(names) :], problem)
     return params, contrast, offset
 
@@ -338,9 +391,13 @@ def pack(
     return jnp.concatenate([physical, problem.scaling.pack(contrast, offset)])
 
 
-def model_g1_squared(params: Mapping[str, Array], problem: Problem) -> Float[Array, " m"]:
-    """g1^2 at every point: the part of the model that is nonlinear in the parameters."""
+def correlation_shape(params: Mapping[str, Array], problem: Problem) -> Float[Array, " m"]:
+    """The part of the model that contrast multiplies, at every point: g1^2 (homodyne) or
+    the normalised two-component correlation; nonlinear in the physical parameters."""
     pts = problem.points
+    if problem.mode == "two_component":
+        return two_component_pairs(params, problem.t, problem.phi, problem.q, pts.angle, pts.i,
+                                   pts.j)  # fmt: skip
     g1 = g1_pairs(
         params, problem.t, problem.phi, problem.q, problem.L, pts.angle, pts.i, pts.j,
         problem.integral,
@@ -352,8 +409,20 @@ def residuals(theta: Float[Array, " p"], problem: Problem) -> Float[Array, " m"]
     """Whitened residuals ``(c2 - g2) / sigma`` at every point (0 at padding points)."""
     params, contrast, offset = unpack(theta, problem)
     pts = problem.points
-    model = offset[pts.angle] + contrast[pts.angle] * model_g1_squared(params, problem)
+    model = offset[pts.angle] + contrast[pts.angle] * correlation_shape(params, problem)
     return pts.weight * (pts.c2 - model)
+
+
+def model_matrices(theta: Float[Array, " p"], problem: Problem) -> Float[Array, "n_phi n_t n_t"]:
+    """The model's full two-time matrices (n_phi, n_t, n_t) at ``theta``, whatever the mode."""
+    n_phi, n_t = problem.n_phi, problem.t.shape[0]
+    shape = (n_phi, n_t, n_t)
+    angle, i, j = (jnp.broadcast_to(a, shape).ravel() for a in jnp.ix_(
+        jnp.arange(n_phi), jnp.arange(n_t), jnp.arange(n_t)))  # fmt: skip
+    grid = Points(angle=angle, i=i, j=j, c2=jnp.zeros(angle.shape), weight=jnp.ones(angle.shape))
+    params, contrast, offset = unpack(theta, problem)
+    shape_values = correlation_shape(params, problem.with_points(grid))
+    return (offset[angle] + contrast[angle] * shape_values).reshape(shape)
 
 
 def log_likelihood(theta: Float[Array, " p"], problem: Problem) -> Float[Array, ""]:

@@ -37,11 +37,19 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from diffdesign._validation import check_positive
+from diffdesign.xpcs._matrices import all_pairs, checked_grid
+from diffdesign.xpcs.heterodyne import TWO_COMPONENT_PARAMETERS, check_two_component
 
 STATIC_PARAMETERS = ("D0", "alpha", "D_offset")
 SHEAR_PARAMETERS = ("gamma_dot_t0", "beta", "gamma_dot_t_offset", "phi0")
 LAMINAR_PARAMETERS = STATIC_PARAMETERS + SHEAR_PARAMETERS
-MODES = {"static": STATIC_PARAMETERS, "laminar_flow": LAMINAR_PARAMETERS}
+#: The physical parameters of each mode; ``"two_component"`` is the heterodyne model of
+#: :mod:`diffdesign.xpcs.heterodyne` (xpcsjax's name for it).
+MODES = {
+    "static": STATIC_PARAMETERS,
+    "laminar_flow": LAMINAR_PARAMETERS,
+    "two_component": TWO_COMPONENT_PARAMETERS,
+}
 INTEGRALS = ("trapezoid", "exact")
 
 _RATE_FLOOR = 1e-10  # homodyne's floor on D(t) and gamma_dot(t)
@@ -58,7 +66,11 @@ def parameter_names(mode: str) -> tuple[str, ...]:
 
 
 def mode_of(params: Mapping[str, ArrayLike]) -> str:
-    """``"laminar_flow"`` when the shear parameters are present, else ``"static"``."""
+    """``"two_component"`` for the heterodyne names, else ``"laminar_flow"`` when the shear
+    parameters are present, else ``"static"``."""
+    if any(name in params for name in TWO_COMPONENT_PARAMETERS):
+        check_two_component(params)
+        return "two_component"
     missing = [name for name in STATIC_PARAMETERS if name not in params]
     if missing:
         raise ValueError(f"params lacks {missing}; expected names {list(LAMINAR_PARAMETERS)}")
@@ -227,36 +239,22 @@ def g2(
         ValueError: ``t`` not 1-D with two or more points, no angle, contrast or offset of
             another length than ``phi``, or (where known) q or L not finite and > 0.
     """
-    t = jnp.asarray(t, dtype=float)
-    phi = jnp.atleast_1d(jnp.asarray(phi, dtype=float))
-    if t.ndim != 1 or t.shape[0] < 2:
-        raise ValueError(f"t must be a 1-D time grid (s) of at least two points; got {t.shape}")
-    if phi.ndim != 1 or phi.shape[0] == 0:
-        raise ValueError(f"phi must be one or more angles (degrees); got shape {phi.shape}")
-    check_positive(q, "q", "g2", "1/Angstrom")
+    if mode_of(params) == "two_component":
+        raise ValueError(
+            "g2 is the homodyne model; the two-component parameters go to "
+            "diffdesign.xpcs.two_component_g2(params, t, phi, q, contrast, offset)"
+        )
+    t, phi = checked_grid(t, phi, q, contrast, offset, "g2")
     check_positive(L, "L", "g2", "Angstrom")
-    n_phi = phi.shape[0]
-    for name, value in (("contrast", contrast), ("offset", offset)):
-        shape = jnp.shape(jnp.asarray(value))
-        if shape not in ((), (1,), (n_phi,)):
-            raise ValueError(
-                f"{name} must be a scalar or one value per angle, shape ({n_phi},); got {shape}"
-            )
     return _g2(params, t, phi, q, L, contrast, offset, integral=integral)
 
 
 @partial(jax.jit, static_argnames="integral")
 def _g2(params, t, phi, q, L, contrast, offset, *, integral):
-    t = jnp.asarray(t, dtype=float)
-    phi = jnp.atleast_1d(jnp.asarray(phi, dtype=float))
-    n_phi, n_t = phi.shape[0], t.shape[0]
-    angle = jnp.arange(n_phi)[:, None, None]
-    i = jnp.arange(n_t)[None, :, None]
-    j = jnp.arange(n_t)[None, None, :]
-    contrast = jnp.broadcast_to(jnp.asarray(contrast, dtype=float), (n_phi,))
-    offset = jnp.broadcast_to(jnp.asarray(offset, dtype=float), (n_phi,))
-    g1 = g1_pairs(params, t, phi, q, L, angle, i, j, integral)
-    return offset[:, None, None] + contrast[:, None, None] * g1**2
+    def g1_squared(angle, i, j):
+        return g1_pairs(params, t, phi, q, L, angle, i, j, integral) ** 2
+
+    return all_pairs(g1_squared, phi.shape[0], t.shape[0], contrast, offset)
 
 
 @partial(jax.jit, static_argnames="integral")
@@ -279,6 +277,11 @@ def synthetic_c2(
     upper triangle and diagonal and mirrored (the lower triangle carries no new information).
     """
     clean = g2(params, t, phi, q, L, contrast, offset, integral=integral)
-    upper = jnp.triu(jax.random.normal(key, clean.shape, dtype=clean.dtype))
-    symmetric = upper + jnp.swapaxes(jnp.triu(upper, 1), -1, -2)
-    return clean + noise * symmetric
+    return clean + noise * symmetric_noise(key, clean.shape, clean.dtype)
+
+
+def symmetric_noise(key: jax.Array, shape: tuple[int, ...], dtype=float) -> Array:
+    """Standard normal noise on the upper triangle and diagonal of the last two axes, mirrored
+    to the lower triangle (a two-time matrix's lower half carries no new information)."""
+    upper = jnp.triu(jax.random.normal(key, shape, dtype=dtype))
+    return upper + jnp.swapaxes(jnp.triu(upper, 1), -1, -2)

@@ -63,6 +63,7 @@ from diffdesign.xpcs.likelihood import (
     resolve_bounds,
 )
 from diffdesign.xpcs.scaling import ScalingBox, profiled_residuals, with_scalings
+from diffdesign.xpcs.spec import LOG_SCALE
 
 SOLVERS = ("normal-equations", "optimistix")
 #: Stop once chi^2 fell by less than 0.05 over 10 steps: statistically nothing (one standard
@@ -70,7 +71,7 @@ SOLVERS = ("normal-equations", "optimistix")
 #: valley the data do not resolve.
 _STALL = (10, 0.05)
 _MAX_STEP = 0.25
-_LOG_SPACED = ("D0", "gamma_dot_t0")  # strictly positive, spanning decades
+_LOG_SPACED = LOG_SCALE  # strictly positive, spanning decades
 
 
 class NlsqResult(NamedTuple):
@@ -151,6 +152,7 @@ def fit_nlsq(
     integral: str = "trapezoid",
     initial: Mapping[str, float] | None = None,
     bounds: Mapping[str, tuple[float, float]] | None = None,
+    fixed: Mapping[str, float] | None = None,
     n_starts: int = 32,
     n_refine: int = 3,
     seed: int = 0,
@@ -164,7 +166,7 @@ def fit_nlsq(
 
     Args:
         data: the measurement.
-        mode: ``"static"`` or ``"laminar_flow"``.
+        mode: ``"static"``, ``"laminar_flow"`` or ``"two_component"``.
         scaling: per-angle contrast/offset: ``IndividualScaling()`` (the default),
             ``AveragedScaling()`` or ``ConstantScaling()``.
         integral: ``"trapezoid"`` (homodyne's) or ``"exact"``.
@@ -172,6 +174,9 @@ def fit_nlsq(
             centre); it is always among the starts.
         bounds: box per parameter name (``contrast``/``offset`` for the scalings), overriding
             :data:`~diffdesign.xpcs.likelihood.DEFAULT_BOUNDS`.
+        fixed: physical parameters held at given values (absent from ``names`` and ``x``);
+            e.g. ``{"f2": 0.0}`` for the two-component model, whose f0 and f2 are one
+            direction of the data.
         n_starts: starts screened (the initial guess plus a Latin hypercube); 1 for none.
         n_refine: starts fitted on the subsample: the initial guess and the best-screened
             others; the best is refitted on all points.
@@ -193,7 +198,9 @@ def fit_nlsq(
     if not (isinstance(tol, int | float) and np.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol (relative tolerance) must be a finite number >= 0; got {tol!r}")
     start_time = time.perf_counter()
-    problem = make_problem(data, mode, scaling=scaling, integral=integral, bounds=bounds)
+    problem = make_problem(
+        data, mode, scaling=scaling, integral=integral, bounds=bounds, fixed=fixed
+    )
     box = resolve_bounds(bounds)
     lower, upper = parameter_box(problem, bounds)
     n_phys = len(problem.physical_names)

@@ -19,7 +19,7 @@ from diffdesign.xpcs.likelihood import (
     Problem,
     chi_squared,
     chunked,
-    model_g1_squared,
+    correlation_shape,
     pack,
     residuals,
     unpack,
@@ -47,18 +47,19 @@ def scaling_statistics(
     """Weighted sums (1, g, g^2, c, c g, c^2) x w^2 per segment of angles sharing one
     (contrast, offset) (``Scaling.n_segments``: one row per angle for individual scalings).
 
-    ``g`` is the model's g1^2 and ``c`` the data; with ``chunk_size`` the sums are accumulated
-    over chunks of points (bounded memory). With ``reference`` (contrast, offset per row),
-    ``c`` is the data minus that reference's model, so the sums describe the quadratic in the
-    *departures* from it: then ``c^2`` is of the order of chi^2 rather than 1e4 times larger,
-    and the quadratic's minimum loses no digits to cancellation.
+    ``g`` is the model's g1^2 (the two-component shape G/N) and ``c`` the data; with
+    ``chunk_size`` the sums are accumulated over chunks of points (bounded memory). With
+    ``reference`` (contrast, offset per row), ``c`` is the data minus that reference's model,
+    so the sums describe the quadratic in the *departures* from it: then ``c^2`` is of the
+    order of chi^2 rather than 1e4 times larger, and the quadratic's minimum loses no digits
+    to cancellation.
     """
     params = unpack(_with_placeholders(physical, problem), problem)[0]
     n_seg = problem.scaling.n_segments(problem.n_phi)
 
     def sums(sub: Problem) -> Array:
         pts = sub.points
-        g = model_g1_squared(params, sub)
+        g = correlation_shape(params, sub)
         segments = problem.scaling.segment_of(pts.angle)
         c = pts.c2
         if reference is not None:

@@ -19,9 +19,13 @@ from diffdesign.xpcs.model import parameter_names
 UNITS = {
     "D0": "A^2/s^(1+alpha)", "alpha": "", "D_offset": "A^2/s", "gamma_dot_t0": "1/s^(1+beta)",
     "beta": "", "gamma_dot_t_offset": "1/s", "phi0": "deg",
+    "D0_ref": "A^2/s^(1+alpha_ref)", "alpha_ref": "", "D_offset_ref": "A^2/s",
+    "D0_sample": "A^2/s^(1+alpha_sample)", "alpha_sample": "", "D_offset_sample": "A^2/s",
+    "v0": "A/s^(1+v_beta)", "v_beta": "", "v_offset": "A/s", "f0": "", "f1": "1/s", "f2": "s",
+    "f3": "", "phi0_het": "deg",
 }  # fmt: skip
 #: Parameters moved in log space.
-LOG_SCALE = ("D0", "gamma_dot_t0")
+LOG_SCALE = ("D0", "gamma_dot_t0", "D0_ref", "D0_sample", "v0")
 
 
 def parameter_spec(
@@ -31,8 +35,8 @@ def parameter_spec(
     *,
     step: float = 0.05,
 ) -> dict[str, Param]:
-    """``{name: Param}`` for the physical parameters of ``mode`` ("static" or
-    "laminar_flow"), starting at ``initial`` (default: the box's centre, geometric for the
+    """``{name: Param}`` for the physical parameters of ``mode`` ("static", "laminar_flow"
+    or "two_component"), starting at ``initial`` (default: the box's centre, geometric for the
     log-scaled ones), inside ``bounds`` (default ``DEFAULT_BOUNDS``), each labelled by name.
 
     Raises:

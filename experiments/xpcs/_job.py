@@ -8,11 +8,12 @@ One TOML file configures the whole job, one table per stage (every key optional)
     file = "run.h5"
 
     [model]
-    mode = "laminar_flow"  # or "static" (the command line's --mode wins)
+    mode = "laminar_flow"  # "static", "laminar_flow" or "two_component" (--mode wins)
     scaling = "individual" # per-angle contrast/offset: "individual", "averaged", "constant"
     integral = "trapezoid" # homodyne's discretisation, or "exact"
     initial = { D0 = 5000.0, alpha = -0.3 }       # starting guess (any subset)
     bounds = { D0 = [100.0, 1e5], phi0 = [-10.0, 10.0] }
+    fixed = { }            # physical parameters held at a value, e.g. { f2 = 0.0 }
 
     [nlsq]                 # NlsqConfig
     n_starts = 32
@@ -51,6 +52,7 @@ from diffdesign.xpcs.io import DataConfig, load_data, read_toml
 from diffdesign.xpcs.likelihood import (
     INTEGRALS,
     SCALINGS,
+    check_fixed,
     make_problem,
     resolve_bounds,
     scaling_from_name,
@@ -68,12 +70,14 @@ class ModelConfig(TomlConfig):
     """The ``[model]`` table: what is fitted.
 
     Attributes:
-        mode: ``"static"`` or ``"laminar_flow"`` (the command line's ``--mode`` wins).
+        mode: ``"static"``, ``"laminar_flow"`` or ``"two_component"`` (the command line's
+            ``--mode`` wins).
         scaling: per-angle contrast/offset: ``"individual"``, ``"averaged"`` or ``"constant"``.
         integral: ``"trapezoid"`` (homodyne's discretisation) or ``"exact"``.
         initial: starting guess of any subset of the physical parameters (name = value, in
             the parameters' units: Angstrom^2/s, 1/s, degrees, ...).
         bounds: ``name = [lower, upper]`` replacing :data:`~diffdesign.xpcs.DEFAULT_BOUNDS`.
+        fixed: physical parameters held at a value (name = value), not fitted.
     """
 
     mode: str = "static"
@@ -81,9 +85,10 @@ class ModelConfig(TomlConfig):
     integral: str = "trapezoid"
     initial: Mapping[str, float] = dataclasses.field(default_factory=dict)
     bounds: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    fixed: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     #: the keys that hold tables (name = value) rather than single values.
-    TABLES: ClassVar[tuple[str, ...]] = ("initial", "bounds")
+    TABLES: ClassVar[tuple[str, ...]] = ("initial", "bounds", "fixed")
 
     def __post_init__(self):
         for name, value, allowed in (
@@ -99,7 +104,13 @@ class ModelConfig(TomlConfig):
                 raise ValueError(f"[model] initial: unknown parameter {name!r}; allowed {names}")
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise ValueError(f"[model] initial.{name} must be a number; got {value!r}")
-        resolve_bounds(self.bounds)
+        try:
+            check_fixed(self.fixed, names, resolve_bounds(self.bounds))
+        except ValueError as error:
+            raise ValueError(f"[model] {error}") from None
+        both = sorted(set(self.initial) & set(self.fixed))
+        if both:
+            raise ValueError(f"[model] {both} are both in initial and in fixed; keep one")
 
     @classmethod
     def from_mapping(
@@ -216,13 +227,16 @@ def run_fit(job: FitJob, method: str, out: str | Path, *, smoke: bool = False) -
     }
     nlsq = fit_nlsq(
         data, model.mode, scaling=scaling, integral=model.integral,
-        initial=model.initial, bounds=model.bounds, solver=job.nlsq.solver,
+        initial=model.initial, bounds=model.bounds, fixed=model.fixed, solver=job.nlsq.solver,
         n_starts=job.nlsq.n_starts, n_refine=job.nlsq.n_refine, seed=job.nlsq.seed,
         max_steps=job.nlsq.max_steps,
     )  # fmt: skip
     _print_nlsq(nlsq)
     results["nlsq"] = nlsq.to_json()
-    problem = make_problem(data, model.mode, scaling=scaling, integral=model.integral)
+    problem = make_problem(
+        data, model.mode, scaling=scaling, integral=model.integral, bounds=model.bounds,
+        fixed=model.fixed,
+    )  # fmt: skip
     _write(out / "results.json", results)  # the least-squares fit is kept if sampling stops
     from experiments.xpcs._plots import plot_fit, plot_pairs, plot_traces
 
@@ -234,14 +248,14 @@ def run_fit(job: FitJob, method: str, out: str | Path, *, smoke: bool = False) -
         start = time.perf_counter()
         cmc = fit_cmc(
             data, model.mode, scaling=scaling, integral=model.integral,
-            bounds=model.bounds, warm_start=nlsq, n_shards=options.n_shards,
+            bounds=model.bounds, fixed=model.fixed, warm_start=nlsq, n_shards=options.n_shards,
             num_warmup=options.num_warmup, num_samples=options.num_samples,
             num_chains=options.num_chains, seed=options.seed, progress=True,
         )  # fmt: skip
         print(f"cmc: {cmc.n_shards} shard(s) in {time.perf_counter() - start:.1f} s", flush=True)
         results["cmc"] = cmc.summary()
         cmc.save(out / "posterior.nc")
-        physical = parameter_names(model.mode)
+        physical = problem.physical_names
         draws = {n: np.asarray(cmc.idata.posterior[n]) for n in physical}
         plot_traces(draws, out / "posterior_trace.png")
         plot_pairs(draws, out / "posterior_pairs.png", estimate=nlsq.values())

@@ -8,12 +8,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
 from diffdesign.xpcs.data import XpcsData
-from diffdesign.xpcs.likelihood import Problem, unpack
-from diffdesign.xpcs.model import g2
+from diffdesign.xpcs.likelihood import Problem, model_matrices
 
 #: At most this many angles are drawn (evenly spaced through the data's angles).
 MAX_ANGLES = 6
@@ -21,10 +21,7 @@ MAX_ANGLES = 6
 
 def plot_fit(data: XpcsData, problem: Problem, theta, path: str | Path) -> Path:
     """Data, fitted model and whitened residual two-time maps, one row per angle."""
-    params, contrast, offset = unpack(np.asarray(theta), problem)
-    model = np.asarray(
-        g2(params, data.t, data.phi, data.q, data.L, contrast, offset, integral=problem.integral)
-    )
+    model = np.asarray(model_matrices(jnp.asarray(theta), problem))
     c2 = np.asarray(data.c2)
     sigma = np.broadcast_to(np.asarray(data.sigma), c2.shape)
     rows = np.unique(

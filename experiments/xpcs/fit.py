@@ -1,6 +1,7 @@
 """fit two-time data: bounded least squares and/or Consensus Monte Carlo
 
-Fit the homodyne model (static or laminar flow) to two-time correlation data (APS 8-ID-I
+Fit the homodyne model (static or laminar flow) or the two-component (heterodyne) model to
+two-time correlation data (APS 8-ID-I
 HDF5 or diffdesign .npz) by bounded least squares (nlsq) and/or Consensus Monte Carlo (cmc,
 NUTS on shards, warm-started from nlsq). Writes results.json, posterior.nc and plots into
 --out. The TOML config has tables [data], [model], [nlsq], [cmc].
@@ -14,7 +15,7 @@ import dataclasses
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", nargs="?", help="data file (default: [data] file of --config)")
-    parser.add_argument("--mode", choices=("static", "laminar_flow"),
+    parser.add_argument("--mode", choices=("static", "laminar_flow", "two_component"),
                         help="model (default: [model] mode, else static)")  # fmt: skip
     parser.add_argument(
         "--method", choices=("nlsq", "cmc", "both"), default="nlsq",
@@ -22,8 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "both: the two, side by side (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--example", action="store_true", help="fit the packaged example (3 angles, 100 frames)"
-    )
+        "--example", action="store_true",
+        help="fit a packaged example: laminar flow (3 angles, 100 frames), or with --mode "
+        "two_component the two-component one (4 angles, 80 frames)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> dict[str, str]:
@@ -36,7 +39,8 @@ def run(args: argparse.Namespace) -> dict[str, str]:
 
         if data is not None or config is not None:
             raise ValueError("--example runs the packaged example: give no DATA or --config")
-        config = example_path("laminar_flow_example.toml")
+        name = "two_component" if args.mode == "two_component" else "laminar_flow"
+        config = example_path(f"{name}_example.toml")
     job = load_job(data, config, args.mode)
     if args.seed is not None:  # the starts of the least-squares fit and the chains' keys
         job = dataclasses.replace(

@@ -466,6 +466,9 @@ def test_the_example_file_is_what_make_example_writes(tmp_path):
 
 
 def test_example_path_refuses_unknown_names():
-    assert set(EXAMPLES) == {"laminar_flow_example.h5", "laminar_flow_example.toml"}
+    assert set(EXAMPLES) == {
+        "laminar_flow_example.h5", "laminar_flow_example.toml",
+        "two_component_example.h5", "two_component_example.toml",
+    }  # fmt: skip
     with pytest.raises(ValueError, match=r"unknown example 'x.h5'"):
         example_path("x.h5")

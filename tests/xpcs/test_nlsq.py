@@ -63,10 +63,10 @@ def test_projected_scalings_are_the_least_squares_solution(laminar_data):
     physical = jnp.asarray([LAMINAR_TRUTH[n] for n in LAMINAR_PARAMETERS]) * 1.05
     stats = scaling_statistics(physical, problem)
     k, o, _ = solve_scalings(stats, BOX)
-    from diffdesign.xpcs.likelihood import model_g1_squared, unpack
+    from diffdesign.xpcs.likelihood import correlation_shape, unpack
 
     g = np.asarray(
-        model_g1_squared(unpack(jnp.concatenate([physical, jnp.ones(6)]), problem)[0], problem)
+        correlation_shape(unpack(jnp.concatenate([physical, jnp.ones(6)]), problem)[0], problem)
     )
     pts = problem.points
     for angle in range(3):

@@ -4,6 +4,8 @@
   APS-U layout (see :mod:`diffdesign.xpcs.io`), the truth in its root attributes; remade by
   ``python -m diffdesign.xpcs.examples.make_example``.
 - ``laminar_flow_example.toml``: a config whose ``[data]`` table reads it.
+- ``two_component_example.h5`` / ``.toml``: four angles of synthetic two-component
+  (heterodyne) data and its config (same script).
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-EXAMPLES = ("laminar_flow_example.h5", "laminar_flow_example.toml")
+EXAMPLES = (
+    "laminar_flow_example.h5",
+    "laminar_flow_example.toml",
+    "two_component_example.h5",
+    "two_component_example.toml",
+)
 
 
 def example_path(name: str) -> Path:
