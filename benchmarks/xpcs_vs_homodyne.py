@@ -407,10 +407,11 @@ def read_warm(path: str):
     """Inverse of write_warm."""
     with np.load(path, allow_pickle=False) as z:
         fields = {k: z[k] for k in z.files}
-    strings = {"mode", "scaling", "integral"}
+    strings = {"mode", "scaling", "integral", "status", "message"}
     fields = {k: str(v) if k in strings else v for k, v in fields.items()}
     fields["names"] = tuple(str(n) for n in fields["names"])
     fields["wall_time"] = float(fields["wall_time"])
+    fields["condition_number"] = float(fields["condition_number"])
     return xpcs.NlsqResult(**{k: fields[k] for k in xpcs.NlsqResult._fields})
 
 

@@ -49,7 +49,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from diffdesign.core.bounds import Box
-from diffdesign.inference.identifiability import gaussian_covariance
+from diffdesign.inference.identifiability import Identifiability, gaussian_covariance
 from diffdesign.inference.least_squares import bounded_least_squares
 from diffdesign.xpcs.data import Points, XpcsData, shard_points
 from diffdesign.xpcs.likelihood import (
@@ -92,6 +92,17 @@ class NlsqResult(NamedTuple):
         refined_chi2: (n_refine,) chi^2 on the subsample after fitting each refined start
             there; the best was refitted on all points (when the subsample is not all).
         wall_time: seconds, compile included.
+        status: ``"converged"``, or what is wrong, the most serious first:
+            ``"max_steps"`` (stopped at the iteration limit), ``"not_converged"`` (the
+            damping ran away), ``"poor_fit"`` (chi2/dof above :data:`POOR_FIT`: a local
+            minimum or a model that does not describe the data), ``"at_bound"``,
+            ``"degenerate"`` (a direction the data measure :data:`DEGENERATE` times worse
+            than the best one: its parameters are not separately determined).
+        message: every problem found, in words (empty when there is none).
+        weakest_direction: (p,) the unit combination of parameters (each in units of its
+            own scale, the columns of J equilibrated) the data measure least.
+        condition_number: best over worst-measured direction (singular values of the
+            equilibrated J; inf when one is not measured at all).
     """
 
     names: tuple[str, ...]
@@ -111,6 +122,10 @@ class NlsqResult(NamedTuple):
     mode: str
     scaling: str
     integral: str
+    status: str = "converged"
+    message: str = ""
+    weakest_direction: Array | None = None
+    condition_number: float = float("nan")
 
     def values(self) -> dict[str, float]:
         """Parameter name -> best-fit value."""
@@ -141,6 +156,14 @@ class NlsqResult(NamedTuple):
             "screen_chi2": clean(self.screen_chi2),
             "refined_chi2": clean(self.refined_chi2),
             "wall_time_s": self.wall_time,
+            "status": self.status,
+            "message": self.message,
+            "weakest_direction": None
+            if self.weakest_direction is None
+            else dict(zip(self.names, clean(self.weakest_direction), strict=True)),
+            "condition_number": None
+            if not np.isfinite(self.condition_number)
+            else float(self.condition_number),
         }
 
 
@@ -232,28 +255,77 @@ def fit_nlsq(
     if n_screen > 1:
         theta, converged, steps = solve(problem, theta[:n_phys])
     jtj, _, chi2 = _normal_equations(theta, problem, chunk_size=chunk_size)
-    covariance, correlation = covariance_from_normal(jtj)
+    covariance, report = _identifiability_from_normal(jtj)
     n_points = problem.n_points
     tolerance = 1e-6 * (upper - lower) / 2.0
+    at_bound = (theta - lower < tolerance) | (upper - theta < tolerance)
+    reduced_chi2 = chi2 / (n_points - theta.shape[0])
+    status, message = diagnose(
+        problem.names, bool(converged), int(steps), max_steps, float(reduced_chi2),
+        np.asarray(at_bound), np.asarray(report.weakest_direction),
+        float(report.condition_number),
+    )  # fmt: skip
     return NlsqResult(
         names=problem.names,
         x=theta,
         std=jnp.sqrt(jnp.diagonal(covariance)),
         covariance=covariance,
-        correlation=correlation,
+        correlation=report.correlation,
         chi2=chi2,
-        reduced_chi2=chi2 / (n_points - theta.shape[0]),
+        reduced_chi2=reduced_chi2,
         n_points=n_points,
         converged=converged,
         num_steps=steps,
-        at_bound=(theta - lower < tolerance) | (upper - theta < tolerance),
+        at_bound=at_bound,
         screen_chi2=screen_chi2,
         refined_chi2=refined_chi2,
         wall_time=time.perf_counter() - start_time,
         mode=problem.mode,
         scaling=problem.scaling.name,
         integral=problem.integral,
+        status=status,
+        message=message,
+        weakest_direction=report.weakest_direction,
+        condition_number=float(report.condition_number),
     )
+
+
+#: chi2 per degree of freedom above which a fit is reported as ``"poor_fit"``.
+POOR_FIT = 2.0
+#: Condition number (of the equilibrated J) above which a fit is ``"degenerate"``: its
+#: weakest direction's standard error is 1e4 times its best one's.
+DEGENERATE = 1e4
+
+
+def diagnose(
+    names: tuple[str, ...], converged: bool, steps: int, max_steps: int, reduced_chi2: float,
+    at_bound: np.ndarray, weakest: np.ndarray, condition: float,
+) -> tuple[str, str]:  # fmt: skip
+    """The status and message of a fit: every problem in words, the most serious first."""
+    problems = []
+    if not converged and steps >= max_steps:
+        problems.append(("max_steps", f"stopped at max_steps = {max_steps} before meeting its "
+                         "tolerances: raise max_steps or start closer"))  # fmt: skip
+    elif not converged:
+        problems.append(("not_converged", f"did not converge ({steps} steps; the damping "
+                         "grew without an accepted step)"))  # fmt: skip
+    if not reduced_chi2 <= POOR_FIT:
+        problems.append(("poor_fit", f"chi2/dof = {reduced_chi2:.3g} > {POOR_FIT}: a local "
+                         "minimum (start nearer, more starts) or a model or noise level that "
+                         "does not describe the data"))  # fmt: skip
+    bounded = [n for n, b in zip(names, at_bound, strict=True) if b]
+    if bounded:
+        problems.append(("at_bound", f"at a bound: {', '.join(bounded)}"))
+    if not condition <= DEGENERATE:
+        order = np.argsort(-np.abs(weakest))
+        terms = " ".join(f"{weakest[k]:+.2f} {names[k]}" for k in order[:4]
+                         if abs(weakest[k]) >= 0.05)  # fmt: skip
+        problems.append(("degenerate", f"the data hardly measure {terms} (each in units of its "
+                         f"scale; condition number {condition:.2g}): fix one of these "
+                         "parameters or report their combination"))  # fmt: skip
+    if not problems:
+        return "converged", ""
+    return problems[0][0], "; ".join(text for _, text in problems)
 
 
 def initial_guesses(
@@ -440,13 +512,20 @@ _normal_equations = jax.jit(normal_equations, static_argnames="chunk_size")
 _chi_squared = jax.jit(chi_squared, static_argnames="chunk_size")
 
 
-@jax.jit
 def covariance_from_normal(jtj: Float[Array, "p p"]) -> tuple[Array, Array]:
     """Covariance (J^T J)^-1 and correlation, columns equilibrated first (units differ by 1e7)."""
+    covariance, report = _identifiability_from_normal(jtj)
+    return covariance, report.correlation
+
+
+@jax.jit
+def _identifiability_from_normal(jtj: Float[Array, "p p"]) -> tuple[Array, Identifiability]:
+    """Covariance and the identifiability report (weakest direction, condition number) of
+    the equilibrated J whose J^T J is given."""
     d = jnp.sqrt(jnp.diagonal(jtj))
     d = jnp.where(d > 0, d, 1.0)
     scaled = jtj / (d[:, None] * d[None, :])
     eigenvalues, vectors = jnp.linalg.eigh(scaled)
     root = jnp.sqrt(jnp.clip(eigenvalues, 0.0))[:, None] * vectors.T  # root^T root = scaled
     covariance, report = gaussian_covariance(root)
-    return covariance / (d[:, None] * d[None, :]), report.correlation
+    return covariance / (d[:, None] * d[None, :]), report

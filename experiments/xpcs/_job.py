@@ -308,6 +308,8 @@ def _print_nlsq(result: NlsqResult) -> None:
         f"{result.wall_time:.1f} s",
         flush=True,
     )
+    if result.message:
+        print(f"nlsq: {result.status}: {result.message}", flush=True)
     for name, value, std in zip(result.names, np.asarray(result.x), np.asarray(result.std),
                                 strict=True):  # fmt: skip
         unit = UNITS.get(name, "")  # contrast and offset: fractions of g2, no unit

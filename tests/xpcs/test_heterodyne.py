@@ -201,7 +201,7 @@ def test_nlsq_recovers_every_parameter_within_three_standard_errors(example_data
     errors, chi2/dof near 1."""
     start = {k: 1.2 * v for k, v in TRUTH.items() if k != "f2"}
     result = fit_nlsq(example_data, "two_component", fixed={"f2": 0.0}, initial=start)
-    assert bool(result.converged)
+    assert bool(result.converged) and result.status == "converged" and result.message == ""
     assert result.names[:13] == tuple(n for n in TWO_COMPONENT_PARAMETERS if n != "f2")
     assert float(result.reduced_chi2) == pytest.approx(1.0, abs=0.05)
     spec = example.TWO_COMPONENT
@@ -223,6 +223,12 @@ def test_f0_and_f2_free_are_reported_as_one_direction(example_data):
     names = list(result.names)
     f0, f2 = names.index("f0"), names.index("f2")
     assert abs(float(result.correlation[f0, f2])) > 1 - 1e-9
+    assert result.status == "degenerate" and result.condition_number > 1e4
+    weakest = np.abs(np.asarray(result.weakest_direction))
+    assert weakest[f0] == pytest.approx(2**-0.5, abs=0.01) and weakest[f2] == pytest.approx(
+        2**-0.5, abs=0.01
+    )
+    assert "f0" in result.message and "f2" in result.message
     std = dict(zip(names, np.asarray(result.std), strict=True))
     assert std["f0"] > 1000 * 1.0 and std["f2"] > 1000 * 2.0
     assert float(result.reduced_chi2) == pytest.approx(1.0, abs=0.05)

@@ -142,6 +142,31 @@ def test_static_recovery_and_solvers_agree(static_fits):
     assert np.all(np.abs(np.asarray(other.x - fit.x)) < 0.05 * np.asarray(fit.std))
 
 
+def test_a_good_fit_says_converged_and_nothing_else(static_fits):
+    fit = static_fits["normal-equations"]
+    assert fit.status == "converged" and fit.message == ""
+    assert fit.to_json()["status"] == "converged"
+    assert 1.0 <= fit.condition_number < 1e3
+    assert np.linalg.norm(np.asarray(fit.weakest_direction)) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_a_fit_that_stops_early_or_fits_badly_says_so(static_data):
+    """Stopped at max_steps: status max_steps, the limit named; noise sigma 10 times too
+    small (chi2/dof ~ 100): poor_fit; never "converged" alone."""
+    early = fit_nlsq(static_data, "static", max_steps=1, n_starts=1,
+                     initial={"D0": 300.0, "alpha": 0.5, "D_offset": 0.0})  # fmt: skip
+    assert not bool(early.converged)
+    assert early.status == "max_steps" and "max_steps = 1" in early.message
+    wrong_sigma = XpcsData(static_data.c2, static_data.t, static_data.phi, static_data.q,
+                           static_data.L, 0.001)  # fmt: skip
+    poor = fit_nlsq(wrong_sigma, "static", n_starts=4)
+    assert float(poor.reduced_chi2) == pytest.approx(100.0, rel=0.1)
+    assert (
+        poor.status == "poor_fit"
+        and f"chi2/dof = {float(poor.reduced_chi2):.3g} > 2" in poor.message
+    )
+
+
 def test_standard_errors_are_the_inverse_fisher_matrix(static_fits, static_data):
     fit = static_fits["normal-equations"]
     problem = make_problem(static_data, "static")
