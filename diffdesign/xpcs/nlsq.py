@@ -403,7 +403,12 @@ def _solver_space(x, logs):
 
 
 def _physical_space(y, logs):
-    return jnp.where(jnp.asarray(logs), jnp.exp(y), y)
+    """The solver's variables -> physical values (exp of the log-spaced ones). The exponent
+    of the others is masked to 0 first: exp(y) of a linear parameter above 709 (a D_offset of
+    967) overflows, and reverse mode would multiply that inf by the where's zero cotangent
+    into a NaN gradient (which froze NUTS chains)."""
+    logs = jnp.asarray(logs)
+    return jnp.where(logs, jnp.exp(jnp.where(logs, y, 0.0)), y)
 
 
 def _dense_fit(problem, x0, lower, upper, box, max_steps, tol):

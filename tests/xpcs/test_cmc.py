@@ -31,7 +31,7 @@ from diffdesign.xpcs import (
 )
 from diffdesign.xpcs.cmc import CmcResult, consensus, fit_cmc, heterogeneity, sample_shards
 from diffdesign.xpcs.likelihood import normal_equations, residuals
-from diffdesign.xpcs.nlsq import covariance_from_normal
+from diffdesign.xpcs.nlsq import _physical_space, _solver_space, covariance_from_normal
 from diffdesign.xpcs.scaling import scaling_gaussian, scaling_statistics
 
 TRUTH = {"D0": 3000.0, "alpha": -0.6, "D_offset": 20.0, "contrast[0]": 0.3, "offset[0]": 1.0}
@@ -96,6 +96,20 @@ def sharded(data, warm_start) -> CmcResult:
 def _moments(result: CmcResult) -> tuple[np.ndarray, np.ndarray]:
     draws = result.draws().reshape(-1, len(result.names))
     return draws.mean(axis=0), draws.std(axis=0, ddof=1)
+
+
+def test_solver_space_gradients_are_finite_past_exp_overflow():
+    """A linear parameter above 709 (D_offset = 967, inside its box) next to a log-spaced one:
+    reverse-mode gradients of the map to physical values are finite and exact. (The map
+    computed exp of every entry and masked it afterwards: inf * 0 = NaN in the gradient,
+    which froze the NUTS chains that started there.)"""
+    logs = (True, False, False)
+    y = jnp.array([np.log(3000.0), 967.0, -2000.0])
+    gradient = jax.grad(lambda v: jnp.sum(_physical_space(v, logs) ** 2))(y)
+    np.testing.assert_allclose(gradient, [2 * 3000.0**2, 2 * 967.0, -4000.0], rtol=1e-12)
+    np.testing.assert_allclose(_physical_space(_solver_space(jnp.array([3000.0, 967.0, -2000.0]),
+                                                             logs), logs),
+                               [3000.0, 967.0, -2000.0], rtol=1e-15)  # fmt: skip
 
 
 @pytest.mark.slow  # NUTS chains: 25-35 s each
