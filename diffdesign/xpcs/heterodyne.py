@@ -136,7 +136,8 @@ def two_component_g2(
         t: uniform time grid (s), at least two points (xpcsjax's starts at dt).
         phi: detector angles (degrees); a scalar counts as one angle.
         q: scattering vector (1/Angstrom).
-        contrast, offset: a scalar or one value per angle.
+        contrast: a scalar or one value per angle.
+        offset: a scalar or one value per angle.
 
     Raises:
         ValueError: a parameter name missing or unknown, ``t`` not 1-D with two or more
