@@ -1,4 +1,4 @@
-"""What the full-matrix forms of the two-time models share: input checks and the index grid."""
+"""What the two-time models share: the cumulative trapezoid, input checks, the index grid."""
 
 from __future__ import annotations
 
@@ -47,3 +47,9 @@ def all_pairs(
     contrast = jnp.broadcast_to(jnp.asarray(contrast, dtype=float), (n_phi,))
     offset = jnp.broadcast_to(jnp.asarray(offset, dtype=float), (n_phi,))
     return offset[:, None, None] + contrast[:, None, None] * shape_at(angle, i, j)
+
+
+def trapezoid_cumulative(rate: Float[Array, " n"], dt) -> Float[Array, " n"]:
+    """Cumulative trapezoid ``C_k = int_{t_0}^{t_k} rate dt`` on a uniform grid (C_0 = 0)."""
+    steps = jnp.cumsum(0.5 * (rate[:-1] + rate[1:]))
+    return dt * jnp.concatenate([jnp.zeros(1, rate.dtype), steps])

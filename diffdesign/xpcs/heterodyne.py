@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from diffdesign.xpcs._matrices import all_pairs, checked_grid
+from diffdesign.xpcs._matrices import all_pairs, checked_grid, trapezoid_cumulative
 
 #: The 14 physical parameters, in xpcsjax's order.
 TWO_COMPONENT_PARAMETERS = (
@@ -59,12 +59,6 @@ def _power(t: Array, exponent) -> Array:
     """``t^exponent`` with ``0^exponent := 0`` (finite and differentiable for any exponent)."""
     safe = jnp.where(t > _TIME_FLOOR, t, _TIME_FLOOR)
     return jnp.where(t > 0, safe**exponent, 0.0)
-
-
-def _cumulative(rate: Float[Array, " n"], dt) -> Float[Array, " n"]:
-    """Cumulative trapezoid ``C_k = int_{t_0}^{t_k} rate dt`` on a uniform grid."""
-    steps = jnp.cumsum((rate[:-1] + rate[1:]) / 2.0) * dt
-    return jnp.concatenate([jnp.zeros(1, rate.dtype), steps])
 
 
 def smooth_clip(x: ArrayLike, low: float, high: float) -> Array:
@@ -97,14 +91,14 @@ def two_component_pairs(
 
     def decay(d0, alpha, d_offset):
         rate = jnp.maximum(d0 * _power(t, alpha) + d_offset, 0.0)
-        cumulative = _cumulative(rate, dt)
+        cumulative = trapezoid_cumulative(rate, dt)
         integral = jnp.sqrt((cumulative[j] - cumulative[i]) ** 2 + _ABS_EPS)
         return jnp.exp(jnp.clip(-0.5 * q * q * integral, -_EXP_LIMIT, 0.0))
 
     e_ref = decay(params["D0_ref"], params["alpha_ref"], params["D_offset_ref"])
     e_sample = decay(params["D0_sample"], params["alpha_sample"], params["D_offset_sample"])
     velocity = params["v0"] * _power(t, params["v_beta"]) + params["v_offset"]
-    travel = _cumulative(velocity, dt)
+    travel = trapezoid_cumulative(velocity, dt)
     phi = jnp.atleast_1d(jnp.asarray(phi, dtype=float))
     cosine = jnp.cos(jnp.deg2rad(phi + params["phi0_het"]))
     beat = jnp.cos(q * cosine[angle] * (travel[j] - travel[i]))

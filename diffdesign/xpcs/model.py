@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from diffdesign._validation import check_positive
-from diffdesign.xpcs._matrices import all_pairs, checked_grid
+from diffdesign.xpcs._matrices import all_pairs, checked_grid, trapezoid_cumulative
 from diffdesign.xpcs.heterodyne import TWO_COMPONENT_PARAMETERS, check_two_component
 
 STATIC_PARAMETERS = ("D0", "alpha", "D_offset")
@@ -118,8 +118,7 @@ def cumulative_integral(
         dt = t[1] - t[0]
         rate = power_rate(t, amplitude, exponent, offset, floor)
         rate = jnp.where(rate > _RATE_FLOOR, rate, _RATE_FLOOR)
-        steps = jnp.cumsum(0.5 * (rate[:-1] + rate[1:]))
-        return dt * jnp.concatenate([jnp.zeros(1, rate.dtype), steps])
+        return trapezoid_cumulative(rate, dt)
     if integral == "exact":
         antiderivative = _floored_power_antiderivative(t, amplitude, exponent, offset, floor)
         return antiderivative - antiderivative[0]
