@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from diffdesign.xpcs._matrices import all_pairs
 from diffdesign.xpcs.data import Points, XpcsData, points
 from diffdesign.xpcs.heterodyne import two_component_pairs
 from diffdesign.xpcs.model import INTEGRALS, g1_pairs, parameter_names
@@ -415,14 +416,16 @@ def residuals(theta: Float[Array, " p"], problem: Problem) -> Float[Array, " m"]
 
 def model_matrices(theta: Float[Array, " p"], problem: Problem) -> Float[Array, "n_phi n_t n_t"]:
     """The model's full two-time matrices (n_phi, n_t, n_t) at ``theta``, whatever the mode."""
-    n_phi, n_t = problem.n_phi, problem.t.shape[0]
-    shape = (n_phi, n_t, n_t)
-    angle, i, j = (jnp.broadcast_to(a, shape).ravel() for a in jnp.ix_(
-        jnp.arange(n_phi), jnp.arange(n_t), jnp.arange(n_t)))  # fmt: skip
-    grid = Points(angle=angle, i=i, j=j, c2=jnp.zeros(angle.shape), weight=jnp.ones(angle.shape))
     params, contrast, offset = unpack(theta, problem)
-    shape_values = correlation_shape(params, problem.with_points(grid))
-    return (offset[angle] + contrast[angle] * shape_values).reshape(shape)
+
+    def shape_at(angle, i, j):
+        shape = jnp.broadcast_shapes(angle.shape, i.shape, j.shape)
+        angle, i, j = (jnp.broadcast_to(a, shape).ravel() for a in (angle, i, j))
+        ones = jnp.ones(angle.shape)
+        grid = Points(angle=angle, i=i, j=j, c2=0.0 * ones, weight=ones)
+        return correlation_shape(params, problem.with_points(grid)).reshape(shape)
+
+    return all_pairs(shape_at, problem.n_phi, problem.t.shape[0], contrast, offset)
 
 
 def log_likelihood(theta: Float[Array, " p"], problem: Problem) -> Float[Array, ""]:
